@@ -1,0 +1,103 @@
+"""The `tickhouse` command: generate sample data, ingest the landing area once, check the setup."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+from collections.abc import Sequence
+from datetime import date
+from pathlib import Path
+
+from tickhouse_dagster import settings
+
+DAGSTER_INSTANCE_TEMPLATE = settings.PROJECT_ROOT / "infra" / "dagster" / "dagster.local.yaml"
+
+
+def ensure_dagster_home() -> Path:
+    """$DAGSTER_HOME (default .tickhouse/dagster), with the project's instance config."""
+    home = Path(settings.dagster_home())
+    home.mkdir(parents=True, exist_ok=True)
+    config = home / "dagster.yaml"
+    if not config.exists() and DAGSTER_INSTANCE_TEMPLATE.exists():
+        shutil.copyfile(DAGSTER_INSTANCE_TEMPLATE, config)
+    os.environ["DAGSTER_HOME"] = str(home)
+    return home
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    from tickhouse_dagster.sample.generator import SampleSpec, generate
+
+    out = Path(args.out or settings.landing_uri())
+    if args.if_empty and out.exists() and any(out.rglob("*.xml*")):
+        print(f"{out} already holds tick files; nothing generated")
+        return 0
+    spec = SampleSpec(
+        days=args.days,
+        symbols=args.symbols,
+        ticks_per_day=args.ticks_per_day,
+        files_per_day=args.files_per_day,
+        profile=args.profile,
+        seed=args.seed,
+        gzip=args.gzip,
+        start_date=date.fromisoformat(args.start_date),
+    )
+    files = generate(spec, out)
+    size = sum(f.stat().st_size for f in files)
+    print(f"wrote {len(files)} files, {spec.days * spec.ticks_per_day:,} ticks, "
+          f"{size / 1e6:.1f} MB under {out}")
+    return 0
+
+
+def cmd_ingest(args: argparse.Namespace) -> int:
+    ensure_dagster_home()
+    from tickhouse_dagster.ingest import ingest_landing
+
+    report = ingest_landing(profile=args.profile, reingest=args.all, keys=args.keys or None)
+    print(report.render())
+    return 0 if report.ok else 1
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from tickhouse_dagster.doctor import run_doctor
+
+    ensure_dagster_home()
+    return run_doctor()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tickhouse", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    gen = sub.add_parser("generate", help="write realistic KRX-like sample tick files")
+    gen.add_argument("--days", type=int, default=1)
+    gen.add_argument("--symbols", type=int, default=5)
+    gen.add_argument("--ticks-per-day", type=int, default=50_000, help="all symbols together")
+    gen.add_argument("--files-per-day", type=int, default=7, help="collection windows per day")
+    gen.add_argument("--out", help="folder (default: the local landing folder)")
+    gen.add_argument("--profile", choices=["tickhouse", "fixml"], default="tickhouse")
+    gen.add_argument("--seed", type=int, default=42)
+    gen.add_argument("--gzip", action="store_true")
+    gen.add_argument("--start-date", default="2024-01-02", help="first trade date")
+    gen.add_argument("--if-empty", action="store_true", help="only if --out has no tick files")
+    gen.set_defaults(func=cmd_generate)
+
+    ing = sub.add_parser("ingest", help="ingest every landing file not yet ingested, then bars")
+    ing.add_argument("--profile", help="force this input profile for every file")
+    ing.add_argument("--all", action="store_true", help="re-ingest files already ingested")
+    ing.add_argument("keys", nargs="*", help="only these landing keys")
+    ing.set_defaults(func=cmd_ingest)
+
+    doc = sub.add_parser("doctor", help="show the configuration and check every store")
+    doc.set_defaults(func=cmd_doctor)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

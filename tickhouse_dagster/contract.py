@@ -1,0 +1,82 @@
+"""The data contract: Iceberg schemas of `ticks` and the OHLCV bar tables, and their Arrow forms.
+
+Everything else (parsing, bar building, storage) derives its types from here, so a column is
+defined exactly once.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+import pyarrow as pa
+from pyiceberg.schema import Schema
+from pyiceberg.types import (
+    DateType,
+    DecimalType,
+    LongType,
+    NestedField,
+    StringType,
+    TimestamptzType,
+)
+
+PRICE = DecimalType(18, 6)
+TURNOVER = DecimalType(38, 6)
+
+TICKS_TABLE: Final = "ticks"
+BAR_INTERVALS: Final = ("1m", "5m", "1h", "1d")
+TRADE_KEY: Final = ("venue", "symbol", "trade_date", "trade_id")
+
+TICKS_SCHEMA = Schema(
+    NestedField(1, "venue", StringType(), required=True),
+    NestedField(2, "symbol", StringType(), required=True),
+    NestedField(3, "trade_date", DateType(), required=True),
+    NestedField(4, "ts", TimestamptzType(), required=True),
+    NestedField(5, "trade_id", StringType(), required=True),
+    NestedField(6, "price", PRICE, required=True),
+    NestedField(7, "quantity", LongType(), required=True),
+    NestedField(8, "side", StringType(), required=False),
+    NestedField(9, "source_file", StringType(), required=True),
+    NestedField(10, "ingested_at", TimestamptzType(), required=True),
+)
+
+BARS_SCHEMA = Schema(
+    NestedField(1, "venue", StringType(), required=True),
+    NestedField(2, "symbol", StringType(), required=True),
+    NestedField(3, "trade_date", DateType(), required=True),
+    NestedField(4, "bar_start", TimestamptzType(), required=True),
+    NestedField(5, "open", PRICE, required=True),
+    NestedField(6, "high", PRICE, required=True),
+    NestedField(7, "low", PRICE, required=True),
+    NestedField(8, "close", PRICE, required=True),
+    NestedField(9, "volume", LongType(), required=True),
+    NestedField(10, "turnover", TURNOVER, required=True),
+    NestedField(11, "vwap", PRICE, required=True),
+    NestedField(12, "trade_count", LongType(), required=True),
+)
+
+
+
+def _arrow_schema(schema: Schema) -> pa.Schema:
+    """Arrow form of an Iceberg schema: plain `string` (not `large_string`) and no field-id
+    metadata, which is what the parser, DuckDB and pyiceberg's writer all accept directly."""
+    fields = []
+    for field in schema.as_arrow():
+        arrow_type = pa.string() if pa.types.is_large_string(field.type) else field.type
+        fields.append(pa.field(field.name, arrow_type, nullable=field.nullable))
+    return pa.schema(fields)
+
+
+TICKS_ARROW: Final[pa.Schema] = _arrow_schema(TICKS_SCHEMA)
+BARS_ARROW: Final[pa.Schema] = _arrow_schema(BARS_SCHEMA)
+
+# Parsed ticks are the ticks before ingestion, plus where in the file each row came from, so that
+# a rejected value can be traced to its record and line.
+PARSED_TICKS_ARROW: Final[pa.Schema] = (
+    TICKS_ARROW.remove(TICKS_ARROW.get_field_index("ingested_at"))
+    .append(pa.field("record", pa.int64(), nullable=False))
+    .append(pa.field("line", pa.int64(), nullable=False))
+)
+
+
+def bar_table_name(interval: str) -> str:
+    return f"ohlcv_{interval}"

@@ -1,0 +1,18 @@
+"""The tickhouse code location."""
+
+from dagster import Definitions
+
+from tickhouse_dagster.defs.assets.bars import ohlcv_bars
+from tickhouse_dagster.defs.assets.ticks import parsed_ticks, raw_tick_xml, ticks
+from tickhouse_dagster.defs.checks import session_and_tick_grid, tick_values
+from tickhouse_dagster.defs.jobs import ingest_file_job, rebuild_bars_job
+from tickhouse_dagster.defs.resources import resources_from_env
+from tickhouse_dagster.defs.sensors import landing_sensor, touched_days_sensor
+
+defs = Definitions(
+    assets=[raw_tick_xml, parsed_ticks, ticks, ohlcv_bars],
+    asset_checks=[tick_values, session_and_tick_grid],
+    jobs=[ingest_file_job, rebuild_bars_job],
+    sensors=[landing_sensor, touched_days_sensor],
+    resources=resources_from_env(),
+)

@@ -1,0 +1,207 @@
+"""Raw XML → parsed ticks → the Iceberg ticks table, one landing file per partition."""
+
+import hashlib
+from typing import IO
+
+import pyarrow.compute as pc
+
+from dagster import (
+    AssetCheckResult,
+    AssetCheckSeverity,
+    AssetCheckSpec,
+    AssetExecutionContext,
+    Config,
+    Failure,
+    MaterializeResult,
+    MetadataValue,
+    Output,
+    asset,
+)
+
+from tickhouse_dagster.defs.partitions import landing_files
+from tickhouse_dagster.defs.retries import retry_transient
+from tickhouse_dagster.defs.resources import (
+    FeedResource,
+    LakehouseResource,
+    LandingResource,
+    StagingResource,
+)
+from tickhouse_dagster.parsing import TickFileError, parse_tick_file
+from tickhouse_dagster.parsing.profiles import ProfileError
+from tickhouse_dagster.quality.tick_rules import find_duplicate_trades
+from tickhouse_dagster.storage.landing import LandingKeyError
+from tickhouse_dagster.storage.staging import StagedTicks, stage_ticks
+
+RAW_TICK_XML = ["landing", "raw_tick_xml"]
+PARSED_TICKS = ["staging", "parsed_ticks"]
+TICKS = ["market", "ticks"]
+
+
+class ParseConfig(Config):
+    profile: str | None = None  # force an input profile instead of recognising it
+
+
+class _HashingReader:
+    """Passes bytes through while hashing them, so the checksum is of exactly what was parsed."""
+
+    def __init__(self, stream: IO[bytes]) -> None:
+        self._stream = stream
+        self.sha256 = hashlib.sha256()
+        self.size = 0
+
+    def read(self, n: int = -1) -> bytes:
+        data = self._stream.read(n)
+        self.sha256.update(data)
+        self.size += len(data)
+        return data
+
+    def peek(self, n: int = 0) -> bytes:
+        return self._stream.peek(n)  # type: ignore[attr-defined]
+
+
+def _bad_input(error: Exception, key: str) -> Failure:
+    """A permanent input failure: shown with its reason, and never retried."""
+    where = {
+        name: getattr(error, name)
+        for name in ("record", "line", "field", "reason")
+        if getattr(error, name, None) is not None
+    }
+    return Failure(
+        description=str(error),
+        metadata={"source_file": key, **{k: str(v) for k, v in where.items()}},
+        allow_retries=False,
+    )
+
+
+@asset(
+    key=RAW_TICK_XML,
+    partitions_def=landing_files,
+    group_name="landing",
+    description="An exchange tick file in the landing area (plain or gzip XML), fingerprinted.",
+)
+def raw_tick_xml(
+    context: AssetExecutionContext, landing: LandingResource, feed: FeedResource
+) -> MaterializeResult:
+    key = context.partition_key
+    store = landing.store()
+    try:
+        file = store.stat(key)
+        with store.open(key) as stream:
+            profile = feed.profile_for(key, stream)
+        with store.open(key) as stream:
+            digest = hashlib.sha256()
+            while chunk := stream.read(1 << 20):
+                digest.update(chunk)
+    except (FileNotFoundError, LandingKeyError) as exc:
+        raise _bad_input(exc, key) from exc
+    except ProfileError as exc:
+        context.log.warning(str(exc))
+        profile = None
+    return MaterializeResult(
+        metadata={
+            "key": key,
+            "landing": store.uri,
+            "size_bytes": MetadataValue.int(file.size),
+            "sha256": digest.hexdigest(),
+            "file_version": file.version,
+            "profile": profile.name if profile else "(none recognised)",
+        }
+    )
+
+
+@asset(
+    key=PARSED_TICKS,
+    deps=[RAW_TICK_XML],
+    partitions_def=landing_files,
+    group_name="ticks",
+    description="The file's trade prints in the ticks contract, staged as Parquet.",
+)
+def parsed_ticks(
+    context: AssetExecutionContext,
+    config: ParseConfig,
+    landing: LandingResource,
+    feed: FeedResource,
+    staging: StagingResource,
+) -> Output[StagedTicks]:
+    key = context.partition_key
+    store = landing.store()
+    try:
+        with retry_transient(context):  # a network error mid-file is retried, bad bytes are not
+            file = store.stat(key)
+            with store.open(key) as stream:
+                profile = feed.profile_for(key, stream, forced=config.profile)
+            with store.open(key) as raw:
+                reader = _HashingReader(raw)
+                staged = stage_ticks(
+                    parse_tick_file(
+                        reader, source_file=key, profile=profile, venues=feed.venues()
+                    ),
+                    staging.uri_for(key, context.run_id),
+                )
+    except (TickFileError, ProfileError, LandingKeyError, FileNotFoundError) as exc:
+        raise _bad_input(exc, key) from exc
+    staged.file_version = file.version
+    staged.sha256 = reader.sha256.hexdigest()
+    return Output(
+        staged,
+        metadata={
+            "rows": MetadataValue.int(staged.rows),
+            "trade_dates": ", ".join(staged.trade_dates),
+            "symbols": MetadataValue.int(staged.symbols),
+            "profile": profile.name,
+            "file_version": file.version,
+            "sha256": staged.sha256,
+            "staged_at": staged.uri,
+        },
+    )
+
+
+@asset(
+    key=TICKS,
+    partitions_def=landing_files,
+    group_name="ticks",
+    description="market.ticks in Iceberg: this file's rows replaced in one atomic commit.",
+    check_specs=[
+        AssetCheckSpec("duplicate_trades", asset=TICKS, description=(
+            "Trades of this file also carried by another row (warn; bars count them once).")),
+        AssetCheckSpec("rows_match_parsed", asset=TICKS, blocking=True, description=(
+            "The table holds exactly the parsed rows of this file after the commit.")),
+    ],
+)
+def ticks(
+    context: AssetExecutionContext, parsed_ticks: StagedTicks, lakehouse: LakehouseResource
+):
+    key = context.partition_key
+    house = lakehouse.lakehouse()
+    with retry_transient(context):
+        commit = house.replace_file_ticks(key, parsed_ticks.batches)
+    yield MaterializeResult(
+        metadata={
+            "rows_written": MetadataValue.int(commit.rows_written),
+            "rows_replaced": MetadataValue.int(commit.rows_removed),
+            "trade_dates": ", ".join(parsed_ticks.trade_dates),
+            "table": commit.table,
+            "snapshot_id": str(commit.snapshot_id),
+            "commit_attempts": MetadataValue.int(commit.attempts),
+            "source_file": key,
+            "file_version": parsed_ticks.file_version,
+            "sha256": parsed_ticks.sha256,
+        }
+    )
+    days = house.ticks_for_days(parsed_ticks.trade_date_values())
+    stored = pc.sum(pc.equal(days["source_file"], key)).as_py() or 0
+    yield AssetCheckResult(
+        check_name="rows_match_parsed",
+        passed=stored == parsed_ticks.rows,
+        metadata={"parsed": parsed_ticks.rows, "in_table": stored},
+    )
+    duplicates = find_duplicate_trades(days, involving=key)
+    yield AssetCheckResult(
+        check_name="duplicate_trades",
+        passed=duplicates.passed,
+        severity=AssetCheckSeverity.WARN,
+        metadata={
+            "extra_copies": MetadataValue.int(duplicates.count),
+            "examples": MetadataValue.md("\n".join(f"- {e}" for e in duplicates.examples) or "none"),
+        },
+    )

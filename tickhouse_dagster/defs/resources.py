@@ -1,0 +1,133 @@
+"""Dagster resources over the storage layer, configured from the environment."""
+
+import os
+from collections.abc import Mapping
+from typing import IO
+
+from dagster import ConfigurableResource, EnvVar
+from pydantic import PrivateAttr
+
+from tickhouse_dagster import settings
+from tickhouse_dagster.market.venues import Venue, load_venues
+from tickhouse_dagster.parsing.profiles import (
+    Profile,
+    load_profiles,
+    parse_profile_rules,
+    select_profile,
+)
+from tickhouse_dagster.parsing.ticks_xml import sniff_root_element
+from tickhouse_dagster.storage.catalog import CatalogSettings, load_lakehouse_catalog
+from tickhouse_dagster.storage.lakehouse import Lakehouse
+from tickhouse_dagster.storage.landing import LandingStore, landing_store
+
+_SNIFF_BYTES = 64 * 1024
+
+
+class LandingResource(ConfigurableResource):
+    """The landing area exchange files arrive in."""
+
+    uri: str
+    s3_endpoint: str | None = None
+    region: str | None = None
+
+    def store(self) -> LandingStore:
+        return landing_store(self.uri, s3_endpoint=self.s3_endpoint, region=self.region)
+
+
+class FeedResource(ConfigurableResource):
+    """How files are read: input profiles, key → profile rules, venue reference data."""
+
+    profiles_dir: str | None = None
+    profile_rules: str | None = None
+    venues_file: str | None = None
+
+    def profiles(self) -> dict[str, Profile]:
+        return load_profiles(self.profiles_dir)
+
+    def venues(self) -> dict[str, Venue]:
+        return load_venues(self.venues_file)
+
+    def profile_for(self, key: str, stream: IO[bytes], forced: str | None = None) -> Profile:
+        """The profile of a landing file; reads its first bytes to see the root element."""
+        head = stream.read(_SNIFF_BYTES)
+        return select_profile(
+            key,
+            sniff_root_element(head),
+            self.profiles(),
+            forced=forced,
+            rules=parse_profile_rules(self.profile_rules),
+        )
+
+
+class LakehouseResource(ConfigurableResource):
+    """The Iceberg catalog and namespace holding `ticks` and the `ohlcv_*` tables."""
+
+    catalog_name: str = "tickhouse"
+    namespace: str = "market"
+    warehouse: str
+    catalog_uri: str | None = None
+    embedded_db: str
+    s3_endpoint: str | None = None
+    region: str | None = None
+    _lakehouse: Lakehouse | None = PrivateAttr(default=None)
+
+    def catalog_settings(self) -> CatalogSettings:
+        return CatalogSettings(
+            name=self.catalog_name,
+            warehouse=self.warehouse,
+            uri=self.catalog_uri,
+            embedded_db=self.embedded_db,
+            s3_endpoint=self.s3_endpoint,
+            s3_region=self.region,
+        )
+
+    def lakehouse(self) -> Lakehouse:
+        if self._lakehouse is None:
+            self._lakehouse = Lakehouse(
+                load_lakehouse_catalog(self.catalog_settings()), self.namespace
+            )
+        return self._lakehouse
+
+
+class StagingResource(ConfigurableResource):
+    """Where parsed ticks wait, as Parquet, between parsing and the Iceberg commit."""
+
+    uri: str
+
+    def uri_for(self, partition_key: str, run_id: str) -> str:
+        safe = partition_key.replace("/", "__")
+        return f"{self.uri.rstrip('/')}/parsed_ticks/{safe}.{run_id[:8]}.parquet"
+
+
+def _env_or(name: str, default: str | None) -> str | EnvVar | None:
+    """An EnvVar when the variable is set (the UI shows its name, not its value), else the
+    embedded default."""
+    return EnvVar(name) if os.environ.get(name) else default
+
+
+def resources_from_env() -> Mapping[str, object]:
+    s3_endpoint = _env_or("TICKHOUSE_S3_ENDPOINT", None)
+    region = _env_or("AWS_REGION", "us-east-1")
+    return {
+        "landing": LandingResource(
+            uri=_env_or("TICKHOUSE_LANDING_URI", settings.landing_uri()),
+            s3_endpoint=s3_endpoint,
+            region=region,
+        ),
+        "feed": FeedResource(
+            profiles_dir=_env_or("TICKHOUSE_PROFILES_DIR", None),
+            profile_rules=_env_or("TICKHOUSE_PROFILE_RULES", None),
+            venues_file=_env_or("TICKHOUSE_VENUES_FILE", None),
+        ),
+        "lakehouse": LakehouseResource(
+            catalog_name=_env_or("TICKHOUSE_CATALOG_NAME", "tickhouse"),
+            namespace=_env_or("TICKHOUSE_NAMESPACE", "market"),
+            warehouse=_env_or("TICKHOUSE_WAREHOUSE_URI", settings.warehouse_uri()),
+            catalog_uri=_env_or("TICKHOUSE_CATALOG_URI", None),
+            embedded_db=settings.embedded_catalog_db(),
+            s3_endpoint=s3_endpoint,
+            region=region,
+        ),
+        "staging": StagingResource(uri=_env_or("TICKHOUSE_STAGING_URI", settings.staging_uri())),
+    }
+

@@ -1,0 +1,108 @@
+"""Sensors: new landing files → ingest runs; new ticks commits → bar rebuilds of the touched days.
+
+Dagster has no partition mapping from per-file partitions to daily ones, so the second sensor is
+the bridge: it reads the `trade_dates` each ticks materialization recorded and requests one
+`rebuild_bars` run per touched day (runs of one day are serialised by the run queue's limit on the
+`tickhouse/bars_day` tag, so the last rebuild always reads the latest ticks).
+"""
+
+import time
+from datetime import date
+
+from dagster import (
+    AssetKey,
+    DefaultSensorStatus,
+    RunRequest,
+    SensorEvaluationContext,
+    SensorResult,
+    SkipReason,
+    sensor,
+)
+from dagster._core.definitions.partitions.utils.base import INVALID_PARTITION_SUBSTRINGS
+
+from tickhouse_dagster import settings
+from tickhouse_dagster.defs.assets.ticks import TICKS
+from tickhouse_dagster.defs.jobs import BARS_DAY_TAG, ingest_file_job, rebuild_bars_job
+from tickhouse_dagster.defs.ledger import not_yet_ingested
+from tickhouse_dagster.defs.partitions import FILE_VERSION_TAG, landing_files, trade_dates
+from tickhouse_dagster.defs.resources import LandingResource
+from tickhouse_dagster.storage.landing_cursor import LandingCursor, plan_ingestion
+
+SENSOR_INTERVAL = int(settings.setting("TICKHOUSE_SENSOR_INTERVAL_SECONDS") or 30)
+MAX_FILES_PER_TICK = int(settings.setting("TICKHOUSE_SENSOR_MAX_FILES_PER_TICK") or 500)
+MARGIN_SECONDS = int(settings.setting("TICKHOUSE_SENSOR_MARGIN_SECONDS") or 300)
+TICKS_EVENTS_PER_TICK = 1000
+
+
+def _valid_partition_key(key: str) -> bool:
+    return not any(bad in key for bad in INVALID_PARTITION_SUBSTRINGS)
+
+
+@sensor(
+    job=ingest_file_job,
+    minimum_interval_seconds=SENSOR_INTERVAL,
+    default_status=DefaultSensorStatus.RUNNING,
+    description="Every new or changed XML file in the landing area is ingested once.",
+)
+def landing_sensor(context: SensorEvaluationContext, landing: LandingResource) -> SensorResult:
+    store = landing.store()
+    plan = plan_ingestion(
+        store.iter_files(),
+        LandingCursor.from_json(context.cursor),
+        now_ns=time.time_ns(),
+        margin_ns=MARGIN_SECONDS * 1_000_000_000,
+        limit=MAX_FILES_PER_TICK,
+    )
+    unusable = [f.key for f in plan.to_ingest if not _valid_partition_key(f.key)]
+    if unusable:
+        context.log.warning(f"landing keys Dagster cannot use as partitions, skipped: {unusable}")
+    files = not_yet_ingested(
+        context.instance, [f for f in plan.to_ingest if _valid_partition_key(f.key)]
+    )
+    known = set(context.instance.get_dynamic_partitions(landing_files.name))
+    new_keys = sorted({f.key for f in files} - known)
+    context.log.info(
+        f"listed {plan.files_listed} files, {len(files)} to ingest, {plan.backlog} waiting"
+    )
+    return SensorResult(
+        run_requests=[
+            RunRequest(run_key=f.run_key, partition_key=f.key, tags={FILE_VERSION_TAG: f.version})
+            for f in files
+        ],
+        dynamic_partitions_requests=[landing_files.build_add_request(new_keys)] if new_keys else [],
+        cursor=plan.cursor.to_json(),
+    )
+
+
+@sensor(
+    job=rebuild_bars_job,
+    minimum_interval_seconds=5,
+    default_status=DefaultSensorStatus.RUNNING,
+    description="Rebuilds the bars of every trade date a ticks commit touched.",
+)
+def touched_days_sensor(context: SensorEvaluationContext) -> SensorResult | SkipReason:
+    result = context.instance.fetch_materializations(
+        AssetKey(TICKS), limit=TICKS_EVENTS_PER_TICK, cursor=context.cursor, ascending=True
+    )
+    if not result.records:
+        return SkipReason("no new ticks commits")
+    days: set[str] = set()
+    for record in result.records:
+        touched = record.asset_materialization.metadata.get("trade_dates")
+        if touched is not None and touched.value:
+            days.update(d.strip() for d in str(touched.value).split(","))
+    valid = set(trade_dates.get_partition_keys(dynamic_partitions_store=context.instance))
+    outside = sorted(d for d in days if d not in valid)
+    if outside:
+        context.log.warning(f"trade dates outside the bars partitions, not rebuilt: {outside}")
+    return SensorResult(
+        run_requests=[
+            RunRequest(
+                run_key=f"{day}@{result.cursor}",
+                partition_key=day,
+                tags={BARS_DAY_TAG: day},
+            )
+            for day in sorted(days & valid, key=date.fromisoformat)
+        ],
+        cursor=result.cursor,
+    )

@@ -1,0 +1,50 @@
+"""`tickhouse doctor`: the effective configuration, secrets masked, and a reachability check of
+every store, each problem with a message saying what to fix."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+
+from tickhouse_dagster import settings
+
+
+def _probe(name: str, probe: Callable[[], str]) -> bool:
+    try:
+        detail = probe()
+    except Exception as exc:  # each problem is reported, none stops the others
+        reason = settings.mask(f"{type(exc).__name__}: {exc}".splitlines()[0])
+        print(f"  FAIL  {name}: {reason}")
+        return False
+    print(f"  ok    {name}: {detail}")
+    return True
+
+
+def run_doctor() -> int:
+    from tickhouse_dagster.definitions import defs
+
+    print("configuration (environment variable = effective value):")
+    for env, value, help_text in settings.effective_settings():
+        print(f"  {env:38} = {value:50}  # {help_text}")
+    print(f"  {'DAGSTER_HOME':38} = {os.environ.get('DAGSTER_HOME')}")
+
+    landing = defs.resources["landing"]
+    lakehouse = defs.resources["lakehouse"]
+    feed = defs.resources["feed"]
+
+    def catalog() -> str:
+        house = lakehouse.lakehouse()
+        house.ensure_tables()
+        tables = [t[-1] for t in house.catalog.list_tables(house.namespace)]
+        source = lakehouse.catalog_settings().source()
+        return f"{source}, namespace {house.namespace!r}: {', '.join(sorted(tables))}"
+
+    print("checks:")
+    results = [
+        _probe("landing store", lambda: landing.store().check()),
+        _probe("iceberg catalog", catalog),
+        _probe("input profiles", lambda: ", ".join(sorted(feed.profiles()))),
+        _probe("venues", lambda: ", ".join(sorted(feed.venues()))),
+    ]
+    print("all good" if all(results) else "problems found (see FAIL lines)")
+    return 0 if all(results) else 1

@@ -1,0 +1,112 @@
+"""One-shot catch-up: every landing file not yet ingested goes through the code location's own
+jobs, in process, on the shared Dagster instance; then the touched days' bars are rebuilt."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from dagster import AssetKey, AssetMaterialization, DagsterInstance, ExecuteInProcessResult
+
+from tickhouse_dagster.definitions import defs
+from tickhouse_dagster.defs.assets.ticks import TICKS
+from tickhouse_dagster.defs.jobs import BARS_DAY_TAG, ingest_file_job, rebuild_bars_job
+from tickhouse_dagster.defs.ledger import not_yet_ingested
+from tickhouse_dagster.defs.partitions import FILE_VERSION_TAG, landing_files
+from tickhouse_dagster.defs.resources import LandingResource
+from tickhouse_dagster.storage.landing import LandingFile
+
+
+# Run events still go to the instance's event log; the terminal only shows warnings and errors.
+QUIET_CONSOLE = {"console": {"config": {"log_level": "WARNING"}}}
+
+
+@dataclass
+class IngestReport:
+    listed: int = 0
+    ingested: list[tuple[str, int]] = field(default_factory=list)  # (key, rows)
+    failed: list[tuple[str, str]] = field(default_factory=list)  # (key or day, reason)
+    days: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+    def render(self) -> str:
+        lines = [f"landing: {self.listed} files, {len(self.ingested)} ingested"]
+        lines += [f"  ingested {key}: {rows:,} ticks" for key, rows in self.ingested]
+        if self.days:
+            lines.append(f"bars rebuilt for {len(self.days)} trade date(s): {', '.join(self.days)}")
+        lines += [f"  FAILED {what}: {reason}" for what, reason in self.failed]
+        lines.append("ok" if self.ok else f"{len(self.failed)} failure(s)")
+        return "\n".join(lines)
+
+
+def failure_reason(result: ExecuteInProcessResult) -> str:
+    """The first step error or failed blocking check of a run, as one line."""
+    for event in result.all_events:
+        if event.is_step_failure and event.step_failure_data.error is not None:
+            return event.step_failure_data.error.message.strip().splitlines()[0]
+    for event in result.all_events:
+        evaluation = event.event_specific_data
+        if event.event_type_value == "ASSET_CHECK_EVALUATION" and not evaluation.passed:
+            return f"check {evaluation.check_name} failed: {evaluation.description or ''}".strip()
+    return "run failed"
+
+
+def _materialization(result: ExecuteInProcessResult, key: Sequence[str]) -> AssetMaterialization | None:
+    if not result.success:
+        return None
+    events = [e.step_materialization_data.materialization for e in result.get_asset_materialization_events()]
+    return next((m for m in events if m is not None and m.asset_key == AssetKey(key)), None)
+
+
+def ingest_landing(
+    *, profile: str | None = None, reingest: bool = False, keys: list[str] | None = None
+) -> IngestReport:
+    instance = DagsterInstance.get()
+    landing: LandingResource = defs.resources["landing"]  # type: ignore[assignment]
+    files: list[LandingFile] = list(landing.store().iter_files())
+    if keys:
+        files = [f for f in files if f.key in set(keys)]
+    report = IngestReport(listed=len(files))
+    todo = files if reingest else not_yet_ingested(instance, files)
+    known = set(instance.get_dynamic_partitions(landing_files.name))
+    instance.add_dynamic_partitions(landing_files.name, sorted({f.key for f in todo} - known))
+
+    job = defs.resolve_job_def(ingest_file_job.name)
+    run_config = {
+        "ops": {"staging__parsed_ticks": {"config": {"profile": profile}}},
+        "loggers": QUIET_CONSOLE,
+    }
+    days: set[str] = set()
+    for file in todo:
+        result = job.execute_in_process(
+            instance=instance,
+            partition_key=file.key,
+            run_config=run_config,
+            tags={FILE_VERSION_TAG: file.version},
+            raise_on_error=False,
+        )
+        materialization = _materialization(result, TICKS)
+        if materialization is None:
+            report.failed.append((file.key, failure_reason(result)))
+            continue
+        metadata = materialization.metadata
+        report.ingested.append((file.key, int(metadata["rows_written"].value)))
+        days.update(d.strip() for d in str(metadata["trade_dates"].value).split(",") if d.strip())
+
+    bars = defs.resolve_job_def(rebuild_bars_job.name)
+    for day in sorted(days):
+        result = bars.execute_in_process(
+            instance=instance,
+            partition_key=day,
+            run_config={"loggers": QUIET_CONSOLE},
+            tags={BARS_DAY_TAG: day},
+            raise_on_error=False,
+        )
+        if result.success:
+            report.days.append(day)
+        else:
+            report.failed.append((f"bars {day}", failure_reason(result)))
+    return report

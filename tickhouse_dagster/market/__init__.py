@@ -1,0 +1,1 @@
+"""Market reference data and pure market arithmetic (venues, price grids, OHLCV bars)."""

@@ -1,0 +1,104 @@
+"""Configuration: every environment variable the project reads, with the embedded defaults.
+
+Defaults need no server: landing, warehouse and staging are folders under `.tickhouse/` in the
+repository (git-ignored) and the catalog is SQLite. Secrets (S3 keys, catalog passwords) are read
+by the AWS SDK and pyiceberg from their standard variables and never copied into Dagster config.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+
+@dataclass(frozen=True)
+class Setting:
+    env: str
+    default: str | None
+    help: str
+    secret: bool = False
+
+    def value(self) -> str | None:
+        return os.environ.get(self.env) or self.default
+
+
+def _home() -> str:
+    return os.environ.get("TICKHOUSE_HOME") or str(PROJECT_ROOT / ".tickhouse")
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("TICKHOUSE_HOME", None, "root of the embedded defaults (default: <repo>/.tickhouse)"),
+    Setting("TICKHOUSE_LANDING_URI", None, "landing area: a folder or s3://bucket/prefix"),
+    Setting("TICKHOUSE_WAREHOUSE_URI", None, "Iceberg warehouse: a folder or s3://bucket/prefix"),
+    Setting("TICKHOUSE_STAGING_URI", None, "parse staging area: a folder or s3://bucket/prefix"),
+    Setting("TICKHOUSE_CATALOG_NAME", "tickhouse", "pyiceberg catalog name"),
+    Setting(
+        "TICKHOUSE_CATALOG_URI",
+        None,
+        "SQL URL (postgresql+psycopg2://…) or REST endpoint; unset = pyiceberg config or SQLite",
+        secret=True,
+    ),
+    Setting("TICKHOUSE_NAMESPACE", "market", "Iceberg namespace of the tables"),
+    Setting("TICKHOUSE_S3_ENDPOINT", None, "S3 endpoint URL (SeaweedFS), for landing and warehouse"),
+    Setting("AWS_REGION", "us-east-1", "S3 region"),
+    Setting("AWS_ACCESS_KEY_ID", None, "S3 access key (read by the AWS SDKs)", secret=True),
+    Setting("AWS_SECRET_ACCESS_KEY", None, "S3 secret key (read by the AWS SDKs)", secret=True),
+    Setting("TICKHOUSE_SENSOR_INTERVAL_SECONDS", "30", "landing sensor interval"),
+    Setting("TICKHOUSE_SENSOR_MAX_FILES_PER_TICK", "500", "runs requested per sensor tick"),
+    Setting("TICKHOUSE_SENSOR_MARGIN_SECONDS", "300", "lookback for late-visible uploads"),
+    Setting("TICKHOUSE_PROFILES_DIR", None, "folder of extra input profiles (*.yaml)"),
+    Setting("TICKHOUSE_PROFILE_RULES", None, "key pattern → profile rules: 'glob=profile,…'"),
+    Setting("TICKHOUSE_VENUES_FILE", None, "extra venue reference data (YAML)"),
+    Setting("TICKHOUSE_FIRST_TRADE_DATE", "2020-01-01", "first daily partition of the bars"),
+)
+
+
+def setting(env: str) -> str | None:
+    return next(s for s in SETTINGS if s.env == env).value()
+
+
+def landing_uri() -> str:
+    return setting("TICKHOUSE_LANDING_URI") or f"{_home()}/landing"
+
+
+def warehouse_uri() -> str:
+    return setting("TICKHOUSE_WAREHOUSE_URI") or f"{_home()}/warehouse"
+
+
+def staging_uri() -> str:
+    return setting("TICKHOUSE_STAGING_URI") or f"{_home()}/staging"
+
+
+def embedded_catalog_db() -> str:
+    return f"{_home()}/catalog.db"
+
+
+def dagster_home() -> str:
+    return os.environ.get("DAGSTER_HOME") or f"{_home()}/dagster"
+
+
+_URL_PASSWORD = re.compile(r"(://[^:/@]+:)([^@]+)(@)")
+
+
+def mask(value: str | None, secret: bool = False) -> str:
+    """A value fit for printing: secrets reduced to a hint, passwords in URLs starred."""
+    if value is None:
+        return "(unset)"
+    if secret and "://" not in value:
+        return "****" if len(value) < 8 else f"{value[:2]}…****"
+    return _URL_PASSWORD.sub(r"\1****\3", value)
+
+
+def effective_settings() -> list[tuple[str, str, str]]:
+    """(variable, masked effective value, help) for every setting, defaults resolved."""
+    resolved = {
+        "TICKHOUSE_HOME": _home(),
+        "TICKHOUSE_LANDING_URI": landing_uri(),
+        "TICKHOUSE_WAREHOUSE_URI": warehouse_uri(),
+        "TICKHOUSE_STAGING_URI": staging_uri(),
+    }
+    return [(s.env, mask(resolved.get(s.env, s.value()), s.secret), s.help) for s in SETTINGS]

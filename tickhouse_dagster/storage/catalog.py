@@ -1,0 +1,66 @@
+"""Which Iceberg catalog the lakehouse uses.
+
+Order: pyiceberg's own configuration for the catalog name (`.pyiceberg.yaml`,
+`PYICEBERG_CATALOG__<NAME>__...`) wins; else `TICKHOUSE_CATALOG_URI` (a SQL database URL or an
+Iceberg REST endpoint); else the embedded default, a SQLite `SqlCatalog` next to a local warehouse
+folder, which needs no server at all.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pyiceberg.catalog import Catalog, load_catalog
+from pyiceberg.catalog.sql import SqlCatalog
+from pyiceberg.utils.config import Config
+
+
+@dataclass(frozen=True)
+class CatalogSettings:
+    name: str
+    warehouse: str  # local folder or s3://bucket/prefix
+    uri: str | None = None  # SQL URL or REST endpoint; None = pyiceberg config or embedded
+    embedded_db: str = ""  # SQLite file used when nothing else is configured
+    s3_endpoint: str | None = None
+    s3_region: str | None = None
+
+    def source(self) -> str:
+        if Config().get_catalog_config(self.name):
+            return "pyiceberg configuration"
+        if self.uri:
+            return "TICKHOUSE_CATALOG_URI"
+        return "embedded SQLite"
+
+
+def warehouse_location(warehouse: str) -> str:
+    if "://" in warehouse:
+        return warehouse
+    path = Path(warehouse).expanduser().resolve()
+    path.mkdir(parents=True, exist_ok=True)
+    return path.as_uri()
+
+
+def _s3_properties(settings: CatalogSettings) -> dict[str, str]:
+    properties = {}
+    if settings.s3_endpoint:
+        properties["s3.endpoint"] = settings.s3_endpoint
+    if settings.s3_region:
+        properties["s3.region"] = settings.s3_region
+    return properties
+
+
+def load_lakehouse_catalog(settings: CatalogSettings) -> Catalog:
+    if Config().get_catalog_config(settings.name):
+        return load_catalog(settings.name)
+    properties: dict[str, Any] = {
+        "warehouse": warehouse_location(settings.warehouse),
+        **_s3_properties(settings),
+    }
+    if settings.uri:
+        kind = "rest" if settings.uri.startswith(("http://", "https://")) else "sql"
+        return load_catalog(settings.name, type=kind, uri=settings.uri, **properties)
+    db = Path(settings.embedded_db).expanduser().resolve()
+    db.parent.mkdir(parents=True, exist_ok=True)
+    return SqlCatalog(settings.name, uri=f"sqlite:///{db}", **properties)

@@ -1,0 +1,216 @@
+"""The Iceberg side of the lakehouse: the `ticks` and `ohlcv_*` tables and the only two ways they
+change — replace one landing file's ticks, replace one trade date's bars. Each is one Iceberg
+commit (delete + append in a single transaction), retried on a concurrent writer's conflict."""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+import warnings
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+
+import pyarrow as pa
+from pyiceberg.catalog import Catalog
+from pyiceberg.exceptions import (
+    CommitFailedException,
+    NamespaceAlreadyExistsError,
+    NoSuchTableError,
+    TableAlreadyExistsError,
+)
+from pyiceberg.expressions import BooleanExpression, EqualTo, In
+from pyiceberg.partitioning import PartitionField, PartitionSpec
+from pyiceberg.schema import Schema
+from pyiceberg.table import Table
+from pyiceberg.table.sorting import SortField, SortOrder
+from pyiceberg.transforms import IdentityTransform
+
+from tickhouse_dagster.contract import (
+    BAR_INTERVALS,
+    BARS_ARROW,
+    BARS_SCHEMA,
+    TICKS_ARROW,
+    TICKS_SCHEMA,
+    TICKS_TABLE,
+    bar_table_name,
+)
+
+log = logging.getLogger(__name__)
+
+COMMIT_ATTEMPTS = 10
+
+_TABLE_PROPERTIES = {
+    "format-version": "2",
+    "write.parquet.compression-codec": "zstd",
+}
+# Full bounds for source_file, so replacing a file's ticks drops its data files whole instead of
+# rewriting them (bounds truncated to 16 characters cannot prove a data file holds one file only).
+_TICKS_PROPERTIES = {**_TABLE_PROPERTIES, "write.metadata.metrics.column.source_file": "full"}
+
+
+def _trade_date_spec(schema: Schema) -> PartitionSpec:
+    field_id = schema.find_field("trade_date").field_id
+    return PartitionSpec(
+        PartitionField(field_id, 1000, IdentityTransform(), "trade_date")
+    )
+
+
+def _sort_order(schema: Schema, *columns: str) -> SortOrder:
+    return SortOrder(
+        *(SortField(schema.find_field(c).field_id, IdentityTransform()) for c in columns)
+    )
+
+
+@dataclass(frozen=True)
+class Commit:
+    table: str
+    snapshot_id: int | None
+    rows_written: int
+    rows_removed: int
+    attempts: int
+
+
+def _is_retryable(exc: Exception) -> bool:
+    if isinstance(exc, CommitFailedException):
+        return True
+    # SQLite catalogs report a concurrent writer as "database is locked".
+    return type(exc).__name__ == "OperationalError" and "locked" in str(exc)
+
+
+class Lakehouse:
+    def __init__(self, catalog: Catalog, namespace: str = "market") -> None:
+        self.catalog = catalog
+        self.namespace = namespace
+
+    def identifier(self, table: str) -> str:
+        return f"{self.namespace}.{table}"
+
+    def ensure_tables(self) -> None:
+        try:
+            self.catalog.create_namespace(self.namespace)
+        except NamespaceAlreadyExistsError:
+            pass
+        self._ensure(TICKS_TABLE, TICKS_SCHEMA, ("symbol", "ts"), _TICKS_PROPERTIES)
+        for interval in BAR_INTERVALS:
+            self._ensure(
+                bar_table_name(interval), BARS_SCHEMA, ("symbol", "bar_start"), _TABLE_PROPERTIES
+            )
+
+    def _ensure(
+        self, name: str, schema: Schema, sort: tuple[str, ...], properties: dict[str, str]
+    ) -> None:
+        if self.catalog.table_exists(self.identifier(name)):
+            return
+        try:
+            self.catalog.create_table(
+                self.identifier(name),
+                schema=schema,
+                partition_spec=_trade_date_spec(schema),
+                sort_order=_sort_order(schema, *sort),
+                properties=properties,
+            )
+        except TableAlreadyExistsError:  # another run created it first
+            pass
+
+    def table(self, name: str) -> Table:
+        try:
+            return self.catalog.load_table(self.identifier(name))
+        except NoSuchTableError:
+            self.ensure_tables()
+            return self.catalog.load_table(self.identifier(name))
+
+    def _replace(
+        self,
+        name: str,
+        predicate: BooleanExpression,
+        chunks: Callable[[], Iterable[pa.Table]],
+    ) -> Commit:
+        """Delete the rows matching `predicate` and append `chunks` in one atomic commit."""
+        for attempt in range(1, COMMIT_ATTEMPTS + 1):
+            table = self.table(name)
+            before = table.current_snapshot()
+            try:
+                rows = 0
+                with table.transaction() as tx, warnings.catch_warnings():
+                    # A first ingest deletes nothing; that is expected, not worth a warning.
+                    warnings.filterwarnings("ignore", message="Delete operation did not match")
+                    tx.delete(predicate)
+                    for chunk in chunks():
+                        if chunk.num_rows:
+                            tx.append(chunk)
+                            rows += chunk.num_rows
+                return self._commit_summary(name, table, before, rows, attempt)
+            except Exception as exc:
+                if not _is_retryable(exc) or attempt == COMMIT_ATTEMPTS:
+                    raise
+                delay = min(0.1 * 2**attempt, 5.0) * random.uniform(0.5, 1.5)
+                log.warning("%s: concurrent commit, retrying in %.2fs (%s)", name, delay, exc)
+                time.sleep(delay)
+        raise AssertionError("unreachable")
+
+    def _commit_summary(
+        self, name: str, table: Table, before: object, rows: int, attempts: int
+    ) -> Commit:
+        before_id = getattr(before, "snapshot_id", None)
+        removed = 0
+        snapshot = table.current_snapshot()
+        current = snapshot
+        while current is not None and current.snapshot_id != before_id:
+            summary = current.summary
+            if summary is not None:
+                removed += int(summary.additional_properties.get("deleted-records", 0))
+            parent = current.parent_snapshot_id
+            current = table.snapshot_by_id(parent) if parent is not None else None
+        return Commit(
+            self.identifier(name),
+            snapshot.snapshot_id if snapshot else None,
+            rows,
+            removed,
+            attempts,
+        )
+
+    def replace_file_ticks(
+        self,
+        source_file: str,
+        parsed_batches: Callable[[], Iterable[pa.RecordBatch]],
+        ingested_at: datetime | None = None,
+    ) -> Commit:
+        """Make the ticks table hold exactly `parsed_batches` for `source_file`."""
+        ingested_at = ingested_at or datetime.now(UTC)
+
+        def chunks() -> Iterable[pa.Table]:
+            for batch in parsed_batches():
+                yield ticks_from_parsed(pa.Table.from_batches([batch]), ingested_at)
+
+        return self._replace(TICKS_TABLE, EqualTo("source_file", source_file), chunks)
+
+    def replace_day_bars(self, interval: str, trade_date: date, bars: pa.Table) -> Commit:
+        return self._replace(
+            bar_table_name(interval),
+            EqualTo("trade_date", trade_date.isoformat()),
+            lambda: [bars.cast(BARS_ARROW)],
+        )
+
+    def ticks_for_days(self, trade_dates: Iterable[date]) -> pa.Table:
+        days = [d.isoformat() for d in trade_dates]
+        table = self.table(TICKS_TABLE)
+        if table.current_snapshot() is None:
+            return TICKS_ARROW.empty_table()
+        return table.scan(row_filter=In("trade_date", days)).to_arrow().cast(TICKS_ARROW)
+
+    def bars_for_day(self, interval: str, trade_date: date) -> pa.Table:
+        table = self.table(bar_table_name(interval))
+        if table.current_snapshot() is None:
+            return BARS_ARROW.empty_table()
+        scan = table.scan(row_filter=EqualTo("trade_date", trade_date.isoformat()))
+        return scan.to_arrow().cast(BARS_ARROW)
+
+
+def ticks_from_parsed(parsed: pa.Table, ingested_at: datetime) -> pa.Table:
+    """Parsed ticks as rows of the ticks table: contract columns plus the ingestion time."""
+    stamp = pa.array([ingested_at] * parsed.num_rows, pa.timestamp("us", tz="UTC"))
+    columns = {name: parsed[name] for name in parsed.column_names}
+    columns["ingested_at"] = stamp
+    return pa.table([columns[f.name] for f in TICKS_ARROW], schema=TICKS_ARROW)

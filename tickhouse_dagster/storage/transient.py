@@ -1,0 +1,45 @@
+"""Which storage errors are worth retrying: the network, the object store or the catalog being
+briefly unavailable or busy. Everything else (bad input, bugs) fails at once."""
+
+from __future__ import annotations
+
+_TRANSIENT_NAMES = frozenset(
+    {
+        "CommitFailedException",  # a concurrent Iceberg writer won
+        "OperationalError",  # SQL catalog connection lost / database locked
+        "InterfaceError",
+        "EndpointConnectionError",
+        "ConnectionClosedError",
+        "ReadTimeoutError",
+        "ConnectTimeoutError",
+        "ServiceUnavailableError",
+        "ServerError",
+        "ConnectionError",
+        "TimeoutError",
+    }
+)
+_TRANSIENT_S3_CODES = frozenset({"SlowDown", "ServiceUnavailable", "InternalError", "RequestTimeout"})
+
+
+def is_transient(exc: BaseException) -> bool:
+    for error in _chain(exc):
+        if type(error).__name__ in _TRANSIENT_NAMES:
+            return True
+        code = getattr(error, "response", {}) or {}
+        if isinstance(code, dict) and code.get("Error", {}).get("Code") in _TRANSIENT_S3_CODES:
+            return True
+        # pyarrow surfaces S3 network failures as OSError with the AWS error text.
+        if type(error) is OSError and any(
+            hint in str(error) for hint in ("curlCode", "Connection refused", "NETWORK_CONNECTION")
+        ):
+            return True
+    return False
+
+
+def _chain(exc: BaseException) -> list[BaseException]:
+    seen: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and current not in seen:
+        seen.append(current)
+        current = current.__cause__ or current.__context__
+    return seen
