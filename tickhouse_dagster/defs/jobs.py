@@ -5,20 +5,17 @@ from dagster import AssetSelection, define_asset_job
 
 from tickhouse_dagster.defs.assets.bars import BAR_KEYS
 from tickhouse_dagster.defs.assets.ticks import PARSED_TICKS, RAW_TICK_XML, TICKS
-from tickhouse_dagster.defs.partitions import landing_files, trade_dates
 
 BARS_DAY_TAG = "tickhouse/bars_day"
 
 ingest_file_job = define_asset_job(
     "ingest_landing_file",
     selection=AssetSelection.assets(RAW_TICK_XML, PARSED_TICKS, TICKS),
-    partitions_def=landing_files,
     description="One landing file: fingerprint, parse, check, replace its rows in market.ticks.",
 )
 
 rebuild_bars_job = define_asset_job(
     "rebuild_bars",
     selection=AssetSelection.assets(*BAR_KEYS.values()),
-    partitions_def=trade_dates,
     description="All OHLCV bar tables of one trade date, from the day's distinct ticks.",
 )

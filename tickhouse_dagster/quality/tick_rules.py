@@ -112,7 +112,7 @@ def find_duplicate_trades(ticks: pa.Table, involving: str | None = None) -> Find
         return findings
     key = ", ".join(TRADE_KEY)
     rows = query_rows(
-        f"""SELECT {key}, count(*) AS copies, string_agg(DISTINCT source_file, ', ') AS files,
+        f"""SELECT {key}, count(*) AS copies, string_agg(DISTINCT source_file, ', ' ORDER BY source_file) AS files,
                    count(DISTINCT (price, quantity, ts)) > 1 AS conflicting
             FROM ticks GROUP BY {key}
             HAVING count(*) > 1 AND ($file IS NULL OR bool_or(source_file = $file))

@@ -85,18 +85,19 @@ def raw_tick_xml(
     key = context.partition_key
     store = landing.store()
     try:
-        file = store.stat(key)
-        with store.open(key) as stream:
-            profile = feed.profile_for(key, stream)
-        with store.open(key) as stream:
+        with retry_transient(context):
+            file = store.stat(key)
             digest = hashlib.sha256()
-            while chunk := stream.read(1 << 20):
-                digest.update(chunk)
+            with store.open(key) as stream:
+                while chunk := stream.read(1 << 20):
+                    digest.update(chunk)
+            with store.open(key) as stream:
+                profile_name = feed.profile_for(key, stream).name
     except (FileNotFoundError, LandingKeyError) as exc:
         raise _bad_input(exc, key) from exc
     except ProfileError as exc:
-        context.log.warning(str(exc))
-        profile = None
+        context.log.warning(str(exc))  # parsing reports it as the file's failure
+        profile_name = "(none recognised)"
     return MaterializeResult(
         metadata={
             "key": key,
@@ -104,7 +105,7 @@ def raw_tick_xml(
             "size_bytes": MetadataValue.int(file.size),
             "sha256": digest.hexdigest(),
             "file_version": file.version,
-            "profile": profile.name if profile else "(none recognised)",
+            "profile": profile_name,
         }
     )
 
@@ -136,7 +137,7 @@ def parsed_ticks(
                     parse_tick_file(
                         reader, source_file=key, profile=profile, venues=feed.venues()
                     ),
-                    staging.uri_for(key, context.run_id),
+                    staging.uri_for(key, context.run.run_id),
                 )
     except (TickFileError, ProfileError, LandingKeyError, FileNotFoundError) as exc:
         raise _bad_input(exc, key) from exc

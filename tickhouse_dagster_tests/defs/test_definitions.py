@@ -1,0 +1,29 @@
+"""The code location loads, and its graph is raw XML → parsed ticks → ticks → bars."""
+
+from __future__ import annotations
+
+from dagster import AssetKey, DefaultSensorStatus
+
+from tickhouse_dagster.definitions import defs
+
+
+def test_lineage_graph():
+    graph = defs.resolve_asset_graph()
+    parents = {key: graph.get(key).parent_keys for key in graph.get_all_asset_keys()}
+    assert parents[AssetKey(["staging", "parsed_ticks"])] == {AssetKey(["landing", "raw_tick_xml"])}
+    assert parents[AssetKey(["market", "ticks"])] == {AssetKey(["staging", "parsed_ticks"])}
+    for interval in ["1m", "5m", "1h", "1d"]:
+        assert parents[AssetKey(["market", f"ohlcv_{interval}"])] == {AssetKey(["market", "ticks"])}
+
+
+def test_checks_jobs_and_sensors():
+    graph = defs.resolve_asset_graph()
+    checks = {(tuple(k.asset_key.path), k.name) for k in graph.asset_check_keys}
+    assert (("staging", "parsed_ticks"), "tick_values") in checks
+    assert (("staging", "parsed_ticks"), "session_and_tick_grid") in checks
+    assert (("market", "ticks"), "duplicate_trades") in checks
+    assert (("market", "ohlcv_1m"), "reconciles_with_ticks") in checks
+    assert (("market", "ohlcv_1d"), "ohlc_invariants") in checks
+    for name in ["landing_sensor", "touched_days_sensor"]:
+        assert defs.resolve_sensor_def(name).default_status == DefaultSensorStatus.RUNNING
+    assert defs.resolve_job_def("ingest_landing_file") and defs.resolve_job_def("rebuild_bars")

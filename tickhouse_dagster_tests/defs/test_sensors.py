@@ -1,0 +1,85 @@
+"""Sensors with Dagster's test contexts against a real (ephemeral) instance."""
+
+from __future__ import annotations
+
+import time
+
+from dagster import SensorResult, SkipReason, build_sensor_context
+
+from tickhouse_dagster.defs.partitions import FILE_VERSION_TAG
+from tickhouse_dagster.defs.resources import LandingResource
+from tickhouse_dagster.defs.sensors import landing_sensor, touched_days_sensor
+from tickhouse_dagster_tests.defs.helpers import definitions_with, ingest
+from tickhouse_dagster_tests.defs.test_ingest_assets import trades
+
+
+def evaluate(instance, landing: LandingResource, cursor: str | None) -> SensorResult:
+    context = build_sensor_context(instance=instance, cursor=cursor, resources={"landing": landing})
+    result = landing_sensor(context)
+    assert isinstance(result, SensorResult)
+    for request in result.dynamic_partitions_requests:  # what the daemon would apply
+        instance.add_dynamic_partitions(request.partitions_def_name, list(request.partition_keys))
+    return result
+
+
+def test_new_unchanged_and_changed_files(resources, instance):
+    landing = resources["landing"]
+    store = landing.store()
+    first_version = store.write("KRX/a.xml", trades(("1", "09:00:00", "71000", 5)))
+    store.write("KRX/b.xml", trades(("2", "09:00:00", "71000", 5)))
+
+    first = evaluate(instance, landing, None)
+    assert [r.partition_key for r in first.run_requests] == ["KRX/a.xml", "KRX/b.xml"]
+    assert first.run_requests[0].run_key == first_version.run_key
+    assert first.run_requests[0].tags[FILE_VERSION_TAG] == first_version.version
+    assert list(first.dynamic_partitions_requests[0].partition_keys) == ["KRX/a.xml", "KRX/b.xml"]
+
+    unchanged = evaluate(instance, landing, first.cursor)
+    assert unchanged.run_requests == [] and unchanged.dynamic_partitions_requests == []
+
+    time.sleep(0.01)
+    changed = store.write("KRX/a.xml", trades(("1", "09:00:00", "71000", 6)))
+    again = evaluate(instance, landing, unchanged.cursor)
+    assert [r.run_key for r in again.run_requests] == [changed.run_key]
+    assert again.dynamic_partitions_requests == []  # the partition already exists
+
+
+def test_file_ingested_outside_the_sensor_is_not_requested_again(resources, instance):
+    landing = resources["landing"]
+    landing.store().write("KRX/a.xml", trades(("1", "09:00:00", "71000", 5)))
+    assert ingest(definitions_with(resources), instance, "KRX/a.xml").success  # e.g. by the CLI
+    assert evaluate(instance, landing, None).run_requests == []
+
+
+def test_ten_thousand_files_are_paged(resources, instance):
+    landing = resources["landing"]
+    root = landing.store().root
+    for day in range(100):
+        folder = root / "KRX" / f"d{day:03d}"
+        folder.mkdir(parents=True)
+        for n in range(100):
+            (folder / f"t{n:03d}.xml").write_bytes(b"<tickhouse/>")
+    started = time.monotonic()
+    first = evaluate(instance, landing, None)
+    elapsed = time.monotonic() - started
+    print(f"first tick over 10,000 files: {elapsed:.2f}s")
+    assert len(first.run_requests) == 500
+    requested = {r.partition_key for r in first.run_requests}
+    cursor = first.cursor
+    for _ in range(19):
+        step = evaluate(instance, landing, cursor)
+        requested |= {r.partition_key for r in step.run_requests}
+        cursor = step.cursor
+    assert len(requested) == 10_000
+    assert evaluate(instance, landing, cursor).run_requests == []
+
+
+def test_touched_days_sensor_requests_bars_of_each_ingested_day(resources, instance):
+    landing = resources["landing"]
+    landing.store().write("KRX/a.xml", trades(("1", "09:00:00", "71000", 5)))
+    assert ingest(definitions_with(resources), instance, "KRX/a.xml").success
+    result = touched_days_sensor(build_sensor_context(instance=instance))
+    assert [r.partition_key for r in result.run_requests] == ["2024-01-02"]
+    assert result.run_requests[0].tags["tickhouse/bars_day"] == "2024-01-02"
+    quiet = touched_days_sensor(build_sensor_context(instance=instance, cursor=result.cursor))
+    assert isinstance(quiet, SkipReason)

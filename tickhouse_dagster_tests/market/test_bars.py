@@ -1,0 +1,130 @@
+"""Bar math against bars computed by hand."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import date, datetime, timedelta, timezone
+from decimal import Decimal
+from zoneinfo import ZoneInfo
+
+import pyarrow as pa
+import pytest
+
+from tickhouse_dagster.contract import BARS_ARROW, TICKS_ARROW
+from tickhouse_dagster.market.bars import build_bars
+
+UTC = timezone.utc
+SEOUL = ZoneInfo("Asia/Seoul")
+INGESTED = datetime(2024, 1, 3, tzinfo=UTC)
+
+
+def tick(local: str, trade_id: str, price: str, qty: int, *, symbol="005930", day=date(2024, 1, 2),
+         source="a.xml", ingested=INGESTED, venue="KRX", zone=SEOUL) -> dict:
+    ts = datetime.fromisoformat(f"{day.isoformat()}T{local}").replace(tzinfo=zone).astimezone(UTC)
+    return {"venue": venue, "symbol": symbol, "trade_date": day, "ts": ts, "trade_id": trade_id,
+            "price": Decimal(price), "quantity": qty, "side": None, "source_file": source,
+            "ingested_at": ingested}
+
+
+def table(rows: list[dict]) -> pa.Table:
+    return pa.Table.from_pylist(rows, schema=TICKS_ARROW)
+
+
+def seoul(day: date, clock: str) -> datetime:
+    return datetime.fromisoformat(f"{day.isoformat()}T{clock}").replace(tzinfo=SEOUL).astimezone(UTC)
+
+
+def test_one_minute_bars_open_close_by_ts_then_trade_id(venues):
+    rows = [
+        tick("09:00:10", "000003", "71100", 5),
+        tick("09:00:00", "000002", "71000", 10),  # same ts as 000001: trade id breaks the tie
+        tick("09:00:00", "000001", "70900", 1),
+        tick("09:00:59.999999", "000004", "71200", 2),
+        tick("09:01:00", "000005", "71300", 7),  # next bar: the interval is left-closed
+    ]
+    bars = build_bars(table(rows), "1m", venues)
+    assert bars.schema == BARS_ARROW
+    first, second = bars.to_pylist()
+    assert first["bar_start"] == seoul(date(2024, 1, 2), "09:00:00")
+    assert (first["open"], first["high"], first["low"], first["close"]) == (
+        Decimal("70900"), Decimal("71200"), Decimal("70900"), Decimal("71200"))
+    assert first["volume"] == 18 and first["trade_count"] == 4
+    # turnover 70900*1 + 71000*10 + 71100*5 + 71200*2 = 1,278,800 ; vwap 1278800 / 18 = 71044.444444…
+    assert first["turnover"] == Decimal("1278800")
+    assert first["vwap"] == Decimal("71044.444444")
+    assert second["bar_start"] == seoul(date(2024, 1, 2), "09:01:00")
+    assert (second["open"], second["close"], second["volume"]) == (Decimal("71300"), Decimal("71300"), 7)
+
+
+def test_vwap_rounds_half_even_and_decimals_stay_exact(venues):
+    # turnover 0.000001*1 + 0.000002*1 = 0.000003 ; /2 = 0.0000015 -> half-even -> 0.000002
+    rows = [tick("09:00:00", "1", "0.000001", 1), tick("09:00:01", "2", "0.000002", 1)]
+    assert build_bars(table(rows), "1m", venues)["vwap"].to_pylist() == [Decimal("0.000002")]
+    # 0.000001*1 + 0.000004*1 = 0.000005 ; /2 = 0.0000025 -> half-even -> 0.000002 (not 0.000003)
+    rows = [tick("09:00:00", "1", "0.000001", 1), tick("09:00:01", "2", "0.000004", 1)]
+    assert build_bars(table(rows), "1m", venues)["vwap"].to_pylist() == [Decimal("0.000002")]
+    # 0.1 + 0.2 is exactly 0.3 here, unlike binary floats
+    rows = [tick("09:00:00", "1", "0.1", 1), tick("09:00:01", "2", "0.2", 1)]
+    assert build_bars(table(rows), "1m", venues)["turnover"].to_pylist() == [Decimal("0.3")]
+
+
+def test_closing_auction_print_makes_its_own_bar(venues):
+    rows = [tick("15:19:59", "1", "71000", 3), tick("15:30:00", "2", "71100", 35000)]
+    five = build_bars(table(rows), "5m", venues).to_pylist()
+    assert [b["bar_start"] for b in five] == [seoul(date(2024, 1, 2), "15:15:00"),
+                                             seoul(date(2024, 1, 2), "15:30:00")]
+    hour = build_bars(table(rows), "1h", venues).to_pylist()
+    assert [b["bar_start"] for b in hour] == [seoul(date(2024, 1, 2), "15:00:00")]
+    assert hour[0]["close"] == Decimal("71100") and hour[0]["volume"] == 35003
+
+
+def test_day_crossing_utc_midnight_stays_one_trade_date(venues):
+    # 08:30 Seoul is 23:30 UTC the day before; 09:10 Seoul is 00:10 UTC.
+    rows = [tick("08:30:00", "1", "100", 1), tick("09:10:00", "2", "110", 1)]
+    daily = build_bars(table(rows), "1d", venues).to_pylist()
+    assert len(daily) == 1
+    assert daily[0]["bar_start"] == datetime(2024, 1, 1, 15, 0, tzinfo=UTC)  # 00:00 Seoul
+    assert daily[0]["trade_date"] == date(2024, 1, 2)
+    hourly = build_bars(table(rows), "1h", venues).to_pylist()
+    assert [b["bar_start"] for b in hourly] == [datetime(2024, 1, 1, 23, 0, tzinfo=UTC),
+                                               datetime(2024, 1, 2, 0, 0, tzinfo=UTC)]
+
+
+def test_hour_bars_follow_the_venue_clock_not_utc(venues):
+    krx = venues["KRX"]
+    india = {**venues, "NSE": replace(krx, name="NSE", timezone=ZoneInfo("Asia/Kolkata"))}
+    rows = [tick("09:15:00", "1", "100", 1, venue="NSE", zone=ZoneInfo("Asia/Kolkata")),
+            tick("09:59:00", "2", "101", 1, venue="NSE", zone=ZoneInfo("Asia/Kolkata"))]
+    hourly = build_bars(table(rows), "1h", india).to_pylist()
+    # 09:00 in Kolkata (+05:30) is 03:30 UTC: a UTC-aligned hour would split these two trades.
+    assert [b["bar_start"] for b in hourly] == [datetime(2024, 1, 2, 3, 30, tzinfo=UTC)]
+
+
+def test_duplicates_across_files_count_once_first_ingested_copy_wins(venues):
+    later = INGESTED + timedelta(hours=1)
+    rows = [
+        tick("09:00:00", "1", "100", 5, source="a.xml"),
+        tick("09:00:01", "2", "101", 5, source="a.xml"),
+        tick("09:00:01", "2", "999", 7, source="b.xml", ingested=later),  # same trade, later file
+        tick("09:00:02", "3", "102", 5, source="b.xml", ingested=later),
+    ]
+    bar = build_bars(table(rows), "1m", venues).to_pylist()[0]
+    assert bar["trade_count"] == 3 and bar["volume"] == 15
+    assert bar["high"] == Decimal("102")  # the 999 copy from the later file does not count
+
+
+def test_no_empty_bars_and_one_row_per_symbol(venues):
+    rows = [tick("09:00:00", "1", "100", 1), tick("11:00:00", "2", "100", 1),
+            tick("09:00:00", "1", "50", 1, symbol="000660")]
+    bars = build_bars(table(rows), "1m", venues)
+    assert sorted((b["symbol"], b["bar_start"]) for b in bars.to_pylist()) == sorted([
+        ("005930", seoul(date(2024, 1, 2), "09:00:00")),
+        ("005930", seoul(date(2024, 1, 2), "11:00:00")),
+        ("000660", seoul(date(2024, 1, 2), "09:00:00")),
+    ])
+    assert build_bars(table([]), "1d", venues).num_rows == 0
+
+
+def test_unknown_interval_is_refused(venues):
+    with pytest.raises(ValueError, match="unknown bar interval '2m'"):
+        build_bars(table([]), "2m", venues)
