@@ -17,8 +17,9 @@ from tickhouse_dagster.defs.resources import LandingResource
 from tickhouse_dagster.storage.landing import LandingFile
 
 
-# Run events still go to the instance's event log; the terminal only shows warnings and errors.
-QUIET_CONSOLE = {"console": {"config": {"log_level": "WARNING"}}}
+# Run events (with stack traces) still go to the instance's event log, visible in the UI; the
+# terminal shows the report below, one line per file.
+QUIET_CONSOLE = {"console": {"config": {"log_level": "CRITICAL"}}}
 
 
 @dataclass
@@ -45,8 +46,13 @@ class IngestReport:
 def failure_reason(result: ExecuteInProcessResult) -> str:
     """The first step error or failed blocking check of a run, as one line."""
     for event in result.all_events:
-        if event.is_step_failure and event.step_failure_data.error is not None:
-            return event.step_failure_data.error.message.strip().splitlines()[0]
+        if not event.is_step_failure:
+            continue
+        failure = event.step_failure_data
+        if failure.user_failure_data is not None and failure.user_failure_data.description:
+            return failure.user_failure_data.description
+        if failure.error is not None:
+            return f"{failure.error.cls_name}: {failure.error.message.strip().splitlines()[0]}"
     for event in result.all_events:
         evaluation = event.event_specific_data
         if event.event_type_value == "ASSET_CHECK_EVALUATION" and not evaluation.passed:

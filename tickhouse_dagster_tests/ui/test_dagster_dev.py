@@ -1,0 +1,130 @@
+"""`dagster dev` as a user starts it: the lineage graph over GraphQL, then the sensors ingest the
+sample day and a file dropped later with no click, and every check of the latest run is green."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+
+from tickhouse_dagster.settings import PROJECT_ROOT
+from tickhouse_dagster.storage.catalog import CatalogSettings, load_lakehouse_catalog
+
+BIN = Path(sys.executable).parent
+ASSET_GRAPH = "{ assetNodes { assetKey { path } dependencyKeys { path } } }"
+CHECKS = """{ assetNodes { assetKey { path } assetChecksOrError { ... on AssetChecks {
+  checks { name executionForLatestMaterialization { status } } } } } }"""
+RUNS = "{ runsOrError { ... on Runs { results { jobName status } } } }"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for(what: str, probe, timeout: float):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = probe()
+        if value:
+            return value
+        time.sleep(2)
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+@pytest.fixture
+def dagster_dev(tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    home = tmp_path / "home"
+    (home / "dagster").mkdir(parents=True)
+    shutil.copy(PROJECT_ROOT / "infra" / "dagster" / "dagster.local.yaml", home / "dagster" / "dagster.yaml")
+    env = {**os.environ, "TICKHOUSE_HOME": str(home), "DAGSTER_HOME": str(home / "dagster"),
+           "TICKHOUSE_SENSOR_INTERVAL_SECONDS": "5"}
+    subprocess.run([BIN / "tickhouse", "generate", "--symbols", "3", "--ticks-per-day", "3000",
+                    "--files-per-day", "2"], env=env, check=True, capture_output=True, timeout=120)
+    port = free_port()
+    log = (tmp_path / "dagster-dev.log").open("w")
+    process = subprocess.Popen(
+        [BIN / "dagster", "dev", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)],
+        cwd=PROJECT_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+    )
+    try:
+        yield f"http://127.0.0.1:{port}/graphql", home
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+        log.close()
+
+
+def graphql(url: str, query: str) -> dict | None:
+    try:
+        response = requests.post(url, json={"query": query}, timeout=10)
+        return response.json()["data"] if response.ok else None
+    except requests.RequestException:
+        return None
+
+
+@pytest.mark.slow
+def test_graph_sensor_ingest_and_checks(dagster_dev):
+    url, home = dagster_dev
+    data = wait_for("the webserver", lambda: graphql(url, ASSET_GRAPH), timeout=180)
+    edges = {
+        ("/".join(node["assetKey"]["path"]), "/".join(dep["path"]))
+        for node in data["assetNodes"] for dep in node["dependencyKeys"]
+    }
+    assert {
+        ("staging/parsed_ticks", "landing/raw_tick_xml"),
+        ("market/ticks", "staging/parsed_ticks"),
+        ("market/ohlcv_1m", "market/ticks"),
+        ("market/ohlcv_5m", "market/ticks"),
+        ("market/ohlcv_1h", "market/ticks"),
+        ("market/ohlcv_1d", "market/ticks"),
+    } <= edges
+
+    catalog = load_lakehouse_catalog(CatalogSettings(
+        "tickhouse", warehouse=str(home / "warehouse"), embedded_db=str(home / "catalog.db")))
+
+    def daily_volume() -> int:
+        if not catalog.table_exists("market.ohlcv_1d"):
+            return 0
+        return sum(catalog.load_table("market.ohlcv_1d").scan().to_arrow()["trade_count"].to_pylist())
+
+    wait_for("the sample day's bars", lambda: daily_volume() == 3000, timeout=240)
+
+    # A file dropped later is picked up by the running sensor, and the bars follow.
+    extra = home / "landing" / "KRX" / "2024-01-02" / "late_prints.xml"
+    extra.write_text(
+        '<tickhouse venue="KRX" trade_date="2024-01-02">'
+        '<trade id="900001" symbol="005930" ts="2024-01-02T15:10:00+09:00" price="71000" qty="3"/>'
+        "</tickhouse>"
+    )
+    wait_for("the dropped file in the bars", lambda: daily_volume() == 3001, timeout=180)
+
+    def all_runs_done() -> bool:
+        runs = graphql(url, RUNS)["runsOrError"]["results"]
+        return runs and all(r["status"] in {"SUCCESS", "FAILURE", "CANCELED"} for r in runs)
+
+    wait_for("runs to finish", all_runs_done, timeout=120)
+    runs = graphql(url, RUNS)["runsOrError"]["results"]
+    assert {r["status"] for r in runs} == {"SUCCESS"}
+    assert sum(r["jobName"] == "ingest_landing_file" for r in runs) == 3
+    statuses = {
+        ("/".join(node["assetKey"]["path"]), check["name"]):
+            (check["executionForLatestMaterialization"] or {}).get("status")
+        for node in graphql(url, CHECKS)["assetNodes"]
+        for check in node["assetChecksOrError"].get("checks", [])
+    }
+    assert len(statuses) == 12
+    assert set(statuses.values()) == {"SUCCEEDED"}, statuses
