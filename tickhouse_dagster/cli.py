@@ -45,8 +45,10 @@ def cmd_generate(args: argparse.Namespace) -> int:
     )
     files = generate(spec, out)
     size = sum(f.stat().st_size for f in files)
-    print(f"wrote {len(files)} files, {spec.days * spec.ticks_per_day:,} ticks, "
-          f"{size / 1e6:.1f} MB under {out}")
+    print(
+        f"wrote {len(files)} files, {spec.days * spec.ticks_per_day:,} ticks, "
+        f"{size / 1e6:.1f} MB under {out}"
+    )
     return 0
 
 

@@ -55,7 +55,6 @@ BARS_SCHEMA = Schema(
 )
 
 
-
 def _arrow_schema(schema: Schema) -> pa.Schema:
     """Arrow form of an Iceberg schema: plain `string` (not `large_string`) and no field-id
     metadata, which is what the parser, DuckDB and pyiceberg's writer all accept directly."""

@@ -16,7 +16,6 @@ from tickhouse_dagster.defs.partitions import FILE_VERSION_TAG, landing_files
 from tickhouse_dagster.defs.resources import LandingResource
 from tickhouse_dagster.storage.landing import LandingFile
 
-
 # Run events (with stack traces) still go to the instance's event log, visible in the UI; the
 # terminal shows the report below, one line per file.
 QUIET_CONSOLE = {"console": {"config": {"log_level": "CRITICAL"}}}
@@ -60,10 +59,15 @@ def failure_reason(result: ExecuteInProcessResult) -> str:
     return "run failed"
 
 
-def _materialization(result: ExecuteInProcessResult, key: Sequence[str]) -> AssetMaterialization | None:
+def _materialization(
+    result: ExecuteInProcessResult, key: Sequence[str]
+) -> AssetMaterialization | None:
     if not result.success:
         return None
-    events = [e.step_materialization_data.materialization for e in result.get_asset_materialization_events()]
+    events = [
+        e.step_materialization_data.materialization
+        for e in result.get_asset_materialization_events()
+    ]
     return next((m for m in events if m is not None and m.asset_key == AssetKey(key)), None)
 
 

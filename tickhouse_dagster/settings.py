@@ -43,7 +43,9 @@ SETTINGS: tuple[Setting, ...] = (
         secret=True,
     ),
     Setting("TICKHOUSE_NAMESPACE", "market", "Iceberg namespace of the tables"),
-    Setting("TICKHOUSE_S3_ENDPOINT", None, "S3 endpoint URL (SeaweedFS), for landing and warehouse"),
+    Setting(
+        "TICKHOUSE_S3_ENDPOINT", None, "S3 endpoint URL (SeaweedFS), for landing and warehouse"
+    ),
     Setting("AWS_REGION", "us-east-1", "S3 region"),
     Setting("AWS_ACCESS_KEY_ID", None, "S3 access key (read by the AWS SDKs)", secret=True),
     Setting("AWS_SECRET_ACCESS_KEY", None, "S3 secret key (read by the AWS SDKs)", secret=True),

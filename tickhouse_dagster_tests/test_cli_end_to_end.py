@@ -9,7 +9,7 @@ import subprocess
 import sys
 import xml.etree.ElementTree as ET
 from collections import defaultdict
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, time
 from decimal import ROUND_HALF_EVEN, Decimal
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -19,14 +19,16 @@ import pytest
 from tickhouse_dagster.storage.catalog import CatalogSettings, load_lakehouse_catalog
 
 SEOUL = ZoneInfo("Asia/Seoul")
-UTC = timezone.utc
+UTC = UTC
 TICKHOUSE_CLI = str(Path(sys.executable).with_name("tickhouse"))
 FIXML_SIDE = {"1": "B", "2": "S"}
 
 
 def run(home: Path, *args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "TICKHOUSE_HOME": str(home), "DAGSTER_HOME": str(home / "dagster")}
-    return subprocess.run([TICKHOUSE_CLI, *args], env=env, capture_output=True, text=True, timeout=600)
+    return subprocess.run(
+        [TICKHOUSE_CLI, *args], env=env, capture_output=True, text=True, timeout=600
+    )
 
 
 def independent_ticks(landing: Path) -> list[tuple]:
@@ -38,15 +40,33 @@ def independent_ticks(landing: Path) -> list[tuple]:
         if root.tag == "tickhouse":
             for t in root.iter("trade"):
                 ts = datetime.fromisoformat(t.get("ts")).astimezone(UTC)
-                out.append((root.get("venue"), t.get("symbol"), date.fromisoformat(root.get("trade_date")),
-                            ts, t.get("id"), Decimal(t.get("price")), int(t.get("qty"))))
+                out.append(
+                    (
+                        root.get("venue"),
+                        t.get("symbol"),
+                        date.fromisoformat(root.get("trade_date")),
+                        ts,
+                        t.get("id"),
+                        Decimal(t.get("price")),
+                        int(t.get("qty")),
+                    )
+                )
         else:
             ns = "{http://www.fixprotocol.org/FIXML-4-4}"
             for r in root.iter(f"{ns}TrdCaptRpt"):
                 inst = r.find(f"{ns}Instrmt")
                 ts = datetime.fromisoformat(r.get("TxnTm").replace("Z", "+00:00")).astimezone(UTC)
-                out.append((inst.get("Exch"), inst.get("Sym"), date.fromisoformat(r.get("TrdDt")),
-                            ts, r.get("TrdID"), Decimal(r.get("LastPx")), int(r.get("LastQty"))))
+                out.append(
+                    (
+                        inst.get("Exch"),
+                        inst.get("Sym"),
+                        date.fromisoformat(r.get("TrdDt")),
+                        ts,
+                        r.get("TrdID"),
+                        Decimal(r.get("LastPx")),
+                        int(r.get("LastQty")),
+                    )
+                )
     return out
 
 
@@ -65,7 +85,9 @@ def bar_start(ts: datetime, trade_date: date, interval: str) -> datetime:
 def independent_bars(ticks: list[tuple], interval: str) -> list[tuple]:
     groups = defaultdict(list)
     for venue, symbol, day, ts, trade_id, price, qty in ticks:
-        groups[(venue, symbol, day, bar_start(ts, day, interval))].append((ts, trade_id, price, qty))
+        groups[(venue, symbol, day, bar_start(ts, day, interval))].append(
+            (ts, trade_id, price, qty)
+        )
     bars = []
     for (venue, symbol, day, start), trades in sorted(groups.items()):
         trades.sort()
@@ -73,8 +95,22 @@ def independent_bars(ticks: list[tuple], interval: str) -> list[tuple]:
         turnover = sum(p * q for *_, p, q in trades)
         vwap = (turnover / volume).quantize(Decimal("0.000001"), rounding=ROUND_HALF_EVEN)
         prices = [p for _, _, p, _ in trades]
-        bars.append((venue, symbol, day, start, trades[0][2], max(prices), min(prices), trades[-1][2],
-                     volume, turnover, vwap, len(trades)))
+        bars.append(
+            (
+                venue,
+                symbol,
+                day,
+                start,
+                trades[0][2],
+                max(prices),
+                min(prices),
+                trades[-1][2],
+                volume,
+                turnover,
+                vwap,
+                len(trades),
+            )
+        )
     return bars
 
 
@@ -82,12 +118,40 @@ def independent_bars(ticks: list[tuple], interval: str) -> list[tuple]:
 def test_generate_ingest_and_bars_equal_an_independent_computation(tmp_path):
     home = tmp_path / "home"
     landing = home / "landing"
-    out = run(home, "generate", "--days", "1", "--symbols", "4", "--ticks-per-day", "3000",
-              "--files-per-day", "3", "--start-date", "2024-01-02")
+    out = run(
+        home,
+        "generate",
+        "--days",
+        "1",
+        "--symbols",
+        "4",
+        "--ticks-per-day",
+        "3000",
+        "--files-per-day",
+        "3",
+        "--start-date",
+        "2024-01-02",
+    )
     assert out.returncode == 0, out.stderr
-    out = run(home, "generate", "--days", "1", "--symbols", "3", "--ticks-per-day", "2000",
-              "--files-per-day", "2", "--profile", "fixml", "--gzip", "--start-date", "2024-01-03",
-              "--out", str(landing / "fixml"))
+    out = run(
+        home,
+        "generate",
+        "--days",
+        "1",
+        "--symbols",
+        "3",
+        "--ticks-per-day",
+        "2000",
+        "--files-per-day",
+        "2",
+        "--profile",
+        "fixml",
+        "--gzip",
+        "--start-date",
+        "2024-01-03",
+        "--out",
+        str(landing / "fixml"),
+    )
     assert out.returncode == 0, out.stderr
 
     ingest = run(home, "ingest")
@@ -95,21 +159,45 @@ def test_generate_ingest_and_bars_equal_an_independent_computation(tmp_path):
     assert "landing: 5 files, 5 ingested" in ingest.stdout
     assert "bars rebuilt for 2 trade date(s): 2024-01-02, 2024-01-03" in ingest.stdout
 
-    catalog = load_lakehouse_catalog(CatalogSettings(
-        "tickhouse", warehouse=str(home / "warehouse"), embedded_db=str(home / "catalog.db")))
+    catalog = load_lakehouse_catalog(
+        CatalogSettings(
+            "tickhouse", warehouse=str(home / "warehouse"), embedded_db=str(home / "catalog.db")
+        )
+    )
     ticks = independent_ticks(landing)
     stored_ticks = catalog.load_table("market.ticks").scan().to_arrow()
     assert stored_ticks.num_rows == len(ticks) == 5000
     assert sorted(
-        (r["venue"], r["symbol"], r["trade_date"], r["ts"], r["trade_id"], r["price"], r["quantity"])
+        (
+            r["venue"],
+            r["symbol"],
+            r["trade_date"],
+            r["ts"],
+            r["trade_id"],
+            r["price"],
+            r["quantity"],
+        )
         for r in stored_ticks.to_pylist()
     ) == sorted(ticks)
 
     for interval in ["1m", "5m", "1h", "1d"]:
         rows = catalog.load_table(f"market.ohlcv_{interval}").scan().to_arrow().to_pylist()
         stored = sorted(
-            (r["venue"], r["symbol"], r["trade_date"], r["bar_start"], r["open"], r["high"], r["low"],
-             r["close"], r["volume"], r["turnover"], r["vwap"], r["trade_count"]) for r in rows
+            (
+                r["venue"],
+                r["symbol"],
+                r["trade_date"],
+                r["bar_start"],
+                r["open"],
+                r["high"],
+                r["low"],
+                r["close"],
+                r["volume"],
+                r["turnover"],
+                r["vwap"],
+                r["trade_count"],
+            )
+            for r in rows
         )
         assert stored == independent_bars(ticks, interval), interval
 
@@ -133,7 +221,10 @@ def test_ingest_exits_non_zero_and_names_the_bad_file(tmp_path):
     )
     out = run(home, "ingest")
     assert out.returncode == 1
-    assert "FAILED bad.xml: bad.xml, record 1, line 1, field price: '7l000' is not a decimal" in out.stdout
+    assert (
+        "FAILED bad.xml: bad.xml, record 1, line 1, field price: '7l000' is not a decimal"
+        in out.stdout
+    )
     assert "Traceback" not in out.stderr
     assert "ingested good.xml: 1 ticks" in out.stdout
 
@@ -143,9 +234,15 @@ def test_doctor_reports_and_masks(tmp_path):
     env_uri = "postgresql+psycopg2://tick:SuperSecret123@127.0.0.1:1/none"
     result = subprocess.run(
         [TICKHOUSE_CLI, "doctor"],
-        env={**os.environ, "TICKHOUSE_HOME": str(home), "TICKHOUSE_CATALOG_URI": env_uri,
-             "AWS_SECRET_ACCESS_KEY": "AnotherSecretValue"},
-        capture_output=True, text=True, timeout=120,
+        env={
+            **os.environ,
+            "TICKHOUSE_HOME": str(home),
+            "TICKHOUSE_CATALOG_URI": env_uri,
+            "AWS_SECRET_ACCESS_KEY": "AnotherSecretValue",
+        },
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert result.returncode == 1
     assert "SuperSecret123" not in result.stdout + result.stderr

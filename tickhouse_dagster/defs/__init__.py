@@ -6,4 +6,6 @@ import warnings
 from dagster import PreviewWarning
 
 # Partitioned asset checks (one evaluation per landing file / trade date) are used deliberately.
-warnings.filterwarnings("ignore", category=PreviewWarning, message=".*partitions_def on an AssetCheck")
+warnings.filterwarnings(
+    "ignore", category=PreviewWarning, message=".*partitions_def on an AssetCheck"
+)

@@ -39,7 +39,9 @@ def _result(findings: Findings, severity: AssetCheckSeverity) -> AssetCheckResul
 def tick_values(
     context: AssetCheckExecutionContext, parsed_ticks: StagedTicks, feed: FeedResource
 ) -> AssetCheckResult:
-    return _result(check_tick_values(parsed_ticks.batches(), feed.venues()), AssetCheckSeverity.ERROR)
+    return _result(
+        check_tick_values(parsed_ticks.batches(), feed.venues()), AssetCheckSeverity.ERROR
+    )
 
 
 @asset_check(

@@ -130,4 +130,3 @@ def resources_from_env() -> Mapping[str, object]:
         ),
         "staging": StagingResource(uri=_env_or("TICKHOUSE_STAGING_URI", settings.staging_uri())),
     }
-

@@ -41,7 +41,8 @@ WITH trades AS (
     GROUP BY ALL
 ), vwap_division AS (
     -- turnover in micro-units divided by volume; the remainder decides half-even rounding
-    SELECT *, CAST(turnover * 1000000 AS HUGEINT) AS t, CAST(turnover * 1000000 AS HUGEINT) // volume AS q
+    SELECT *, CAST(turnover * 1000000 AS HUGEINT) AS t,
+           CAST(turnover * 1000000 AS HUGEINT) // volume AS q
     FROM bars
 )
 SELECT venue, symbol, trade_date, bar_start, open, high, low, close, volume,
@@ -62,9 +63,7 @@ def _bucket_expression(interval: str, venue: Venue) -> str:
     return f"time_bucket(INTERVAL '{INTERVAL_WIDTH[interval]}', ts, '{zone}')"
 
 
-def build_bars(
-    ticks: pa.Table, interval: str, venues: Mapping[str, Venue]
-) -> pa.Table:
+def build_bars(ticks: pa.Table, interval: str, venues: Mapping[str, Venue]) -> pa.Table:
     """Bars of one interval ("1m", "5m", "1h" or "1d") for all ticks given, any venues."""
     if interval not in (*INTERVAL_WIDTH, "1d"):
         raise ValueError(f"unknown bar interval {interval!r}")

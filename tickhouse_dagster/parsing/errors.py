@@ -4,7 +4,7 @@ from __future__ import annotations
 
 
 class TickFileError(ValueError):
-    """A tick file that cannot be ingested. Permanent: retrying the same bytes fails the same way."""
+    """A tick file that cannot be ingested. Permanent: the same bytes fail the same way again."""
 
     def __init__(
         self,

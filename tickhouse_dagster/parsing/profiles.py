@@ -75,7 +75,8 @@ def profile_from_mapping(spec: Mapping[str, Any]) -> Profile:
     missing = set(PROFILE_COLUMNS) - OPTIONAL_COLUMNS - set(fields)
     if unknown or missing:
         raise ProfileError(
-            f"profile {name!r}: unknown columns {sorted(unknown)}, missing columns {sorted(missing)}"
+            f"profile {name!r}: unknown columns {sorted(unknown)}, "
+            f"missing columns {sorted(missing)}"
         )
     not_optional = [c for c, r in fields.items() if r.optional and c not in OPTIONAL_COLUMNS]
     if not_optional:

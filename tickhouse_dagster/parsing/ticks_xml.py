@@ -200,7 +200,8 @@ class _TickFileReader:
             if value is None and column in self.required:
                 path = self.profile.fields[column].path
                 raise self.error(
-                    f"required value missing (profile {self.profile.name!r} reads it from {path!r})",
+                    f"required value missing "
+                    f"(profile {self.profile.name!r} reads it from {path!r})",
                     record=number,
                     line=record.sourceline,
                     field=column,
@@ -257,7 +258,9 @@ class _TickFileReader:
             return given
         derived = given
         for name in pc.unique(venue).to_pylist():
-            local = pc.local_timestamp(ts.cast(pa.timestamp("us", tz=self.venues[name].timezone.key)))
+            local = pc.local_timestamp(
+                ts.cast(pa.timestamp("us", tz=self.venues[name].timezone.key))
+            )
             derived = pc.if_else(pc.equal(venue, name), local.cast(pa.date32()), derived)
         return pc.coalesce(given, derived)
 

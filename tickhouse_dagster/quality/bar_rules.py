@@ -37,7 +37,8 @@ def reconcile_bars_with_ticks(bars: pa.Table, ticks: pa.Table, interval: str) ->
     key = ", ".join(TRADE_KEY)
     rows = query_rows(
         f"""WITH trades AS (
-                SELECT venue, symbol, trade_date, arg_min(quantity, (ingested_at, source_file)) AS quantity
+                SELECT venue, symbol, trade_date,
+                       arg_min(quantity, (ingested_at, source_file)) AS quantity
                 FROM ticks GROUP BY {key}
             ), expected AS (
                 SELECT venue, symbol, trade_date, sum(quantity)::BIGINT AS volume,

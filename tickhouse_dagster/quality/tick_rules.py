@@ -46,9 +46,7 @@ def _local_dates(ticks: pa.Table, venues: Mapping[str, Venue]) -> pa.Array:
     return dates
 
 
-def check_tick_values(
-    batches: Iterable[pa.RecordBatch], venues: Mapping[str, Venue]
-) -> Findings:
+def check_tick_values(batches: Iterable[pa.RecordBatch], venues: Mapping[str, Venue]) -> Findings:
     """Contract values of parsed ticks; each finding names the file, record, line and field."""
     findings = Findings("tick values")
     for batch in batches:
@@ -88,12 +86,27 @@ def check_session_and_grid(
     findings = Findings("session and tick grid")
     for batch in batches:
         findings.rows_checked += batch.num_rows
-        for row in pa.Table.from_batches([batch]).select(
-            ["venue", "symbol", "trade_date", "ts", "trade_id", "price", "record", "source_file"]
-        ).to_pylist():
+        for row in (
+            pa.Table.from_batches([batch])
+            .select(
+                [
+                    "venue",
+                    "symbol",
+                    "trade_date",
+                    "ts",
+                    "trade_id",
+                    "price",
+                    "record",
+                    "source_file",
+                ]
+            )
+            .to_pylist()
+        ):
             venue = venues[row["venue"]]
             opens, closes = venue.session_bounds(row["trade_date"])
-            where = f"{row['source_file']}, record {row['record']} ({row['symbol']} {row['trade_id']})"
+            where = (
+                f"{row['source_file']}, record {row['record']} ({row['symbol']} {row['trade_id']})"
+            )
             if not opens <= row["ts"] <= closes:
                 local = row["ts"].astimezone(venue.timezone).time()
                 findings.add(f"{where}: {local} is outside the {venue.name} session")
@@ -112,7 +125,8 @@ def find_duplicate_trades(ticks: pa.Table, involving: str | None = None) -> Find
         return findings
     key = ", ".join(TRADE_KEY)
     rows = query_rows(
-        f"""SELECT {key}, count(*) AS copies, string_agg(DISTINCT source_file, ', ' ORDER BY source_file) AS files,
+        f"""SELECT {key}, count(*) AS copies,
+                   string_agg(DISTINCT source_file, ', ' ORDER BY source_file) AS files,
                    count(DISTINCT (price, quantity, ts)) > 1 AS conflicting
             FROM ticks GROUP BY {key}
             HAVING count(*) > 1 AND ($file IS NULL OR bool_or(source_file = $file))

@@ -1,1 +1,1 @@
-"""Where data lives: the landing store (raw XML), the Iceberg lakehouse and the parse staging area."""
+"""Where data lives: the landing store (raw XML), the Iceberg lakehouse, the parse staging."""

@@ -4,6 +4,7 @@ commit (delete + append in a single transaction), retried on a concurrent writer
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import random
 import time
@@ -52,9 +53,7 @@ _TICKS_PROPERTIES = {**_TABLE_PROPERTIES, "write.metadata.metrics.column.source_
 
 def _trade_date_spec(schema: Schema) -> PartitionSpec:
     field_id = schema.find_field("trade_date").field_id
-    return PartitionSpec(
-        PartitionField(field_id, 1000, IdentityTransform(), "trade_date")
-    )
+    return PartitionSpec(PartitionField(field_id, 1000, IdentityTransform(), "trade_date"))
 
 
 def _sort_order(schema: Schema, *columns: str) -> SortOrder:
@@ -88,10 +87,8 @@ class Lakehouse:
         return f"{self.namespace}.{table}"
 
     def ensure_tables(self) -> None:
-        try:
+        with contextlib.suppress(NamespaceAlreadyExistsError):
             self.catalog.create_namespace(self.namespace)
-        except NamespaceAlreadyExistsError:
-            pass
         self._ensure(TICKS_TABLE, TICKS_SCHEMA, ("symbol", "ts"), _TICKS_PROPERTIES)
         for interval in BAR_INTERVALS:
             self._ensure(
@@ -103,7 +100,7 @@ class Lakehouse:
     ) -> None:
         if self.catalog.table_exists(self.identifier(name)):
             return
-        try:
+        with contextlib.suppress(TableAlreadyExistsError):  # another run created it first
             self.catalog.create_table(
                 self.identifier(name),
                 schema=schema,
@@ -111,8 +108,6 @@ class Lakehouse:
                 sort_order=_sort_order(schema, *sort),
                 properties=properties,
             )
-        except TableAlreadyExistsError:  # another run created it first
-            pass
 
     def table(self, name: str) -> Table:
         try:

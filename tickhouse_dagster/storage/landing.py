@@ -185,8 +185,12 @@ class S3Landing:
     @staticmethod
     def _file(key: str, obj: dict) -> LandingFile:
         modified = obj["LastModified"].timestamp()
-        return LandingFile(key, obj.get("Size", obj.get("ContentLength", 0)),
-                           int(modified * 1e9), obj.get("ETag", "").strip('"'))
+        return LandingFile(
+            key,
+            obj.get("Size", obj.get("ContentLength", 0)),
+            int(modified * 1e9),
+            obj.get("ETag", "").strip('"'),
+        )
 
     def stat(self, key: str) -> LandingFile:
         return self._file(key, self.client.head_object(Bucket=self.bucket, Key=self._key(key)))
@@ -204,7 +208,9 @@ class S3Landing:
         return f"S3 bucket {self.bucket!r} prefix {self.prefix!r}"
 
 
-def landing_store(uri: str, *, s3_endpoint: str | None = None, region: str | None = None) -> LandingStore:
+def landing_store(
+    uri: str, *, s3_endpoint: str | None = None, region: str | None = None
+) -> LandingStore:
     if uri.startswith("s3://"):
         return S3Landing(uri, endpoint_url=s3_endpoint, region=region)
     return LocalLanding(uri.removeprefix("file://"))

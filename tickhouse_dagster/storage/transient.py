@@ -18,7 +18,9 @@ _TRANSIENT_NAMES = frozenset(
         "TimeoutError",
     }
 )
-_TRANSIENT_S3_CODES = frozenset({"SlowDown", "ServiceUnavailable", "InternalError", "RequestTimeout"})
+_TRANSIENT_S3_CODES = frozenset(
+    {"SlowDown", "ServiceUnavailable", "InternalError", "RequestTimeout"}
+)
 
 
 def is_transient(exc: BaseException) -> bool:

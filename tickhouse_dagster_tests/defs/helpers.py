@@ -31,7 +31,9 @@ def ingest(
     )
 
 
-def rebuild_bars(definitions: Definitions, instance: DagsterInstance, day: str) -> ExecuteInProcessResult:
+def rebuild_bars(
+    definitions: Definitions, instance: DagsterInstance, day: str
+) -> ExecuteInProcessResult:
     return definitions.resolve_job_def("rebuild_bars").execute_in_process(
         instance=instance, partition_key=day, raise_on_error=False
     )

@@ -50,7 +50,9 @@ def test_good_file_then_changed_file_then_bars(resources, instance):
 
     bars = rebuild_bars(definitions, instance, "2024-01-02")
     assert bars.success, step_error(bars)
-    assert {AssetKey(["market", f"ohlcv_{i}"]) for i in ["1m", "5m", "1h", "1d"]} <= materialized(bars)
+    assert {AssetKey(["market", f"ohlcv_{i}"]) for i in ["1m", "5m", "1h", "1d"]} <= materialized(
+        bars
+    )
     assert all(check_results(bars).values()) and len(check_results(bars)) == 8
     daily = house.bars_for_day("1d", date(2024, 1, 2)).to_pylist()
     assert [(b["volume"], b["trade_count"]) for b in daily] == [(7, 1)]

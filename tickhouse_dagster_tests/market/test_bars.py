@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
@@ -13,17 +13,37 @@ import pytest
 from tickhouse_dagster.contract import BARS_ARROW, TICKS_ARROW
 from tickhouse_dagster.market.bars import build_bars
 
-UTC = timezone.utc
+UTC = UTC
 SEOUL = ZoneInfo("Asia/Seoul")
 INGESTED = datetime(2024, 1, 3, tzinfo=UTC)
 
 
-def tick(local: str, trade_id: str, price: str, qty: int, *, symbol="005930", day=date(2024, 1, 2),
-         source="a.xml", ingested=INGESTED, venue="KRX", zone=SEOUL) -> dict:
+def tick(
+    local: str,
+    trade_id: str,
+    price: str,
+    qty: int,
+    *,
+    symbol="005930",
+    day=date(2024, 1, 2),
+    source="a.xml",
+    ingested=INGESTED,
+    venue="KRX",
+    zone=SEOUL,
+) -> dict:
     ts = datetime.fromisoformat(f"{day.isoformat()}T{local}").replace(tzinfo=zone).astimezone(UTC)
-    return {"venue": venue, "symbol": symbol, "trade_date": day, "ts": ts, "trade_id": trade_id,
-            "price": Decimal(price), "quantity": qty, "side": None, "source_file": source,
-            "ingested_at": ingested}
+    return {
+        "venue": venue,
+        "symbol": symbol,
+        "trade_date": day,
+        "ts": ts,
+        "trade_id": trade_id,
+        "price": Decimal(price),
+        "quantity": qty,
+        "side": None,
+        "source_file": source,
+        "ingested_at": ingested,
+    }
 
 
 def table(rows: list[dict]) -> pa.Table:
@@ -31,7 +51,9 @@ def table(rows: list[dict]) -> pa.Table:
 
 
 def seoul(day: date, clock: str) -> datetime:
-    return datetime.fromisoformat(f"{day.isoformat()}T{clock}").replace(tzinfo=SEOUL).astimezone(UTC)
+    return (
+        datetime.fromisoformat(f"{day.isoformat()}T{clock}").replace(tzinfo=SEOUL).astimezone(UTC)
+    )
 
 
 def test_one_minute_bars_open_close_by_ts_then_trade_id(venues):
@@ -47,13 +69,21 @@ def test_one_minute_bars_open_close_by_ts_then_trade_id(venues):
     first, second = bars.to_pylist()
     assert first["bar_start"] == seoul(date(2024, 1, 2), "09:00:00")
     assert (first["open"], first["high"], first["low"], first["close"]) == (
-        Decimal("70900"), Decimal("71200"), Decimal("70900"), Decimal("71200"))
+        Decimal("70900"),
+        Decimal("71200"),
+        Decimal("70900"),
+        Decimal("71200"),
+    )
     assert first["volume"] == 18 and first["trade_count"] == 4
     # turnover 70900*1 + 71000*10 + 71100*5 + 71200*2 = 1,278,800 ; vwap 1278800 / 18 = 71044.444444…
     assert first["turnover"] == Decimal("1278800")
     assert first["vwap"] == Decimal("71044.444444")
     assert second["bar_start"] == seoul(date(2024, 1, 2), "09:01:00")
-    assert (second["open"], second["close"], second["volume"]) == (Decimal("71300"), Decimal("71300"), 7)
+    assert (second["open"], second["close"], second["volume"]) == (
+        Decimal("71300"),
+        Decimal("71300"),
+        7,
+    )
 
 
 def test_vwap_rounds_half_even_and_decimals_stay_exact(venues):
@@ -71,8 +101,10 @@ def test_vwap_rounds_half_even_and_decimals_stay_exact(venues):
 def test_closing_auction_print_makes_its_own_bar(venues):
     rows = [tick("15:19:59", "1", "71000", 3), tick("15:30:00", "2", "71100", 35000)]
     five = build_bars(table(rows), "5m", venues).to_pylist()
-    assert [b["bar_start"] for b in five] == [seoul(date(2024, 1, 2), "15:15:00"),
-                                             seoul(date(2024, 1, 2), "15:30:00")]
+    assert [b["bar_start"] for b in five] == [
+        seoul(date(2024, 1, 2), "15:15:00"),
+        seoul(date(2024, 1, 2), "15:30:00"),
+    ]
     hour = build_bars(table(rows), "1h", venues).to_pylist()
     assert [b["bar_start"] for b in hour] == [seoul(date(2024, 1, 2), "15:00:00")]
     assert hour[0]["close"] == Decimal("71100") and hour[0]["volume"] == 35003
@@ -86,15 +118,19 @@ def test_day_crossing_utc_midnight_stays_one_trade_date(venues):
     assert daily[0]["bar_start"] == datetime(2024, 1, 1, 15, 0, tzinfo=UTC)  # 00:00 Seoul
     assert daily[0]["trade_date"] == date(2024, 1, 2)
     hourly = build_bars(table(rows), "1h", venues).to_pylist()
-    assert [b["bar_start"] for b in hourly] == [datetime(2024, 1, 1, 23, 0, tzinfo=UTC),
-                                               datetime(2024, 1, 2, 0, 0, tzinfo=UTC)]
+    assert [b["bar_start"] for b in hourly] == [
+        datetime(2024, 1, 1, 23, 0, tzinfo=UTC),
+        datetime(2024, 1, 2, 0, 0, tzinfo=UTC),
+    ]
 
 
 def test_hour_bars_follow_the_venue_clock_not_utc(venues):
     krx = venues["KRX"]
     india = {**venues, "NSE": replace(krx, name="NSE", timezone=ZoneInfo("Asia/Kolkata"))}
-    rows = [tick("09:15:00", "1", "100", 1, venue="NSE", zone=ZoneInfo("Asia/Kolkata")),
-            tick("09:59:00", "2", "101", 1, venue="NSE", zone=ZoneInfo("Asia/Kolkata"))]
+    rows = [
+        tick("09:15:00", "1", "100", 1, venue="NSE", zone=ZoneInfo("Asia/Kolkata")),
+        tick("09:59:00", "2", "101", 1, venue="NSE", zone=ZoneInfo("Asia/Kolkata")),
+    ]
     hourly = build_bars(table(rows), "1h", india).to_pylist()
     # 09:00 in Kolkata (+05:30) is 03:30 UTC: a UTC-aligned hour would split these two trades.
     assert [b["bar_start"] for b in hourly] == [datetime(2024, 1, 2, 3, 30, tzinfo=UTC)]
@@ -114,14 +150,19 @@ def test_duplicates_across_files_count_once_first_ingested_copy_wins(venues):
 
 
 def test_no_empty_bars_and_one_row_per_symbol(venues):
-    rows = [tick("09:00:00", "1", "100", 1), tick("11:00:00", "2", "100", 1),
-            tick("09:00:00", "1", "50", 1, symbol="000660")]
+    rows = [
+        tick("09:00:00", "1", "100", 1),
+        tick("11:00:00", "2", "100", 1),
+        tick("09:00:00", "1", "50", 1, symbol="000660"),
+    ]
     bars = build_bars(table(rows), "1m", venues)
-    assert sorted((b["symbol"], b["bar_start"]) for b in bars.to_pylist()) == sorted([
-        ("005930", seoul(date(2024, 1, 2), "09:00:00")),
-        ("005930", seoul(date(2024, 1, 2), "11:00:00")),
-        ("000660", seoul(date(2024, 1, 2), "09:00:00")),
-    ])
+    assert sorted((b["symbol"], b["bar_start"]) for b in bars.to_pylist()) == sorted(
+        [
+            ("005930", seoul(date(2024, 1, 2), "09:00:00")),
+            ("005930", seoul(date(2024, 1, 2), "11:00:00")),
+            ("000660", seoul(date(2024, 1, 2), "09:00:00")),
+        ]
+    )
     assert build_bars(table([]), "1d", venues).num_rows == 0
 
 

@@ -23,14 +23,18 @@ def test_root_element_recognises_profile(profiles):
 def test_key_pattern_and_rules_win_over_root(profiles):
     assert select_profile("x/day.fixml.xml", "tickhouse", profiles).name == "fixml"
     rules = parse_profile_rules("vendor/*=tickhouse, *.fixml.xml=fixml")
-    assert select_profile("vendor/day.fixml.xml", "FIXML", profiles, rules=rules).name == "tickhouse"
+    assert (
+        select_profile("vendor/day.fixml.xml", "FIXML", profiles, rules=rules).name == "tickhouse"
+    )
     assert select_profile("other.xml", "FIXML", profiles, forced="tickhouse").name == "tickhouse"
 
 
 def test_unknown_profile_and_unrecognised_file(profiles):
-    with pytest.raises(ProfileError, match="a.xml: unknown profile 'nope' \\(forced\\)"):
+    with pytest.raises(ProfileError, match=r"a.xml: unknown profile 'nope' \(forced\)"):
         select_profile("a.xml", "FIXML", profiles, forced="nope")
-    with pytest.raises(ProfileError, match="a.xml: no profile recognises this file \\(root element <quotes>\\)"):
+    with pytest.raises(
+        ProfileError, match=r"a.xml: no profile recognises this file \(root element <quotes>\)"
+    ):
         select_profile("a.xml", "quotes", profiles)
     with pytest.raises(ProfileError, match="not 'pattern=profile'"):
         parse_profile_rules("justapattern")
@@ -65,12 +69,16 @@ fields:
     assert {"tickhouse", "fixml", "vendor_a"} <= set(profiles)
     document = """<Prints><P t="2024-01-02T09:00:00+09:00" n="7" px="1500" q="4" s="sell">
       <Code> 005930 </Code></P></Prints>"""
-    table = read_tick_file(xml_stream(document), source_file="v.xml", profile=profiles["vendor_a"], venues=venues)
+    table = read_tick_file(
+        xml_stream(document), source_file="v.xml", profile=profiles["vendor_a"], venues=venues
+    )
     row = table.to_pylist()[0]
     assert (row["venue"], row["symbol"], row["side"], row["quantity"]) == ("KRX", "005930", "S", 4)
 
 
 def test_invalid_profile_file_is_reported(tmp_path):
     (tmp_path / "broken.yaml").write_text("name: broken\nrecord: r\nfields:\n  symbol: '@s'\n")
-    with pytest.raises(ProfileError, match="profile 'broken': unknown columns \\[\\], missing columns"):
+    with pytest.raises(
+        ProfileError, match="profile 'broken': unknown columns \\[\\], missing columns"
+    ):
         load_profiles(tmp_path)

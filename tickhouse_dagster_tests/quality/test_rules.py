@@ -21,13 +21,15 @@ from tickhouse_dagster_tests.storage.test_lakehouse import parsed
 def test_tick_values_pass_clean_and_name_each_bad_record(venues):
     clean = parsed([tick("09:00:00", "1", "71000", 1), tick("09:00:01", "2", "71100", 2)])
     assert check_tick_values(clean.to_batches(), venues).passed
-    bad = parsed([
-        tick("09:00:00", "1", "71000", 1, source="x.xml"),
-        tick("09:00:01", "2", "-5", 1, source="x.xml"),
-        tick("09:00:02", "3", "71000", 0, source="x.xml"),
-        {**tick("09:00:03", "4", "71000", 1, source="x.xml"), "side": "Q"},
-        {**tick("09:00:04", "5", "71000", 1, source="x.xml"), "trade_date": date(2024, 3, 1)},
-    ])
+    bad = parsed(
+        [
+            tick("09:00:00", "1", "71000", 1, source="x.xml"),
+            tick("09:00:01", "2", "-5", 1, source="x.xml"),
+            tick("09:00:02", "3", "71000", 0, source="x.xml"),
+            {**tick("09:00:03", "4", "71000", 1, source="x.xml"), "side": "Q"},
+            {**tick("09:00:04", "5", "71000", 1, source="x.xml"), "trade_date": date(2024, 3, 1)},
+        ]
+    )
     findings = check_tick_values(bad.to_batches(), venues)
     assert findings.count == 4
     text = "\n".join(findings.examples)
@@ -38,12 +40,14 @@ def test_tick_values_pass_clean_and_name_each_bad_record(venues):
 
 
 def test_session_and_grid(venues):
-    rows = parsed([
-        tick("09:00:00", "1", "71000", 1),
-        tick("15:30:00", "2", "71100", 1),  # the closing auction print is inside
-        tick("08:59:59", "3", "71000", 1),  # before the open
-        tick("10:00:00", "4", "71050", 1),  # 71,050 is off the 100-won grid above 50,000
-    ])
+    rows = parsed(
+        [
+            tick("09:00:00", "1", "71000", 1),
+            tick("15:30:00", "2", "71100", 1),  # the closing auction print is inside
+            tick("08:59:59", "3", "71000", 1),  # before the open
+            tick("10:00:00", "4", "71050", 1),  # 71,050 is off the 100-won grid above 50,000
+        ]
+    )
     findings = check_session_and_grid(rows.to_batches(), venues)
     assert findings.count == 2
     assert "record 3 (005930 3): 08:59:59 is outside the KRX session" in findings.examples[0]
@@ -52,13 +56,15 @@ def test_session_and_grid(venues):
 
 def test_duplicates_found_and_conflicts_flagged():
     later = INGESTED + timedelta(hours=1)
-    ticks = table([
-        tick("09:00:00", "1", "100", 1, source="a.xml"),
-        tick("09:00:00", "1", "100", 1, source="b.xml", ingested=later),
-        tick("09:00:01", "2", "100", 1, source="a.xml"),
-        tick("09:00:01", "2", "105", 1, source="c.xml", ingested=later),
-        tick("09:00:02", "3", "100", 1, source="c.xml"),
-    ])
+    ticks = table(
+        [
+            tick("09:00:00", "1", "100", 1, source="a.xml"),
+            tick("09:00:00", "1", "100", 1, source="b.xml", ingested=later),
+            tick("09:00:01", "2", "100", 1, source="a.xml"),
+            tick("09:00:01", "2", "105", 1, source="c.xml", ingested=later),
+            tick("09:00:02", "3", "100", 1, source="c.xml"),
+        ]
+    )
     everything = find_duplicate_trades(ticks)
     assert everything.count == 2
     assert "trade 2: 2 copies with DIFFERENT values in a.xml, c.xml" in everything.examples[1]
@@ -67,10 +73,13 @@ def test_duplicates_found_and_conflicts_flagged():
 
 
 def test_bar_invariants_catch_a_broken_bar(venues):
-    bars = build_bars(table([tick("09:00:00", "1", "100", 1), tick("09:00:10", "2", "110", 1)]), "1m", venues)
+    bars = build_bars(
+        table([tick("09:00:00", "1", "100", 1), tick("09:00:10", "2", "110", 1)]), "1m", venues
+    )
     assert check_bar_invariants(bars).passed
     broken = bars.set_column(
-        bars.schema.get_field_index("low"), bars.schema.field("low"),
+        bars.schema.get_field_index("low"),
+        bars.schema.field("low"),
         pa.array([Decimal("105")], bars.schema.field("low").type),  # low above open
     )
     findings = check_bar_invariants(broken)
@@ -78,10 +87,17 @@ def test_bar_invariants_catch_a_broken_bar(venues):
 
 
 def test_reconciliation_is_exact(venues):
-    ticks = table([tick("09:00:00", "1", "100", 3), tick("09:05:00", "2", "100", 4),
-                   tick("09:05:00", "2", "100", 4, source="dup.xml")])
+    ticks = table(
+        [
+            tick("09:00:00", "1", "100", 3),
+            tick("09:05:00", "2", "100", 4),
+            tick("09:05:00", "2", "100", 4, source="dup.xml"),
+        ]
+    )
     for interval in ["1m", "5m", "1h", "1d"]:
-        assert reconcile_bars_with_ticks(build_bars(ticks, interval, venues), ticks, interval).passed
+        assert reconcile_bars_with_ticks(
+            build_bars(ticks, interval, venues), ticks, interval
+        ).passed
     bars = build_bars(ticks, "1m", venues)
     short = bars.slice(0, 1)  # a bar went missing
     findings = reconcile_bars_with_ticks(short, ticks, "1m")

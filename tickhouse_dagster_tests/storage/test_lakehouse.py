@@ -16,7 +16,9 @@ from tickhouse_dagster_tests.market.test_bars import tick
 
 def lakehouse(tmp_path) -> Lakehouse:
     catalog = load_lakehouse_catalog(
-        CatalogSettings("tickhouse", warehouse=str(tmp_path / "wh"), embedded_db=str(tmp_path / "c.db"))
+        CatalogSettings(
+            "tickhouse", warehouse=str(tmp_path / "wh"), embedded_db=str(tmp_path / "c.db")
+        )
     )
     house = Lakehouse(catalog, "market")
     house.ensure_tables()
@@ -44,7 +46,12 @@ def test_tables_follow_the_contract(tmp_path):
 
 def test_reingest_replaces_exactly_that_files_rows_in_one_commit(tmp_path):
     house = lakehouse(tmp_path)
-    a = parsed([tick("09:00:00", "1", "100", 1, source="a.xml"), tick("09:00:01", "2", "100", 1, source="a.xml")])
+    a = parsed(
+        [
+            tick("09:00:00", "1", "100", 1, source="a.xml"),
+            tick("09:00:01", "2", "100", 1, source="a.xml"),
+        ]
+    )
     b = parsed([tick("09:00:02", "3", "100", 1, source="b.xml")])
     house.replace_file_ticks("a.xml", a.to_batches)
     house.replace_file_ticks("b.xml", b.to_batches)
@@ -54,11 +61,15 @@ def test_reingest_replaces_exactly_that_files_rows_in_one_commit(tmp_path):
     assert (commit.rows_written, commit.rows_removed) == (1, 2)
     rows = house.ticks_for_days([date(2024, 1, 2)]).sort_by("trade_id").to_pylist()
     assert [(r["source_file"], r["trade_id"], r["quantity"]) for r in rows] == [
-        ("a.xml", "1", 9), ("b.xml", "3", 1)]
+        ("a.xml", "1", 9),
+        ("b.xml", "3", 1),
+    ]
     # Readers at the previous snapshot still see the old rows; no snapshot in between shows none.
     table = house.table("ticks")
     assert table.scan(snapshot_id=before).to_arrow().num_rows == 3
-    new = [s for s in table.snapshots() if s.timestamp_ms >= table.snapshot_by_id(before).timestamp_ms]
+    new = [
+        s for s in table.snapshots() if s.timestamp_ms >= table.snapshot_by_id(before).timestamp_ms
+    ]
     assert table.metadata.current_snapshot_id == commit.snapshot_id
     assert len(new) >= 2  # delete + append, published together by one metadata commit
 
@@ -70,7 +81,9 @@ def test_concurrent_writers_both_commit(tmp_path):
     def write(name: str) -> None:
         try:
             mine = Lakehouse(house.catalog, "market")
-            rows = parsed([tick("09:00:00", f"{name}{i}", "100", 1, source=name) for i in range(50)])
+            rows = parsed(
+                [tick("09:00:00", f"{name}{i}", "100", 1, source=name) for i in range(50)]
+            )
             mine.replace_file_ticks(name, rows.to_batches)
         except Exception as exc:  # collected so the assertion below shows it
             errors.append(exc)

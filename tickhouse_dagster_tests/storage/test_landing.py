@@ -11,7 +11,14 @@ from tickhouse_dagster.storage.landing import LandingKeyError, LocalLanding
 
 def test_lists_tick_files_in_key_order_and_pages(tmp_path):
     store = LocalLanding(tmp_path)
-    for key in ["b/2.xml", "a/1.xml.gz", "a/0.XML", "notes.txt", ".hidden.xml", "_quarantine/x.xml"]:
+    for key in [
+        "b/2.xml",
+        "a/1.xml.gz",
+        "a/0.XML",
+        "notes.txt",
+        ".hidden.xml",
+        "_quarantine/x.xml",
+    ]:
         store.write(key, b"<x/>")
     assert [f.key for f in store.iter_files()] == ["a/0.XML", "a/1.xml.gz", "b/2.xml"]
     assert [f.key for f in store.iter_files(start_after="a/1.xml.gz")] == ["b/2.xml"]

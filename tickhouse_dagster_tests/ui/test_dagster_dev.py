@@ -46,16 +46,40 @@ def wait_for(what: str, probe, timeout: float):
 def dagster_dev(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     home = tmp_path / "home"
     (home / "dagster").mkdir(parents=True)
-    shutil.copy(PROJECT_ROOT / "infra" / "dagster" / "dagster.local.yaml", home / "dagster" / "dagster.yaml")
-    env = {**os.environ, "TICKHOUSE_HOME": str(home), "DAGSTER_HOME": str(home / "dagster"),
-           "TICKHOUSE_SENSOR_INTERVAL_SECONDS": "5"}
-    subprocess.run([BIN / "tickhouse", "generate", "--symbols", "3", "--ticks-per-day", "3000",
-                    "--files-per-day", "2"], env=env, check=True, capture_output=True, timeout=120)
+    shutil.copy(
+        PROJECT_ROOT / "infra" / "dagster" / "dagster.local.yaml", home / "dagster" / "dagster.yaml"
+    )
+    env = {
+        **os.environ,
+        "TICKHOUSE_HOME": str(home),
+        "DAGSTER_HOME": str(home / "dagster"),
+        "TICKHOUSE_SENSOR_INTERVAL_SECONDS": "5",
+    }
+    subprocess.run(
+        [
+            BIN / "tickhouse",
+            "generate",
+            "--symbols",
+            "3",
+            "--ticks-per-day",
+            "3000",
+            "--files-per-day",
+            "2",
+        ],
+        env=env,
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
     port = free_port()
     log = (tmp_path / "dagster-dev.log").open("w")
     process = subprocess.Popen(
         [BIN / "dagster", "dev", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)],
-        cwd=PROJECT_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        cwd=PROJECT_ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
     )
     try:
         yield f"http://127.0.0.1:{port}/graphql", home
@@ -82,7 +106,8 @@ def test_graph_sensor_ingest_and_checks(dagster_dev):
     data = wait_for("the webserver", lambda: graphql(url, ASSET_GRAPH), timeout=180)
     edges = {
         ("/".join(node["assetKey"]["path"]), "/".join(dep["path"]))
-        for node in data["assetNodes"] for dep in node["dependencyKeys"]
+        for node in data["assetNodes"]
+        for dep in node["dependencyKeys"]
     }
     assert {
         ("staging/parsed_ticks", "landing/raw_tick_xml"),
@@ -93,13 +118,18 @@ def test_graph_sensor_ingest_and_checks(dagster_dev):
         ("market/ohlcv_1d", "market/ticks"),
     } <= edges
 
-    catalog = load_lakehouse_catalog(CatalogSettings(
-        "tickhouse", warehouse=str(home / "warehouse"), embedded_db=str(home / "catalog.db")))
+    catalog = load_lakehouse_catalog(
+        CatalogSettings(
+            "tickhouse", warehouse=str(home / "warehouse"), embedded_db=str(home / "catalog.db")
+        )
+    )
 
     def daily_volume() -> int:
         if not catalog.table_exists("market.ohlcv_1d"):
             return 0
-        return sum(catalog.load_table("market.ohlcv_1d").scan().to_arrow()["trade_count"].to_pylist())
+        return sum(
+            catalog.load_table("market.ohlcv_1d").scan().to_arrow()["trade_count"].to_pylist()
+        )
 
     wait_for("the sample day's bars", lambda: daily_volume() == 3000, timeout=240)
 
@@ -121,8 +151,9 @@ def test_graph_sensor_ingest_and_checks(dagster_dev):
     assert {r["status"] for r in runs} == {"SUCCESS"}
     assert sum(r["jobName"] == "ingest_landing_file" for r in runs) == 3
     statuses = {
-        ("/".join(node["assetKey"]["path"]), check["name"]):
-            (check["executionForLatestMaterialization"] or {}).get("status")
+        ("/".join(node["assetKey"]["path"]), check["name"]): (
+            check["executionForLatestMaterialization"] or {}
+        ).get("status")
         for node in graphql(url, CHECKS)["assetNodes"]
         for check in node["assetChecksOrError"].get("checks", [])
     }

@@ -134,7 +134,7 @@ start_bg() {
     local name=$1 logfile=$2
     shift 2
     printf '\n===== %s starting %s =====\n' "$(date -Is)" "$name" >>"$logfile"
-    setsid "$@" </dev/null >>"$logfile" 2>&1 &
+    setsid "$@" </dev/null >>"$logfile" 2>&1 9>&- &
     local pid=$!
     printf '%s\n%s\n' "$pid" "$(proc_starttime "$pid")" >"$(pidfile_of "$name")"
 }

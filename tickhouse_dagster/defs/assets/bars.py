@@ -47,11 +47,26 @@ def _bar_spec(interval: str) -> AssetSpec:
 def _check_specs() -> list[AssetCheckSpec]:
     specs = []
     for interval, key in BAR_KEYS.items():
-        specs.append(AssetCheckSpec("ohlc_invariants", asset=key, description=(
-            "low <= open, close <= high and low <= vwap <= high for every stored bar.")))
-        specs.append(AssetCheckSpec("reconciles_with_ticks", asset=key, blocking=True, description=(
-            f"Per symbol and day, stored {interval} bars' volume and trade count equal the "
-            "distinct ticks exactly.")))
+        specs.append(
+            AssetCheckSpec(
+                "ohlc_invariants",
+                asset=key,
+                description=(
+                    "low <= open, close <= high and low <= vwap <= high for every stored bar."
+                ),
+            )
+        )
+        specs.append(
+            AssetCheckSpec(
+                "reconciles_with_ticks",
+                asset=key,
+                blocking=True,
+                description=(
+                    f"Per symbol and day, stored {interval} bars' volume and trade count equal the "
+                    "distinct ticks exactly."
+                ),
+            )
+        )
     return specs
 
 
@@ -86,16 +101,16 @@ def _check_result(findings: Findings, name: str, key: AssetKey) -> AssetCheckRes
     can_subset=True,
     name="ohlcv_bars",
 )
-def ohlcv_bars(
-    context: AssetExecutionContext, lakehouse: LakehouseResource, feed: FeedResource
-):
+def ohlcv_bars(context: AssetExecutionContext, lakehouse: LakehouseResource, feed: FeedResource):
     day = date.fromisoformat(context.partition_key)
     house = lakehouse.lakehouse()
     venues = feed.venues()
     with retry_transient(context):
         ticks_snapshot = house.table("ticks").current_snapshot()
         ticks = house.ticks_for_days([day])
-    selected = sorted(context.selected_asset_keys, key=lambda k: BAR_INTERVALS.index(_INTERVAL_OF[k]))
+    selected = sorted(
+        context.selected_asset_keys, key=lambda k: BAR_INTERVALS.index(_INTERVAL_OF[k])
+    )
     for key in selected:
         interval = _INTERVAL_OF[key]
         with retry_transient(context):

@@ -4,7 +4,6 @@ import hashlib
 from typing import IO
 
 import pyarrow.compute as pc
-
 from dagster import (
     AssetCheckResult,
     AssetCheckSeverity,
@@ -19,13 +18,13 @@ from dagster import (
 )
 
 from tickhouse_dagster.defs.partitions import landing_files
-from tickhouse_dagster.defs.retries import retry_transient
 from tickhouse_dagster.defs.resources import (
     FeedResource,
     LakehouseResource,
     LandingResource,
     StagingResource,
 )
+from tickhouse_dagster.defs.retries import retry_transient
 from tickhouse_dagster.parsing import TickFileError, parse_tick_file
 from tickhouse_dagster.parsing.profiles import ProfileError
 from tickhouse_dagster.quality.tick_rules import find_duplicate_trades
@@ -134,9 +133,7 @@ def parsed_ticks(
             with store.open(key) as raw:
                 reader = _HashingReader(raw)
                 staged = stage_ticks(
-                    parse_tick_file(
-                        reader, source_file=key, profile=profile, venues=feed.venues()
-                    ),
+                    parse_tick_file(reader, source_file=key, profile=profile, venues=feed.venues()),
                     staging.uri_for(key, context.run.run_id),
                 )
     except (TickFileError, ProfileError, LandingKeyError, FileNotFoundError) as exc:
@@ -163,15 +160,22 @@ def parsed_ticks(
     group_name="ticks",
     description="market.ticks in Iceberg: this file's rows replaced in one atomic commit.",
     check_specs=[
-        AssetCheckSpec("duplicate_trades", asset=TICKS, description=(
-            "Trades of this file also carried by another row (warn; bars count them once).")),
-        AssetCheckSpec("rows_match_parsed", asset=TICKS, blocking=True, description=(
-            "The table holds exactly the parsed rows of this file after the commit.")),
+        AssetCheckSpec(
+            "duplicate_trades",
+            asset=TICKS,
+            description=(
+                "Trades of this file also carried by another row (warn; bars count them once)."
+            ),
+        ),
+        AssetCheckSpec(
+            "rows_match_parsed",
+            asset=TICKS,
+            blocking=True,
+            description=("The table holds exactly the parsed rows of this file after the commit."),
+        ),
     ],
 )
-def ticks(
-    context: AssetExecutionContext, parsed_ticks: StagedTicks, lakehouse: LakehouseResource
-):
+def ticks(context: AssetExecutionContext, parsed_ticks: StagedTicks, lakehouse: LakehouseResource):
     key = context.partition_key
     house = lakehouse.lakehouse()
     with retry_transient(context):
@@ -203,6 +207,8 @@ def ticks(
         severity=AssetCheckSeverity.WARN,
         metadata={
             "extra_copies": MetadataValue.int(duplicates.count),
-            "examples": MetadataValue.md("\n".join(f"- {e}" for e in duplicates.examples) or "none"),
+            "examples": MetadataValue.md(
+                "\n".join(f"- {e}" for e in duplicates.examples) or "none"
+            ),
         },
     )
