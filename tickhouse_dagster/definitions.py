@@ -1,6 +1,6 @@
 """The tickhouse code location."""
 
-from dagster import Definitions
+from dagster import Definitions, in_process_executor
 
 from tickhouse_dagster.defs.assets.bars import ohlcv_bars
 from tickhouse_dagster.defs.assets.ticks import parsed_ticks, raw_tick_xml, ticks
@@ -15,4 +15,7 @@ defs = Definitions(
     jobs=[ingest_file_job, rebuild_bars_job],
     sensors=[landing_sensor, touched_days_sensor],
     resources=resources_from_env(),
+    # A run's steps (one file, or one day's bars) run one after another; a process per step would
+    # only add start-up time. Parallelism comes from concurrent runs.
+    executor=in_process_executor,
 )

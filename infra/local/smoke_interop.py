@@ -253,8 +253,8 @@ def run(kind: str, keep: bool) -> None:
     got = rows_from_arrow(tt.scan().to_arrow())
     check(got == [normalize(r) for r in TRINO_ROWS], f"pyiceberg read mismatch:\n got      {got}\n expected {TRINO_ROWS}")
     check(str(tt.spec().fields[0].transform) == "day", f"unexpected spec {tt.spec()}")
-    pa_types = {f.name: str(f.type) for f in tt.schema().fields}
-    log(f"pyiceberg: read {len(got)} rows from {NAMESPACE}.t_trino: exact match; schema {pa_types}")
+    ice_types = {f.name: str(f.field_type) for f in tt.schema().fields}
+    log(f"pyiceberg: read {len(got)} rows from {NAMESPACE}.t_trino: exact match; schema {ice_types}")
     t = cat.load_table(f"{NAMESPACE}.t")
     got = rows_from_arrow(t.scan().to_arrow())
     expected = sorted([normalize(r) for r in PY_ROWS + TRINO_ROWS], key=lambda r: r[0])

@@ -14,7 +14,7 @@ import pyarrow.compute as pc
 from tickhouse_dagster.arrow_sql import query_rows
 from tickhouse_dagster.contract import TRADE_KEY
 from tickhouse_dagster.market.venues import Venue
-from tickhouse_dagster.quality.findings import Findings
+from tickhouse_dagster.quality.findings import MAX_EXAMPLES, Findings
 
 # How far a feed's trade date may sit from the venue-local date of the print: overnight
 # sessions (e.g. NYMEX evening) book the next day's trade date.
@@ -79,41 +79,68 @@ def check_tick_values(batches: Iterable[pa.RecordBatch], venues: Mapping[str, Ve
     return findings
 
 
+_SESSION_AND_GRID_SQL = """
+WITH located AS (
+    SELECT source_file, record, symbol, trade_id, ts, price,
+           timezone($zone, (trade_date - {open_shift_days}) + CAST($opens AS TIME)) AS session_open,
+           timezone($zone, trade_date + CAST($closes AS TIME)) AS session_close,
+           CASE {tick_case} END AS tick
+    FROM ticks WHERE venue = $venue
+), judged AS (
+    SELECT *, NOT (ts BETWEEN session_open AND session_close) AS outside,
+           CAST(price * 1000000 AS HUGEINT) % CAST(tick * 1000000 AS HUGEINT) <> 0 AS off_grid
+    FROM located
+)
+SELECT count(*) FILTER (WHERE outside), count(*) FILTER (WHERE off_grid),
+       list(struct_pack(source_file, record, symbol, trade_id, ts, price, tick, outside, off_grid)
+            ORDER BY record) FILTER (WHERE outside OR off_grid)[1:{examples}]
+FROM judged
+"""
+
+
+def _session_and_grid_examples(row: dict, venue: Venue) -> list[str]:
+    where = f"{row['source_file']}, record {row['record']} ({row['symbol']} {row['trade_id']})"
+    examples = []
+    if row["outside"]:
+        local = row["ts"].astimezone(venue.timezone).time()
+        examples.append(f"{where}: {local} is outside the {venue.name} session")
+    if row["off_grid"]:
+        tick = row["tick"].normalize()
+        examples.append(f"{where}: price {row['price']} is off the {tick:f} grid")
+    return examples
+
+
 def check_session_and_grid(
     batches: Iterable[pa.RecordBatch], venues: Mapping[str, Venue]
 ) -> Findings:
-    """Prints outside the venue's session for their trade date, or off its tick-size grid."""
+    """Prints outside the venue's session for their trade date (the close is inclusive: the
+    closing auction prints at it), or off its tick-size grid."""
     findings = Findings("session and tick grid")
     for batch in batches:
-        findings.rows_checked += batch.num_rows
-        for row in (
-            pa.Table.from_batches([batch])
-            .select(
-                [
-                    "venue",
-                    "symbol",
-                    "trade_date",
-                    "ts",
-                    "trade_id",
-                    "price",
-                    "record",
-                    "source_file",
-                ]
+        table = pa.Table.from_batches([batch])
+        findings.rows_checked += table.num_rows
+        for name in pc.unique(table["venue"]).to_pylist():
+            venue = venues[name]
+            tick_case = " ".join(
+                f"WHEN price >= {lower} THEN CAST({tick} AS DECIMAL(18, 6))"
+                for lower, tick in reversed(venue.tick_sizes)
             )
-            .to_pylist()
-        ):
-            venue = venues[row["venue"]]
-            opens, closes = venue.session_bounds(row["trade_date"])
-            where = (
-                f"{row['source_file']}, record {row['record']} ({row['symbol']} {row['trade_id']})"
+            sql = _SESSION_AND_GRID_SQL.format(
+                open_shift_days=1 if venue.crosses_midnight() else 0,
+                tick_case=tick_case,
+                examples=MAX_EXAMPLES,
             )
-            if not opens <= row["ts"] <= closes:
-                local = row["ts"].astimezone(venue.timezone).time()
-                findings.add(f"{where}: {local} is outside the {venue.name} session")
-            if not venue.on_grid(row["price"]):
-                findings.add(
-                    f"{where}: price {row['price']} is off the {venue.tick_size(row['price'])} grid"
-                )
+            params = {
+                "venue": name,
+                "zone": venue.timezone.key,
+                "opens": venue.session_open.isoformat(),
+                "closes": venue.session_close.isoformat(),
+            }
+            [(outside, off_grid, examples)] = query_rows(sql, params, ticks=table)
+            findings.count += outside + off_grid
+            for row in examples or []:
+                for example in _session_and_grid_examples(row, venue):
+                    findings.add(example, count=0)  # counted above, in SQL
     return findings
 
 

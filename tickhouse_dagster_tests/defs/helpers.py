@@ -15,6 +15,7 @@ def definitions_with(resources: dict[str, object]) -> Definitions:
         jobs=defs.jobs,
         sensors=defs.sensors,
         resources=resources,
+        executor=defs.executor,
     )
 
 

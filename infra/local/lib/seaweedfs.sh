@@ -68,6 +68,7 @@ seaweedfs_start() {
         -master.port="$SEAWEED_MASTER_PORT" \
         -master.telemetry=false \
         -master.volumeSizeLimitMB=1024 \
+        -volume.max=100 \
         -volume.port="$SEAWEED_VOLUME_PORT" \
         -filer -filer.port="$SEAWEED_FILER_PORT" \
         -filer.localSocket="$RUN_DIR/seaweedfs-filer.sock" \
