@@ -3,18 +3,25 @@
 from dagster import Definitions, in_process_executor
 
 from tickhouse_dagster.defs.assets.bars import ohlcv_bars
+from tickhouse_dagster.defs.assets.bi import bar_views
 from tickhouse_dagster.defs.assets.ticks import parsed_ticks, raw_tick_xml, ticks
-from tickhouse_dagster.defs.checks import session_and_tick_grid, tick_values
+from tickhouse_dagster.defs.checks import session_and_tick_grid, tick_values, trino_reads_commit
 from tickhouse_dagster.defs.jobs import ingest_file_job, rebuild_bars_job
 from tickhouse_dagster.defs.resources import resources_from_env
 from tickhouse_dagster.defs.sensors import landing_sensor, touched_days_sensor
 
+resources = resources_from_env()
+# Trino is optional: without TICKHOUSE_TRINO_URL its view asset and read-back check are absent
+# (`tickhouse doctor` says so) and everything else runs on the embedded default.
+with_trino = "trino" in resources
+
 defs = Definitions(
-    assets=[raw_tick_xml, parsed_ticks, ticks, ohlcv_bars],
-    asset_checks=[tick_values, session_and_tick_grid],
+    assets=[raw_tick_xml, parsed_ticks, ticks, ohlcv_bars] + ([bar_views] if with_trino else []),
+    asset_checks=[tick_values, session_and_tick_grid]
+    + ([trino_reads_commit] if with_trino else []),
     jobs=[ingest_file_job, rebuild_bars_job],
     sensors=[landing_sensor, touched_days_sensor],
-    resources=resources_from_env(),
+    resources=resources,
     # A run's steps (one file, or one day's bars) run one after another; a process per step would
     # only add start-up time. Parallelism comes from concurrent runs.
     executor=in_process_executor,

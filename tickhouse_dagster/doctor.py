@@ -39,6 +39,13 @@ def run_doctor() -> int:
         source = lakehouse.catalog_settings().source()
         return f"{source}, namespace {house.namespace!r}: {', '.join(sorted(tables))}"
 
+    def trino() -> str:
+        resource = defs.resources["trino"]
+        [(version,)] = resource.query("SELECT node_version FROM system.runtime.nodes LIMIT 1")
+        schemas = [s for (s,) in resource.query(f"SHOW SCHEMAS FROM {resource.catalog}")]
+        seen = "sees" if lakehouse.namespace in schemas else "does NOT see"
+        return f"Trino {version}, catalog {resource.catalog!r} {seen} {lakehouse.namespace!r}"
+
     print("checks:")
     results = [
         _probe("landing store", lambda: landing.store().check()),
@@ -46,5 +53,12 @@ def run_doctor() -> int:
         _probe("input profiles", lambda: ", ".join(sorted(feed.profiles()))),
         _probe("venues", lambda: ", ".join(sorted(feed.venues()))),
     ]
+    if "trino" in defs.resources:
+        results.append(_probe("trino", trino))
+    else:
+        print(
+            "  --    trino: not configured (TICKHOUSE_TRINO_URL unset): the BI views and the "
+            "Trino read-back check are not part of the code location"
+        )
     print("all good" if all(results) else "problems found (see FAIL lines)")
     return 0 if all(results) else 1

@@ -49,6 +49,12 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("AWS_REGION", "us-east-1", "S3 region"),
     Setting("AWS_ACCESS_KEY_ID", None, "S3 access key (read by the AWS SDKs)", secret=True),
     Setting("AWS_SECRET_ACCESS_KEY", None, "S3 secret key (read by the AWS SDKs)", secret=True),
+    Setting(
+        "TICKHOUSE_TRINO_URL", None, "Trino coordinator, e.g. http://127.0.0.1:18080 (optional)"
+    ),
+    Setting("TICKHOUSE_TRINO_CATALOG", "iceberg", "Trino catalog that maps the Iceberg catalog"),
+    Setting("TICKHOUSE_TRINO_USER", "tickhouse", "Trino user"),
+    Setting("TICKHOUSE_TRINO_PASSWORD", None, "Trino password (https only)", secret=True),
     Setting("TICKHOUSE_SENSOR_INTERVAL_SECONDS", "30", "landing sensor interval"),
     Setting("TICKHOUSE_SENSOR_MAX_FILES_PER_TICK", "500", "runs requested per sensor tick"),
     Setting("TICKHOUSE_SENSOR_MARGIN_SECONDS", "300", "lookback for late-visible uploads"),

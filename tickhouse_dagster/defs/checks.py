@@ -1,19 +1,25 @@
-"""Checks on parsed ticks, before anything reaches the ticks table."""
+"""Checks on parsed ticks (before anything reaches the ticks table), and Trino's read-back of
+a ticks commit (only when Trino is configured)."""
 
+import pyarrow.compute as pc
 from dagster import (
     AssetCheckExecutionContext,
     AssetCheckResult,
     AssetCheckSeverity,
+    AssetKey,
+    AssetRecordsFilter,
     MetadataValue,
     asset_check,
 )
+from pyiceberg.expressions import EqualTo
 
-from tickhouse_dagster.defs.assets.ticks import parsed_ticks
+from tickhouse_dagster.defs.assets.ticks import TICKS, parsed_ticks
 from tickhouse_dagster.defs.partitions import landing_files
-from tickhouse_dagster.defs.resources import FeedResource
+from tickhouse_dagster.defs.resources import FeedResource, LakehouseResource, TrinoResource
 from tickhouse_dagster.quality.findings import Findings
 from tickhouse_dagster.quality.tick_rules import check_session_and_grid, check_tick_values
 from tickhouse_dagster.storage.staging import StagedTicks
+from tickhouse_dagster.storage.trino_sql import file_rows_at_snapshot
 
 
 def _result(findings: Findings, severity: AssetCheckSeverity) -> AssetCheckResult:
@@ -54,4 +60,41 @@ def session_and_tick_grid(
 ) -> AssetCheckResult:
     return _result(
         check_session_and_grid(parsed_ticks.batches(), feed.venues()), AssetCheckSeverity.WARN
+    )
+
+
+@asset_check(
+    asset=TICKS,
+    partitions_def=landing_files,
+    description="Trino reads this file's commit (at its Iceberg snapshot) exactly as written.",
+)
+def trino_reads_commit(
+    context: AssetCheckExecutionContext, trino: TrinoResource, lakehouse: LakehouseResource
+) -> AssetCheckResult:
+    key = context.partition_key
+    records = context.instance.fetch_materializations(
+        AssetRecordsFilter(asset_key=AssetKey(TICKS), asset_partitions=[key]), limit=1
+    ).records
+    metadata = records[0].asset_materialization.metadata
+    snapshot_id = int(metadata["snapshot_id"].value)
+    table = lakehouse.lakehouse().table("ticks")
+    written = table.scan(row_filter=EqualTo("source_file", key), snapshot_id=snapshot_id).to_arrow()
+    expected = (written.num_rows, pc.sum(written["quantity"]).as_py() or 0)
+    sql = file_rows_at_snapshot(trino.catalog, lakehouse.namespace, snapshot_id)
+    try:
+        [seen] = trino.query(sql, [key])
+    except Exception as exc:  # Trino down must not stop ingestion: the check says why
+        return AssetCheckResult(
+            passed=False,
+            severity=AssetCheckSeverity.ERROR,
+            description=f"Trino unreachable or failing: {type(exc).__name__}: {exc}"[:500],
+        )
+    return AssetCheckResult(
+        passed=tuple(seen) == expected,
+        severity=AssetCheckSeverity.ERROR,
+        metadata={
+            "snapshot_id": str(snapshot_id),
+            "pyiceberg_rows_quantity": str(expected),
+            "trino_rows_quantity": str(tuple(seen)),
+        },
     )

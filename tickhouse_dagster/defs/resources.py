@@ -2,7 +2,8 @@
 
 import os
 from collections.abc import Mapping
-from typing import IO
+from typing import IO, Any
+from urllib.parse import urlparse
 
 from dagster import ConfigurableResource, EnvVar
 from pydantic import PrivateAttr
@@ -89,6 +90,39 @@ class LakehouseResource(ConfigurableResource):
         return self._lakehouse
 
 
+class TrinoResource(ConfigurableResource):
+    """A Trino coordinator that reads the same Iceberg catalog (optional)."""
+
+    url: str  # http://host:port
+    catalog: str = "iceberg"
+    user: str = "tickhouse"
+    password: str | None = None  # only over https
+
+    def connect(self) -> Any:
+        import trino
+
+        parsed = urlparse(self.url)
+        auth = trino.auth.BasicAuthentication(self.user, self.password) if self.password else None
+        return trino.dbapi.connect(
+            host=parsed.hostname,
+            port=parsed.port or (443 if parsed.scheme == "https" else 8080),
+            http_scheme=parsed.scheme or "http",
+            user=self.user,
+            catalog=self.catalog,
+            auth=auth,
+            request_timeout=60,
+        )
+
+    def query(self, sql: str, params: list | None = None) -> list[tuple]:
+        connection = self.connect()
+        try:
+            cursor = connection.cursor()
+            cursor.execute(sql, params)
+            return cursor.fetchall()
+        finally:
+            connection.close()
+
+
 class StagingResource(ConfigurableResource):
     """Where parsed ticks wait, as Parquet, between parsing and the Iceberg commit."""
 
@@ -129,4 +163,19 @@ def resources_from_env() -> Mapping[str, object]:
             region=region,
         ),
         "staging": StagingResource(uri=_env_or("TICKHOUSE_STAGING_URI", settings.staging_uri())),
+    } | trino_resources()
+
+
+def trino_resources() -> dict[str, TrinoResource]:
+    """The Trino resource, when TICKHOUSE_TRINO_URL is set; without it the Trino-dependent
+    assets and checks are not part of the code location (see definitions.py)."""
+    if not os.environ.get("TICKHOUSE_TRINO_URL"):
+        return {}
+    return {
+        "trino": TrinoResource(
+            url=EnvVar("TICKHOUSE_TRINO_URL"),
+            catalog=_env_or("TICKHOUSE_TRINO_CATALOG", "iceberg"),
+            user=_env_or("TICKHOUSE_TRINO_USER", "tickhouse"),
+            password=_env_or("TICKHOUSE_TRINO_PASSWORD", None),
+        )
     }
