@@ -21,16 +21,15 @@ def _probe(name: str, probe: Callable[[], str]) -> bool:
 
 
 def run_doctor() -> int:
-    from tickhouse_dagster.definitions import defs
+    from tickhouse_dagster.defs.resources import resolved_resources
 
     print("configuration (environment variable = effective value):")
     for env, value, help_text in settings.effective_settings():
         print(f"  {env:38} = {value:50}  # {help_text}")
     print(f"  {'DAGSTER_HOME':38} = {os.environ.get('DAGSTER_HOME')}")
 
-    landing = defs.resources["landing"]
-    lakehouse = defs.resources["lakehouse"]
-    feed = defs.resources["feed"]
+    resources = resolved_resources()
+    landing, lakehouse, feed = resources["landing"], resources["lakehouse"], resources["feed"]
 
     def catalog() -> str:
         house = lakehouse.lakehouse()
@@ -40,7 +39,7 @@ def run_doctor() -> int:
         return f"{source}, namespace {house.namespace!r}: {', '.join(sorted(tables))}"
 
     def trino() -> str:
-        resource = defs.resources["trino"]
+        resource = resources["trino"]
         [(version,)] = resource.query("SELECT node_version FROM system.runtime.nodes LIMIT 1")
         schemas = [s for (s,) in resource.query(f"SHOW SCHEMAS FROM {resource.catalog}")]
         seen = "sees" if lakehouse.namespace in schemas else "does NOT see"
@@ -53,7 +52,7 @@ def run_doctor() -> int:
         _probe("input profiles", lambda: ", ".join(sorted(feed.profiles()))),
         _probe("venues", lambda: ", ".join(sorted(feed.venues()))),
     ]
-    if "trino" in defs.resources:
+    if "trino" in resources:
         results.append(_probe("trino", trino))
     else:
         print(

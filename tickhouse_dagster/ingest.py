@@ -13,7 +13,7 @@ from tickhouse_dagster.defs.assets.ticks import TICKS
 from tickhouse_dagster.defs.jobs import BARS_DAY_TAG, ingest_file_job, rebuild_bars_job
 from tickhouse_dagster.defs.ledger import not_yet_ingested
 from tickhouse_dagster.defs.partitions import FILE_VERSION_TAG, landing_files
-from tickhouse_dagster.defs.resources import LandingResource
+from tickhouse_dagster.defs.resources import LandingResource, resolved_resources
 from tickhouse_dagster.storage.landing import LandingFile
 
 # Run events (with stack traces) still go to the instance's event log, visible in the UI; the
@@ -75,7 +75,7 @@ def ingest_landing(
     *, profile: str | None = None, reingest: bool = False, keys: list[str] | None = None
 ) -> IngestReport:
     instance = DagsterInstance.get()
-    landing: LandingResource = defs.resources["landing"]  # type: ignore[assignment]
+    landing: LandingResource = resolved_resources()["landing"]
     files: list[LandingFile] = list(landing.store().iter_files())
     if keys:
         files = [f for f in files if f.key in set(keys)]

@@ -63,7 +63,7 @@ S3_ACCESS_KEY = env("TICKHOUSE_S3_ACCESS_KEY", "tickhouse")
 S3_SECRET_KEY = env("TICKHOUSE_S3_SECRET_KEY", "tickhouse-local-secret")
 PG_PASSWORD = env("TICKHOUSE_PG_PASSWORD", "tickhouse-local-pg")
 CATALOG_URI = env(
-    "TICKHOUSE_ICEBERG_CATALOG_URI",
+    "TICKHOUSE_CATALOG_URI",
     f"postgresql+psycopg2://tickhouse:{PG_PASSWORD}@127.0.0.1:15433/iceberg",
 )
 REST_URI = env("TICKHOUSE_ICEBERG_REST_URI", "http://127.0.0.1:18181")
@@ -246,7 +246,9 @@ def run(kind: str, keep: bool) -> None:
     values = ", ".join(sql_literal(r) for r in TRINO_ROWS)
     ts.query(f"INSERT INTO {trino_catalog}.{NAMESPACE}.t_trino VALUES {values}")
     ts.query(f"INSERT INTO {trino_catalog}.{NAMESPACE}.t VALUES {values}")
+    loc = ts.query(f'SELECT file_path FROM {trino_catalog}.{NAMESPACE}."t_trino$files" LIMIT 1')[0][0]
     log(f"trino: created {NAMESPACE}.t_trino, inserted {len(TRINO_ROWS)} rows into it and into {NAMESPACE}.t")
+    log(f"trino: t_trino data file e.g. {loc}")
 
     # 4. pyiceberg reads Trino's writes.
     tt = cat.load_table(f"{NAMESPACE}.t_trino")
@@ -284,11 +286,14 @@ def run(kind: str, keep: bool) -> None:
         ts.query(f"DROP TABLE {trino_catalog}.{NAMESPACE}.{name}")
     ts.query(f"DROP SCHEMA {trino_catalog}.{NAMESPACE}")
     check(NAMESPACE not in [n[0] for n in cat.list_namespaces()], "namespace still listed after drop")
-    if kind == "jdbc":
-        left = s3_keys("warehouse", f"{NAMESPACE}.db/") + s3_keys("warehouse", f"{NAMESPACE}/")
-    else:
-        left = s3_keys(REST_WAREHOUSE.removeprefix("s3://").split("/")[0], f"{NAMESPACE}/")
-    log(f"cleanup: dropped {NAMESPACE}.t, {NAMESPACE}.t_trino and namespace {NAMESPACE}; objects left in S3: {len(left)}")
+    bucket = "warehouse" if kind == "jdbc" else REST_WAREHOUSE.removeprefix("s3://").split("/")[0]
+    left: list[str] = []
+    for _ in range(10):  # SeaweedFS removes emptied "directories" asynchronously
+        left = s3_keys(bucket, f"{NAMESPACE}/") + s3_keys(bucket, f"{NAMESPACE}.db/")
+        if not left:
+            break
+        time.sleep(1)
+    log(f"cleanup: dropped {NAMESPACE}.t, {NAMESPACE}.t_trino and namespace {NAMESPACE}; objects left in s3://{bucket}/{NAMESPACE}/: {len(left)}")
     if left:
         log(f"  note: leftover objects {left[:5]}{' ...' if len(left) > 5 else ''}")
 

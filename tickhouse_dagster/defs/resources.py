@@ -179,3 +179,12 @@ def trino_resources() -> dict[str, TrinoResource]:
             password=_env_or("TICKHOUSE_TRINO_PASSWORD", None),
         )
     }
+
+
+def resolved_resources() -> dict[str, Any]:
+    """The resources as a run sees them (environment variables resolved), for code that runs
+    outside a Dagster run: the CLI and `tickhouse doctor`."""
+    return {
+        name: resource.process_config_and_initialize()
+        for name, resource in resources_from_env().items()
+    }

@@ -23,6 +23,7 @@ SEAWEED_VOLUME_PORT=18081
 SEAWEED_FILER_PORT=18889
 SEAWEED_S3_PORT=18333
 SEAWEED_METRICS_PORT=19327
+SEAWEED_ICEBERG_PORT=18181 # Iceberg REST catalog (weed's default 8181, moved next to the other ports)
 PG_PORT=15433
 TRINO_HTTP_PORT=18080
 
@@ -34,6 +35,7 @@ TICKHOUSE_PG_USER=tickhouse
 TICKHOUSE_S3_REGION=us-east-1
 TICKHOUSE_ICEBERG_CATALOG_NAME=tickhouse
 S3_BUCKETS=(landing warehouse)
+SEAWEED_REST_TABLE_BUCKET=tickhouse-rest # S3 table bucket = warehouse of the Iceberg REST catalog
 
 # Bounded waits (seconds).
 HEALTH_TIMEOUT=${TICKHOUSE_HEALTH_TIMEOUT:-180}
@@ -165,27 +167,31 @@ stop_pid() {
     log "$name: stopped"
 }
 
-# wait_until NAME LOGFILE CHECK...: poll CHECK (a command) once a second until it
+# wait_until NAME LOGFILES CHECK...: poll CHECK (a command) once a second until it
 # succeeds, the service's process dies, or HEALTH_TIMEOUT elapses. On failure prints
-# the log tail and returns 1.
+# the tail of each log in LOGFILES (':'-separated) and returns 1. Liveness is
+# NAME_alive when that function exists, else NAME's pidfile.
 wait_until() {
-    local name=$1 logfile=$2
+    local name=$1 logfiles=$2 f alive=(is_running "$1")
     shift 2
+    declare -F "${name}_alive" >/dev/null && alive=("${name}_alive")
     local start=$SECONDS
     while ((SECONDS - start < HEALTH_TIMEOUT)); do
         if "$@" >/dev/null 2>&1; then
-            log "$name: healthy after $((SECONDS - start))s"
+            log "$name: healthy after $((SECONDS - start))s ($1)"
             return 0
         fi
-        if ! is_running "$name"; then
+        if ! "${alive[@]}"; then
             printf '%s [stack] ERROR: %s exited while starting\n' "$(_ts)" "$name" >&2
-            show_log_tail "$logfile"
+            IFS=: read -r -a _logs <<<"$logfiles"
+            for f in "${_logs[@]}"; do show_log_tail "$f"; done
             return 1
         fi
         sleep 1
     done
     printf '%s [stack] ERROR: %s not healthy after %ss (check: %s)\n' "$(_ts)" "$name" "$HEALTH_TIMEOUT" "$*" >&2
-    show_log_tail "$logfile"
+    IFS=: read -r -a _logs <<<"$logfiles"
+    for f in "${_logs[@]}"; do show_log_tail "$f"; done
     return 1
 }
 

@@ -13,7 +13,8 @@ PG_CATALOG_SQL=$INFRA_DIR/postgres/iceberg_jdbc_catalog_v1.sql
 
 # initdb/postgres refuse to run as root: as root the cluster is owned by (and runs
 # as) this unprivileged system user, created on first use.
-PG_OS_USER=${TICKHOUSE_PG_OS_USER:-tickhouse}
+# Not root: the cluster simply belongs to the invoking user.
+if [[ $EUID -eq 0 ]]; then PG_OS_USER=${TICKHOUSE_PG_OS_USER:-tickhouse}; else PG_OS_USER=$(id -un); fi
 
 _pg_bin_dir() {
     local d
@@ -90,7 +91,7 @@ _pg_prepare_owner() {
 
 postgres_initdb() {
     [[ -s $PG_DATA/PG_VERSION ]] && return 0
-    log "postgres: initdb $PG_DATA (owner: ${PG_OS_USER:-$USER})"
+    log "postgres: initdb $PG_DATA (owner: $PG_OS_USER)"
     mkdir -p "$PG_DATA" "$PG_SOCKET_DIR"
     if [[ $EUID -eq 0 ]]; then chown "$PG_OS_USER:$PG_OS_USER" "$PG_DIR" "$PG_DATA" "$PG_SOCKET_DIR"; fi
     chmod 700 "$PG_DATA" "$PG_SOCKET_DIR"

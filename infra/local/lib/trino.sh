@@ -33,7 +33,7 @@ jdk_install() {
 java_home() { cat "$JDK_VENV/java_home"; }
 
 # --- Trino server ------------------------------------------------------------------
-trino_installed() { [[ -f $TRINO_HOME/.tickhouse-installed ]]; }
+trino_installed() { [[ $(cat "$TRINO_HOME/.tickhouse-installed" 2>/dev/null) == "plugins=$TRINO_PLUGINS" ]]; }
 
 trino_install() {
     jdk_install
@@ -57,7 +57,7 @@ trino_install() {
         { mkdir -p "$TICKHOUSE_CACHE/trino" && mktemp -d "$TICKHOUSE_CACHE/trino/.unpack.XXXXXX"; })
     tar -xzf "$TRINO_TARBALL" -C "$tmp" || die "trino: unpacking failed"
     # Keep only the plugins we use (the full set is ~780 MB and slows startup).
-    local p keep
+    local p k keep
     for p in "$tmp/trino-server-$TRINO_VERSION"/plugin/*; do
         keep=0
         for k in $TRINO_PLUGINS; do [[ ${p##*/} == "$k" ]] && keep=1; done
