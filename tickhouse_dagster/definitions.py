@@ -1,5 +1,8 @@
 """The tickhouse code location."""
 
+from collections.abc import Mapping
+from typing import Any
+
 from dagster import Definitions, in_process_executor
 
 from tickhouse_dagster.defs.assets.bars import ohlcv_bars
@@ -10,19 +13,23 @@ from tickhouse_dagster.defs.jobs import ingest_file_job, rebuild_bars_job
 from tickhouse_dagster.defs.resources import resources_from_env
 from tickhouse_dagster.defs.sensors import landing_sensor, touched_days_sensor
 
-resources = resources_from_env()
-# Trino is optional: without TICKHOUSE_TRINO_URL its view asset and read-back check are absent
-# (`tickhouse doctor` says so) and everything else runs on the embedded default.
-with_trino = "trino" in resources
 
-defs = Definitions(
-    assets=[raw_tick_xml, parsed_ticks, ticks, ohlcv_bars] + ([bar_views] if with_trino else []),
-    asset_checks=[tick_values, session_and_tick_grid]
-    + ([trino_reads_commit] if with_trino else []),
-    jobs=[ingest_file_job, rebuild_bars_job],
-    sensors=[landing_sensor, touched_days_sensor],
-    resources=resources,
-    # A run's steps (one file, or one day's bars) run one after another; a process per step would
-    # only add start-up time. Parallelism comes from concurrent runs.
-    executor=in_process_executor,
-)
+def build_definitions(resources: Mapping[str, Any]) -> Definitions:
+    # Trino is optional: without a `trino` resource (TICKHOUSE_TRINO_URL unset) its view asset and
+    # read-back check are absent (`tickhouse doctor` says so); everything else runs as is.
+    with_trino = "trino" in resources
+    return Definitions(
+        assets=[raw_tick_xml, parsed_ticks, ticks, ohlcv_bars]
+        + ([bar_views] if with_trino else []),
+        asset_checks=[tick_values, session_and_tick_grid]
+        + ([trino_reads_commit] if with_trino else []),
+        jobs=[ingest_file_job, rebuild_bars_job],
+        sensors=[landing_sensor, touched_days_sensor],
+        resources=resources,
+        # A run's steps (one file, or one day's bars) run one after another; a process per step
+        # would only add start-up time. Parallelism comes from concurrent runs.
+        executor=in_process_executor,
+    )
+
+
+defs = build_definitions(resources_from_env())

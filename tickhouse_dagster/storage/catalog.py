@@ -52,8 +52,11 @@ def _s3_properties(settings: CatalogSettings) -> dict[str, str]:
 
 
 def load_lakehouse_catalog(settings: CatalogSettings) -> Catalog:
-    if Config().get_catalog_config(settings.name):
-        return load_catalog(settings.name)
+    # Read pyiceberg's configuration now: `load_catalog` alone uses a copy of the environment
+    # taken when pyiceberg was imported.
+    configured = Config().get_catalog_config(settings.name)
+    if configured:
+        return load_catalog(settings.name, **configured)
     properties: dict[str, Any] = {
         "warehouse": warehouse_location(settings.warehouse),
         **_s3_properties(settings),

@@ -4,19 +4,12 @@ from __future__ import annotations
 
 from dagster import AssetKey, DagsterInstance, Definitions, ExecuteInProcessResult
 
-from tickhouse_dagster.definitions import defs
+from tickhouse_dagster.definitions import build_definitions
 from tickhouse_dagster.defs.partitions import landing_files
 
 
 def definitions_with(resources: dict[str, object]) -> Definitions:
-    return Definitions(
-        assets=defs.assets,
-        asset_checks=defs.asset_checks,
-        jobs=defs.jobs,
-        sensors=defs.sensors,
-        resources=resources,
-        executor=defs.executor,
-    )
+    return build_definitions(resources)
 
 
 def ingest(

@@ -27,3 +27,16 @@ def test_checks_jobs_and_sensors():
     for name in ["landing_sensor", "touched_days_sensor"]:
         assert defs.resolve_sensor_def(name).default_status == DefaultSensorStatus.RUNNING
     assert defs.resolve_job_def("ingest_landing_file") and defs.resolve_job_def("rebuild_bars")
+
+
+def test_trino_parts_only_when_trino_is_configured(resources):
+    from tickhouse_dagster.definitions import build_definitions
+    from tickhouse_dagster.defs.resources import TrinoResource
+
+    without = build_definitions(resources).resolve_asset_graph()
+    assert AssetKey(["market", "bar_views"]) not in without.get_all_asset_keys()
+    assert "trino_reads_commit" not in {k.name for k in without.asset_check_keys}
+    with_trino = build_definitions({**resources, "trino": TrinoResource(url="http://127.0.0.1:1")})
+    graph = with_trino.resolve_asset_graph()
+    assert AssetKey(["market", "bar_views"]) in graph.get_all_asset_keys()
+    assert "trino_reads_commit" in {k.name for k in graph.asset_check_keys}

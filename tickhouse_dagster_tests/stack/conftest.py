@@ -1,0 +1,100 @@
+"""The real stack (SeaweedFS S3, PostgreSQL catalog, Trino) started by the project's own script.
+
+The session fixture starts it if it is not running and stops it afterwards only if it started it.
+Each test gets its own Iceberg namespace and landing prefix, dropped/emptied afterwards."""
+
+from __future__ import annotations
+
+import os
+import shlex
+import subprocess
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tickhouse_dagster.settings import PROJECT_ROOT
+
+STACK = PROJECT_ROOT / "infra" / "local" / "stack"
+COLD_START_TIMEOUT = 1200  # a first run builds SeaweedFS and downloads Trino
+
+
+def _stack(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [str(STACK), *args], capture_output=True, text=True, timeout=timeout, check=False
+    )
+
+
+def parse_env(text: str) -> dict[str, str]:
+    env = {}
+    for line in text.splitlines():
+        if line.startswith("export "):
+            name, _, value = line[len("export ") :].partition("=")
+            env[name] = shlex.split(value)[0] if value else ""
+    return env
+
+
+@pytest.fixture(scope="session")
+def stack_env() -> Iterator[dict[str, str]]:
+    was_running = _stack("status").returncode == 0
+    if not was_running:
+        up = _stack("up", timeout=COLD_START_TIMEOUT)
+        assert up.returncode == 0, f"stack up failed:\n{up.stdout[-3000:]}\n{up.stderr[-3000:]}"
+    try:
+        yield parse_env(_stack("env").stdout)
+    finally:
+        if not was_running:
+            _stack("down", timeout=120)
+
+
+@pytest.fixture
+def on_stack(
+    stack_env: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[dict[str, str]]:
+    """The process environment pointed at the stack, with a namespace and landing prefix of its
+    own; yields the effective settings."""
+    run_id = uuid.uuid4().hex[:8]
+    for name in list(os.environ):
+        if name.startswith(("TICKHOUSE_", "PYICEBERG_CATALOG__")):
+            monkeypatch.delenv(name)
+    for name, value in stack_env.items():
+        monkeypatch.setenv(name, value)
+    settings = {
+        "TICKHOUSE_HOME": str(tmp_path / "home"),
+        "DAGSTER_HOME": str(tmp_path / "home" / "dagster"),
+        "TICKHOUSE_NAMESPACE": f"market_t{run_id}",
+        "TICKHOUSE_LANDING_URI": f"s3://landing/t{run_id}/",
+    }
+    for name, value in settings.items():
+        monkeypatch.setenv(name, value)
+    (tmp_path / "home" / "dagster").mkdir(parents=True)
+    yield {**stack_env, **settings}
+    _drop_namespace(settings["TICKHOUSE_NAMESPACE"])
+    _empty_prefix(stack_env, f"t{run_id}/")
+
+
+def _drop_namespace(namespace: str) -> None:
+    from tickhouse_dagster.storage.catalog import CatalogSettings, load_lakehouse_catalog
+
+    catalog = load_lakehouse_catalog(CatalogSettings("tickhouse", warehouse="s3://warehouse/"))
+    if namespace not in {n[0] for n in catalog.list_namespaces()}:
+        return
+    for identifier in catalog.list_tables(namespace):
+        catalog.purge_table(identifier)
+    catalog.drop_namespace(namespace)
+
+
+def _empty_prefix(env: dict[str, str], prefix: str) -> None:
+    import boto3
+
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=env["TICKHOUSE_S3_ENDPOINT"],
+        aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
+        region_name=env.get("AWS_REGION", "us-east-1"),
+    )
+    listing = s3.list_objects_v2(Bucket="landing", Prefix=prefix)
+    for obj in listing.get("Contents", []):
+        s3.delete_object(Bucket="landing", Key=obj["Key"])
