@@ -75,11 +75,20 @@ def on_stack(
 
 
 def _drop_namespace(namespace: str) -> None:
+    from tickhouse_dagster.defs.resources import resolved_resources
     from tickhouse_dagster.storage.catalog import CatalogSettings, load_lakehouse_catalog
 
     catalog = load_lakehouse_catalog(CatalogSettings("tickhouse", warehouse="s3://warehouse/"))
     if namespace not in {n[0] for n in catalog.list_namespaces()}:
         return
+    # Views are Trino's (the BI views asset); pyiceberg's list_tables does not show them.
+    trino = resolved_resources()["trino"]
+    views = trino.query(
+        f"SELECT table_name FROM {trino.catalog}.information_schema.views "
+        f"WHERE table_schema = '{namespace}'"
+    )
+    for (view,) in views:
+        trino.query(f"DROP VIEW {trino.catalog}.{namespace}.{view}")
     for identifier in catalog.list_tables(namespace):
         catalog.purge_table(identifier)
     catalog.drop_namespace(namespace)

@@ -4,6 +4,7 @@ table exactly as pyiceberg does, also after a file is re-ingested."""
 
 from __future__ import annotations
 
+import os
 import time
 from datetime import UTC
 from pathlib import Path
@@ -74,8 +75,7 @@ class SensorDaemon:
 
 def normalised(row: tuple) -> tuple:
     return tuple(
-        v.astimezone(UTC) if hasattr(v, "astimezone") and hasattr(v, "hour") else v
-        for v in row
+        v.astimezone(UTC) if hasattr(v, "astimezone") and hasattr(v, "hour") else v for v in row
     )
 
 
@@ -98,7 +98,35 @@ def assert_trino_equals_pyiceberg(resources, namespace: str) -> dict[str, int]:
     return counts
 
 
-def test_sensor_ingests_from_seaweedfs_and_trino_reads_what_dagster_wrote(on_stack, tmp_path: Path):
+@pytest.fixture(params=["jdbc", "rest"])
+def catalog_kind(request, on_stack, monkeypatch) -> str:
+    """The PostgreSQL JDBC-layout catalog, or SeaweedFS's built-in Iceberg REST catalog, each
+    configured the standard pyiceberg way and read by its own Trino catalog."""
+    if request.param == "rest":
+        for name in list(os.environ):
+            if name.startswith("PYICEBERG_CATALOG__"):
+                monkeypatch.delenv(name)
+        monkeypatch.delenv("TICKHOUSE_CATALOG_URI", raising=False)
+        prefix = "PYICEBERG_CATALOG__TICKHOUSE__"
+        key, secret = on_stack["AWS_ACCESS_KEY_ID"], on_stack["AWS_SECRET_ACCESS_KEY"]
+        for name, value in {
+            "TYPE": "rest",
+            "URI": on_stack["TICKHOUSE_ICEBERG_REST_URI"],
+            "WAREHOUSE": on_stack["TICKHOUSE_ICEBERG_REST_WAREHOUSE"],
+            "CREDENTIAL": f"{key}:{secret}",  # SeaweedFS: OAuth2 client = S3 identity
+            "S3__ENDPOINT": on_stack["TICKHOUSE_S3_ENDPOINT"],
+            "S3__REGION": on_stack.get("AWS_REGION", "us-east-1"),
+            "S3__ACCESS_KEY_ID": key,
+            "S3__SECRET_ACCESS_KEY": secret,
+        }.items():
+            monkeypatch.setenv(prefix + name, value)
+        monkeypatch.setenv("TICKHOUSE_TRINO_CATALOG", "iceberg_rest")
+    return request.param
+
+
+def test_sensor_ingests_from_seaweedfs_and_trino_reads_what_dagster_wrote(
+    on_stack, catalog_kind, tmp_path: Path
+):
     resources = resolved_resources()
     assert "trino" in resources
     definitions = definitions_with(resources)
