@@ -21,6 +21,7 @@ Usage (stack up):  infra/local/stack smoke [--catalog jdbc|rest|all] [--keep]
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import os
 import sys
@@ -85,19 +86,51 @@ SCHEMA = Schema(
     NestedField(4, "ts", TimestamptzType(), required=False),
     NestedField(5, "d", DateType(), required=False),
 )
-SPEC = PartitionSpec(PartitionField(source_id=5, field_id=1000, transform=DayTransform(), name="d_day"))
+SPEC = PartitionSpec(
+    PartitionField(source_id=5, field_id=1000, transform=DayTransform(), name="d_day")
+)
 
 # Rows written by pyiceberg: edge-ish values for each type.
 PY_ROWS = [
-    (1, "AAPL", Decimal("189.123456"), dt.datetime(2026, 1, 2, 14, 30, 0, 123456, tzinfo=UTC), dt.date(2026, 1, 2)),
-    (2, "MSFT", Decimal("-0.000001"), dt.datetime(2026, 1, 2, 23, 59, 59, 999999, tzinfo=UTC), dt.date(2026, 1, 2)),
-    (3, "BIG", Decimal("999999999999.999999"), dt.datetime(1999, 12, 31, 0, 0, 0, 1, tzinfo=UTC), dt.date(1999, 12, 31)),
+    (
+        1,
+        "AAPL",
+        Decimal("189.123456"),
+        dt.datetime(2026, 1, 2, 14, 30, 0, 123456, tzinfo=UTC),
+        dt.date(2026, 1, 2),
+    ),
+    (
+        2,
+        "MSFT",
+        Decimal("-0.000001"),
+        dt.datetime(2026, 1, 2, 23, 59, 59, 999999, tzinfo=UTC),
+        dt.date(2026, 1, 2),
+    ),
+    (
+        3,
+        "BIG",
+        Decimal("999999999999.999999"),
+        dt.datetime(1999, 12, 31, 0, 0, 0, 1, tzinfo=UTC),
+        dt.date(1999, 12, 31),
+    ),
     (4, None, None, None, None),
 ]
 # Rows written by Trino (SQL literals) and what pyiceberg must read back.
 TRINO_ROWS = [
-    (10, "ES", Decimal("5012.250000"), dt.datetime(2026, 3, 4, 9, 30, 0, 1, tzinfo=UTC), dt.date(2026, 3, 4)),
-    (11, "NQ", Decimal("-123456789012.345678"), dt.datetime(2026, 3, 5, 0, 0, 0, 0, tzinfo=UTC), dt.date(2026, 3, 5)),
+    (
+        10,
+        "ES",
+        Decimal("5012.250000"),
+        dt.datetime(2026, 3, 4, 9, 30, 0, 1, tzinfo=UTC),
+        dt.date(2026, 3, 4),
+    ),
+    (
+        11,
+        "NQ",
+        Decimal("-123456789012.345678"),
+        dt.datetime(2026, 3, 5, 0, 0, 0, 0, tzinfo=UTC),
+        dt.date(2026, 3, 5),
+    ),
 ]
 EXPECTED_TRINO_TYPES = {
     "id": "bigint",
@@ -159,7 +192,11 @@ class TrinoSession:
     def __init__(self, catalog: str) -> None:
         self.catalog = catalog
         self.conn = trino.dbapi.connect(
-            host=TRINO_HOST, port=TRINO_PORT, user="tickhouse-smoke", catalog=catalog, schema=NAMESPACE
+            host=TRINO_HOST,
+            port=TRINO_PORT,
+            user="tickhouse-smoke",
+            catalog=catalog,
+            schema=NAMESPACE,
         )
 
     def query(self, sql: str) -> list[list[Any]]:
@@ -194,10 +231,9 @@ def drop_namespace(cat: Catalog) -> None:
             cat.drop_table(ident)
         except NoSuchTableError:
             pass
-    try:
+    # SeaweedFS REST lists tables of a missing namespace as []; dropping it then raises.
+    with contextlib.suppress(NoSuchNamespaceError):
         cat.drop_namespace(NAMESPACE)
-    except NoSuchNamespaceError:  # SeaweedFS REST lists tables of a missing namespace as []
-        pass
 
 
 def s3_keys(bucket: str, prefix: str) -> list[str]:
@@ -231,11 +267,23 @@ def run(kind: str, keep: bool) -> None:
     # 2. Trino reads exactly what pyiceberg wrote, with the expected types.
     types = {r[0]: r[1] for r in ts.query(f"DESCRIBE {trino_catalog}.{NAMESPACE}.t")}
     check(types == EXPECTED_TRINO_TYPES, f"Trino column types {types} != {EXPECTED_TRINO_TYPES}")
-    got = [normalize(r) for r in ts.query(f"SELECT id, symbol, px, ts, d FROM {trino_catalog}.{NAMESPACE}.t ORDER BY id")]
-    check(got == [normalize(r) for r in PY_ROWS], f"Trino read mismatch:\n got      {got}\n expected {PY_ROWS}")
+    got = [
+        normalize(r)
+        for r in ts.query(
+            f"SELECT id, symbol, px, ts, d FROM {trino_catalog}.{NAMESPACE}.t ORDER BY id"
+        )
+    ]
+    check(
+        got == [normalize(r) for r in PY_ROWS],
+        f"Trino read mismatch:\n got      {got}\n expected {PY_ROWS}",
+    )
     ddl = ts.query(f"SHOW CREATE TABLE {trino_catalog}.{NAMESPACE}.t")[0][0]
-    check("partitioning = ARRAY['day(d)']" in ddl, f"Trino does not see day(d) partitioning:\n{ddl}")
-    log(f"trino: read {len(got)} rows from {trino_catalog}.{NAMESPACE}.t: exact match; types {types}; partitioning day(d)")
+    check(
+        "partitioning = ARRAY['day(d)']" in ddl, f"Trino does not see day(d) partitioning:\n{ddl}"
+    )
+    log(
+        f"trino: read {len(got)} rows from {trino_catalog}.{NAMESPACE}.t: exact match; types {types}; partitioning day(d)"
+    )
 
     # 3. Trino writes: a new table, and an append to pyiceberg's table.
     ts.query(
@@ -246,22 +294,35 @@ def run(kind: str, keep: bool) -> None:
     values = ", ".join(sql_literal(r) for r in TRINO_ROWS)
     ts.query(f"INSERT INTO {trino_catalog}.{NAMESPACE}.t_trino VALUES {values}")
     ts.query(f"INSERT INTO {trino_catalog}.{NAMESPACE}.t VALUES {values}")
-    loc = ts.query(f'SELECT file_path FROM {trino_catalog}.{NAMESPACE}."t_trino$files" LIMIT 1')[0][0]
-    log(f"trino: created {NAMESPACE}.t_trino, inserted {len(TRINO_ROWS)} rows into it and into {NAMESPACE}.t")
+    loc = ts.query(f'SELECT file_path FROM {trino_catalog}.{NAMESPACE}."t_trino$files" LIMIT 1')[0][
+        0
+    ]
+    log(
+        f"trino: created {NAMESPACE}.t_trino, inserted {len(TRINO_ROWS)} rows into it and into {NAMESPACE}.t"
+    )
     log(f"trino: t_trino data file e.g. {loc}")
 
     # 4. pyiceberg reads Trino's writes.
     tt = cat.load_table(f"{NAMESPACE}.t_trino")
     got = rows_from_arrow(tt.scan().to_arrow())
-    check(got == [normalize(r) for r in TRINO_ROWS], f"pyiceberg read mismatch:\n got      {got}\n expected {TRINO_ROWS}")
+    check(
+        got == [normalize(r) for r in TRINO_ROWS],
+        f"pyiceberg read mismatch:\n got      {got}\n expected {TRINO_ROWS}",
+    )
     check(str(tt.spec().fields[0].transform) == "day", f"unexpected spec {tt.spec()}")
     ice_types = {f.name: str(f.field_type) for f in tt.schema().fields}
-    log(f"pyiceberg: read {len(got)} rows from {NAMESPACE}.t_trino: exact match; schema {ice_types}")
+    log(
+        f"pyiceberg: read {len(got)} rows from {NAMESPACE}.t_trino: exact match; schema {ice_types}"
+    )
     t = cat.load_table(f"{NAMESPACE}.t")
     got = rows_from_arrow(t.scan().to_arrow())
     expected = sorted([normalize(r) for r in PY_ROWS + TRINO_ROWS], key=lambda r: r[0])
-    check(got == expected, f"pyiceberg read of {NAMESPACE}.t after Trino append mismatch:\n got {got}")
-    log(f"pyiceberg: {NAMESPACE}.t has {len(got)} rows after Trino's append ({len(t.snapshots())} snapshots): exact match")
+    check(
+        got == expected, f"pyiceberg read of {NAMESPACE}.t after Trino append mismatch:\n got {got}"
+    )
+    log(
+        f"pyiceberg: {NAMESPACE}.t has {len(got)} rows after Trino's append ({len(t.snapshots())} snapshots): exact match"
+    )
 
     if kind == "jdbc":
         with cat.engine.connect() as c:  # type: ignore[attr-defined]
@@ -285,7 +346,9 @@ def run(kind: str, keep: bool) -> None:
     for name in ("t_trino", "t"):
         ts.query(f"DROP TABLE {trino_catalog}.{NAMESPACE}.{name}")
     ts.query(f"DROP SCHEMA {trino_catalog}.{NAMESPACE}")
-    check(NAMESPACE not in [n[0] for n in cat.list_namespaces()], "namespace still listed after drop")
+    check(
+        NAMESPACE not in [n[0] for n in cat.list_namespaces()], "namespace still listed after drop"
+    )
     bucket = "warehouse" if kind == "jdbc" else REST_WAREHOUSE.removeprefix("s3://").split("/")[0]
     left: list[str] = []
     for _ in range(10):  # SeaweedFS removes emptied "directories" asynchronously
@@ -293,7 +356,9 @@ def run(kind: str, keep: bool) -> None:
         if not left:
             break
         time.sleep(1)
-    log(f"cleanup: dropped {NAMESPACE}.t, {NAMESPACE}.t_trino and namespace {NAMESPACE}; objects left in s3://{bucket}/{NAMESPACE}/: {len(left)}")
+    log(
+        f"cleanup: dropped {NAMESPACE}.t, {NAMESPACE}.t_trino and namespace {NAMESPACE}; objects left in s3://{bucket}/{NAMESPACE}/: {len(left)}"
+    )
     if left:
         log(f"  note: leftover objects {left[:5]}{' ...' if len(left) > 5 else ''}")
 
@@ -307,7 +372,9 @@ def main() -> int:
             "(pyiceberg-core>=0.10.1,<0.11) to write tables partitioned by day()/month()/hour()/bucket(). "
             "`infra/local/stack smoke` provides it from the cache when the project venv lacks it."
         )
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--catalog", choices=["jdbc", "rest", "all"], default="all")
     ap.add_argument("--keep", action="store_true", help="do not drop the smoke namespace")
     args = ap.parse_args()

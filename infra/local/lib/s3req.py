@@ -24,8 +24,16 @@ def _q(s: str, safe: str) -> str:
     return urllib.parse.quote(s, safe=safe)
 
 
-def sign(method: str, url: str, body: bytes, service: str, region: str, ak: str, sk: str,
-         headers: dict[str, str]) -> dict[str, str]:
+def sign(
+    method: str,
+    url: str,
+    body: bytes,
+    service: str,
+    region: str,
+    ak: str,
+    sk: str,
+    headers: dict[str, str],
+) -> dict[str, str]:
     u = urllib.parse.urlsplit(url)
     now = dt.datetime.now(dt.UTC)
     amz_date, day = now.strftime("%Y%m%dT%H%M%SZ"), now.strftime("%Y%m%d")
@@ -34,19 +42,30 @@ def sign(method: str, url: str, body: bytes, service: str, region: str, ak: str,
     hdrs |= {"host": u.netloc, "x-amz-content-sha256": payload_hash, "x-amz-date": amz_date}
     signed = ";".join(sorted(hdrs))
     query = "&".join(
-        f"{_q(k, '-_.~')}={_q(v, '-_.~')}" for k, v in sorted(urllib.parse.parse_qsl(u.query, keep_blank_values=True))
+        f"{_q(k, '-_.~')}={_q(v, '-_.~')}"
+        for k, v in sorted(urllib.parse.parse_qsl(u.query, keep_blank_values=True))
     )
-    canonical = "\n".join([
-        method, _q(urllib.parse.unquote(u.path or "/"), "/-_.~"), query,
-        "".join(f"{k}:{hdrs[k]}\n" for k in sorted(hdrs)), signed, payload_hash,
-    ])
+    canonical = "\n".join(
+        [
+            method,
+            _q(urllib.parse.unquote(u.path or "/"), "/-_.~"),
+            query,
+            "".join(f"{k}:{hdrs[k]}\n" for k in sorted(hdrs)),
+            signed,
+            payload_hash,
+        ]
+    )
     scope = f"{day}/{region}/{service}/aws4_request"
-    to_sign = "\n".join(["AWS4-HMAC-SHA256", amz_date, scope, hashlib.sha256(canonical.encode()).hexdigest()])
+    to_sign = "\n".join(
+        ["AWS4-HMAC-SHA256", amz_date, scope, hashlib.sha256(canonical.encode()).hexdigest()]
+    )
     key = ("AWS4" + sk).encode()
     for part in (day, region, service, "aws4_request"):
         key = hmac.new(key, part.encode(), hashlib.sha256).digest()
     sig = hmac.new(key, to_sign.encode(), hashlib.sha256).hexdigest()
-    hdrs["authorization"] = f"AWS4-HMAC-SHA256 Credential={ak}/{scope}, SignedHeaders={signed}, Signature={sig}"
+    hdrs["authorization"] = (
+        f"AWS4-HMAC-SHA256 Credential={ak}/{scope}, SignedHeaders={signed}, Signature={sig}"
+    )
     del hdrs["host"]
     return hdrs
 
@@ -67,9 +86,22 @@ def main() -> int:
     headers = dict(h.split(":", 1) for h in a.headers)
     if not a.anonymous:
         sk = os.environ.get("S3REQ_SECRET_KEY") or os.environ["TICKHOUSE_S3_SECRET_KEY"]
-        headers = sign(a.method, a.url, body, a.service, a.region, os.environ["TICKHOUSE_S3_ACCESS_KEY"], sk, headers)
-    req = urllib.request.Request(a.url, data=body if body or a.method in ("PUT", "POST") else None,
-                                 headers=headers, method=a.method)
+        headers = sign(
+            a.method,
+            a.url,
+            body,
+            a.service,
+            a.region,
+            os.environ["TICKHOUSE_S3_ACCESS_KEY"],
+            sk,
+            headers,
+        )
+    req = urllib.request.Request(
+        a.url,
+        data=body if body or a.method in ("PUT", "POST") else None,
+        headers=headers,
+        method=a.method,
+    )
     try:
         with urllib.request.urlopen(req, timeout=a.timeout) as r:
             status = r.status
