@@ -6,6 +6,7 @@ import argparse
 import os
 import shutil
 import sys
+import tempfile
 from collections.abc import Sequence
 from datetime import date
 from pathlib import Path
@@ -27,12 +28,9 @@ def ensure_dagster_home() -> Path:
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
+    from tickhouse_dagster.defs.resources import resolved_resources
     from tickhouse_dagster.sample.generator import SampleSpec, generate
 
-    out = Path(args.out or settings.landing_uri())
-    if args.if_empty and out.exists() and any(out.rglob("*.xml*")):
-        print(f"{out} already holds tick files; nothing generated")
-        return 0
     spec = SampleSpec(
         days=args.days,
         symbols=args.symbols,
@@ -43,12 +41,24 @@ def cmd_generate(args: argparse.Namespace) -> int:
         gzip=args.gzip,
         start_date=date.fromisoformat(args.start_date),
     )
-    files = generate(spec, out)
-    size = sum(f.stat().st_size for f in files)
-    print(
-        f"wrote {len(files)} files, {spec.days * spec.ticks_per_day:,} ticks, "
-        f"{size / 1e6:.1f} MB under {out}"
-    )
+    if args.out:  # a plain folder
+        out = Path(args.out)
+        if args.if_empty and out.exists() and any(out.rglob("*.xml*")):
+            print(f"{out} already holds tick files; nothing generated")
+            return 0
+        files = generate(spec, out)
+        where = str(out)
+    else:  # the configured landing store, local folder or S3
+        store = resolved_resources()["landing"].store()
+        if args.if_empty and next(iter(store.iter_files()), None) is not None:
+            print(f"{store.uri} already holds tick files; nothing generated")
+            return 0
+        with tempfile.TemporaryDirectory() as scratch:
+            files = generate(spec, Path(scratch))
+            for file in files:
+                store.write(file.relative_to(scratch).as_posix(), file.read_bytes())
+        where = store.uri
+    print(f"wrote {len(files)} files, {spec.days * spec.ticks_per_day:,} ticks under {where}")
     return 0
 
 
@@ -77,7 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--symbols", type=int, default=5)
     gen.add_argument("--ticks-per-day", type=int, default=50_000, help="all symbols together")
     gen.add_argument("--files-per-day", type=int, default=7, help="collection windows per day")
-    gen.add_argument("--out", help="folder (default: the local landing folder)")
+    gen.add_argument("--out", help="a folder (default: the configured landing store)")
     gen.add_argument("--profile", choices=["tickhouse", "fixml"], default="tickhouse")
     gen.add_argument("--seed", type=int, default=42)
     gen.add_argument("--gzip", action="store_true")
