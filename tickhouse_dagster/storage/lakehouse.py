@@ -9,7 +9,7 @@ import logging
 import random
 import time
 import warnings
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 
@@ -188,12 +188,18 @@ class Lakehouse:
             lambda: [bars.cast(BARS_ARROW)],
         )
 
-    def ticks_for_days(self, trade_dates: Iterable[date]) -> pa.Table:
+    def ticks_for_days(
+        self, trade_dates: Iterable[date], columns: Sequence[str] | None = None
+    ) -> pa.Table:
+        """The ticks of these trade dates (partition-pruned), optionally only some columns."""
         days = [d.isoformat() for d in trade_dates]
+        names = list(columns or TICKS_ARROW.names)
+        schema = pa.schema([TICKS_ARROW.field(n) for n in names])
         table = self.table(TICKS_TABLE)
         if table.current_snapshot() is None:
-            return TICKS_ARROW.empty_table()
-        return table.scan(row_filter=In("trade_date", days)).to_arrow().cast(TICKS_ARROW)
+            return schema.empty_table()
+        scan = table.scan(row_filter=In("trade_date", days), selected_fields=tuple(names))
+        return scan.to_arrow().select(names).cast(schema)
 
     def bars_for_day(self, interval: str, trade_date: date) -> pa.Table:
         table = self.table(bar_table_name(interval))

@@ -193,7 +193,20 @@ def ticks(context: AssetExecutionContext, parsed_ticks: StagedTicks, lakehouse: 
             "sha256": parsed_ticks.sha256,
         }
     )
-    days = house.ticks_for_days(parsed_ticks.trade_date_values())
+    # What the two checks need of the touched days, not whole rows.
+    days = house.ticks_for_days(
+        parsed_ticks.trade_date_values(),
+        columns=(
+            "venue",
+            "symbol",
+            "trade_date",
+            "trade_id",
+            "ts",
+            "price",
+            "quantity",
+            "source_file",
+        ),
+    )
     stored = pc.sum(pc.equal(days["source_file"], key)).as_py() or 0
     yield AssetCheckResult(
         check_name="rows_match_parsed",
