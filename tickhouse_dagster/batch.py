@@ -1,0 +1,75 @@
+"""Ingest local tick files without Dagster: the same parse → ticks commit → bars path the assets
+take, for benchmarks and bulk backfills. Files are parsed in parallel worker processes (one per
+core); commits and bar builds happen in this process, one after another."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+
+from tickhouse_dagster.contract import BAR_INTERVALS
+from tickhouse_dagster.market.bars import build_bars
+from tickhouse_dagster.market.venues import load_venues
+from tickhouse_dagster.parsing import parse_tick_file
+from tickhouse_dagster.parsing.profiles import load_profiles, select_profile
+from tickhouse_dagster.parsing.ticks_xml import sniff_root_element
+from tickhouse_dagster.storage.lakehouse import Lakehouse
+from tickhouse_dagster.storage.staging import StagedTicks, stage_ticks
+
+
+@dataclass
+class BatchResult:
+    files: int = 0
+    ticks: int = 0
+    trade_dates: list[date] = field(default_factory=list)
+    bars: dict[str, int] = field(default_factory=dict)
+
+
+def parse_to_staging(path: str, key: str, staging_dir: str) -> StagedTicks:
+    """Parse one file into a staged Parquet file (runs in a worker process)."""
+    profiles, venues = load_profiles(), load_venues()
+    with open(path, "rb") as stream:
+        profile = select_profile(key, sniff_root_element(stream.read(65536)), profiles)
+    target = Path(staging_dir) / (key.replace("/", "__") + ".parquet")
+    with open(path, "rb") as stream:
+        return stage_ticks(
+            parse_tick_file(stream, source_file=key, profile=profile, venues=venues), str(target)
+        )
+
+
+def ingest_paths(
+    paths: Sequence[Path],
+    root: Path,
+    lakehouse: Lakehouse,
+    staging_dir: Path,
+    workers: int | None = None,
+) -> BatchResult:
+    """Parse `paths` (keys relative to `root`) in parallel, commit each file's ticks, then rebuild
+    the bars of every trade date touched."""
+    workers = workers or os.cpu_count() or 1
+    keys = [p.relative_to(root).as_posix() for p in paths]
+    result = BatchResult(files=len(paths))
+    days: set[date] = set()
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        staged = pool.map(parse_to_staging, map(str, paths), keys, [str(staging_dir)] * len(keys))
+        for key, ticks in zip(keys, staged, strict=True):
+            lakehouse.replace_file_ticks(key, ticks.batches)
+            result.ticks += ticks.rows
+            days.update(ticks.trade_date_values())
+    result.trade_dates = sorted(days)
+    venues = load_venues()
+    for day in result.trade_dates:
+        rebuild_day_bars(lakehouse, day, venues, result.bars)
+    return result
+
+
+def rebuild_day_bars(lakehouse: Lakehouse, day: date, venues, counts: dict[str, int]) -> None:
+    ticks = lakehouse.ticks_for_days([day])
+    for interval in BAR_INTERVALS:
+        bars = build_bars(ticks, interval, venues)
+        lakehouse.replace_day_bars(interval, day, bars)
+        counts[interval] = counts.get(interval, 0) + bars.num_rows
