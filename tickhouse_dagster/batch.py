@@ -14,11 +14,10 @@ from pathlib import Path
 from tickhouse_dagster.contract import BAR_INTERVALS
 from tickhouse_dagster.market.bars import build_bars
 from tickhouse_dagster.market.venues import load_venues
-from tickhouse_dagster.parsing import parse_tick_file
 from tickhouse_dagster.parsing.profiles import load_profiles, select_profile
 from tickhouse_dagster.parsing.ticks_xml import sniff_root_element
 from tickhouse_dagster.storage.lakehouse import Lakehouse
-from tickhouse_dagster.storage.staging import StagedTicks, stage_ticks
+from tickhouse_dagster.storage.staging import StagedTicks, stage_tick_file
 
 
 @dataclass
@@ -30,15 +29,14 @@ class BatchResult:
 
 
 def parse_to_staging(path: str, key: str, staging_dir: str) -> StagedTicks:
-    """Parse one file into a staged Parquet file (runs in a worker process)."""
+    """Parse one file into a staged Arrow IPC file (runs in a worker process)."""
     profiles, venues = load_profiles(), load_venues()
     with open(path, "rb") as stream:
         profile = select_profile(key, sniff_root_element(stream.read(65536)), profiles)
-    target = Path(staging_dir) / (key.replace("/", "__") + ".parquet")
-    with open(path, "rb") as stream:
-        return stage_ticks(
-            parse_tick_file(stream, source_file=key, profile=profile, venues=venues), str(target)
-        )
+    target = Path(staging_dir) / (key.replace("/", "__") + ".arrow")
+    return stage_tick_file(
+        lambda: open(path, "rb"), source_file=key, profile=profile, venues=venues, uri=str(target)
+    )
 
 
 def ingest_paths(

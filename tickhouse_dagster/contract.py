@@ -69,11 +69,11 @@ TICKS_ARROW: Final[pa.Schema] = _arrow_schema(TICKS_SCHEMA)
 BARS_ARROW: Final[pa.Schema] = _arrow_schema(BARS_SCHEMA)
 
 # Parsed ticks are the ticks before ingestion, plus where in the file each row came from, so that
-# a rejected value can be traced to its record and line.
+# a rejected value can be traced to its record (and line, where the parser knows it).
 PARSED_TICKS_ARROW: Final[pa.Schema] = (
     TICKS_ARROW.remove(TICKS_ARROW.get_field_index("ingested_at"))
     .append(pa.field("record", pa.int64(), nullable=False))
-    .append(pa.field("line", pa.int64(), nullable=False))
+    .append(pa.field("line", pa.int64(), nullable=True))
 )
 
 

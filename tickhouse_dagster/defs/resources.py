@@ -124,13 +124,13 @@ class TrinoResource(ConfigurableResource):
 
 
 class StagingResource(ConfigurableResource):
-    """Where parsed ticks wait, as Parquet, between parsing and the Iceberg commit."""
+    """Where parsed ticks wait (Arrow IPC files) between parsing and the Iceberg commit."""
 
     uri: str
 
     def uri_for(self, partition_key: str, run_id: str) -> str:
         safe = partition_key.replace("/", "__")
-        return f"{self.uri.rstrip('/')}/parsed_ticks/{safe}.{run_id[:8]}.parquet"
+        return f"{self.uri.rstrip('/')}/parsed_ticks/{safe}.{run_id[:8]}.arrow"
 
 
 def _env_or(name: str, default: str | None) -> str | EnvVar | None:

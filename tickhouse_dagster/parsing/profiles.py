@@ -42,6 +42,9 @@ class Profile:
     record: str  # local name of the record element
     root: tuple[str, ...] = ()  # local names of root elements that identify the layout
     key_patterns: tuple[str, ...] = ()  # fnmatch patterns on landing keys
+    # Absolute path of the element whose children are the records (e.g. "/tickhouse"): when set,
+    # and the field paths are plain attributes, the compiled fast path may read the file.
+    record_parent: str | None = None
     fields: Mapping[str, FieldRule] = field(default_factory=dict)
 
     def matches_key(self, key: str) -> bool:
@@ -88,6 +91,7 @@ def profile_from_mapping(spec: Mapping[str, Any]) -> Profile:
         root=(root,) if isinstance(root, str) else tuple(root),
         key_patterns=tuple(spec.get("key_patterns") or ()),
         fields=fields,
+        record_parent=spec.get("record_parent"),
     )
 
 

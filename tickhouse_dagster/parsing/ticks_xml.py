@@ -39,6 +39,9 @@ _SAFE_PARSER_OPTIONS: dict[str, bool] = {
 
 _Extract = Callable[[etree._Element, etree._Element], "str | None"]
 
+# The columns a profile yields as text before conversion.
+TEXT_COLUMNS = ("venue", "symbol", "trade_date", "ts", "trade_id", "price", "quantity", "side")
+
 # (arrow type, what a valid text looks like) for the columns that are cast from text.
 _CASTS: dict[str, tuple[pa.DataType, str]] = {
     "ts": (pa.timestamp("us", tz="UTC"), "an ISO 8601 time with a zone offset"),
@@ -60,21 +63,26 @@ def open_tick_stream(raw: IO[bytes]) -> IO[bytes]:
     return buffered
 
 
-def sniff_root_element(head: bytes) -> str | None:
-    """Local name of the root element, from the first bytes of a (possibly gzip) file."""
+def sniff_root(head: bytes) -> tuple[str | None, dict[str, str]]:
+    """Local name and attributes of the root element, from the first bytes of a (possibly gzip)
+    file; (None, {}) when they cannot be read there."""
     if head[:2] == _GZIP_MAGIC:
         try:
             head = zlib.decompressobj(wbits=31).decompress(head, 1 << 20)
         except zlib.error:
-            return None
+            return None, {}
     parser = etree.XMLPullParser(events=("start",), **_SAFE_PARSER_OPTIONS)
     try:
         parser.feed(head)
         for _event, element in parser.read_events():
-            return local_name(element.tag)
+            return local_name(element.tag), dict(element.attrib)
     except etree.XMLSyntaxError:
-        return None
-    return None
+        return None, {}
+    return None, {}
+
+
+def sniff_root_element(head: bytes) -> str | None:
+    return sniff_root(head)[0]
 
 
 def _compile_path(path: str) -> _Extract:
@@ -210,26 +218,6 @@ class _TickFileReader:
         batch.records.append(number)
         batch.lines.append(record.sourceline or 0)
 
-    def cast(self, batch: _Batch, column: str) -> pa.Array:
-        arrow_type, expected = _CASTS[column]
-        texts = batch.values[column]
-        try:
-            return pa.array(texts, pa.string()).cast(arrow_type)
-        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-            for index, text in enumerate(texts):
-                if text is None:
-                    continue
-                try:
-                    pa.array([text], pa.string()).cast(arrow_type)
-                except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-                    raise self.error(
-                        f"{text!r} is not {expected}",
-                        record=batch.records[index],
-                        line=batch.lines[index],
-                        field=column,
-                    ) from None
-            raise
-
     def mapped(self, batch: _Batch, column: str) -> list[str | None]:
         texts = batch.values.get(column) or [None] * len(batch)
         mapping = self.maps.get(column)
@@ -247,56 +235,99 @@ class _TickFileReader:
             out.append(None if text is None else mapping[text])
         return out
 
-    def trade_dates(self, batch: _Batch, venue: pa.Array, ts: pa.Array) -> pa.Array:
-        """The feed's trade date where it has one, else the venue-local date of the print."""
-        given = (
-            self.cast(batch, "trade_date")
-            if "trade_date" in batch.values
-            else pa.nulls(len(batch), pa.date32())
-        )
-        if given.null_count == 0:
-            return given
-        derived = given
-        for name in pc.unique(venue).to_pylist():
-            local = pc.local_timestamp(
-                ts.cast(pa.timestamp("us", tz=self.venues[name].timezone.key))
-            )
-            derived = pc.if_else(pc.equal(venue, name), local.cast(pa.date32()), derived)
-        return pc.coalesce(given, derived)
-
-    def check_venues(self, batch: _Batch, venue: pa.Array) -> None:
-        for name in pc.unique(venue).to_pylist():
-            if name not in self.venues:
-                index = batch.values["venue"].index(name)
-                raise self.error(
-                    f"unknown venue {name!r} (add it to the venues file; known: "
-                    f"{', '.join(sorted(self.venues))})",
-                    record=batch.records[index],
-                    line=batch.lines[index],
-                    field="venue",
-                )
-
     def convert(self, batch: _Batch) -> pa.RecordBatch:
-        rows = len(batch)
-        venue = pa.array(self.mapped(batch, "venue"), pa.string())
-        self.check_venues(batch, venue)
-        ts = self.cast(batch, "ts")
-        columns = {
-            "venue": venue,
-            "symbol": pa.array(self.mapped(batch, "symbol"), pa.string()),
-            "trade_date": self.trade_dates(batch, venue, ts),
-            "ts": ts,
-            "trade_id": pa.array(self.mapped(batch, "trade_id"), pa.string()),
-            "price": self.cast(batch, "price"),
-            "quantity": self.cast(batch, "quantity"),
-            "side": pa.array(self.mapped(batch, "side"), pa.string()),
-            "source_file": pa.array([self.source_file] * rows, pa.string()),
-            "record": pa.array(batch.records, pa.int64()),
-            "line": pa.array(batch.lines, pa.int64()),
+        texts = {
+            column: pa.array(self.mapped(batch, column), pa.string()) for column in TEXT_COLUMNS
         }
-        return pa.RecordBatch.from_arrays(
-            [columns[f.name] for f in PARSED_TICKS_ARROW], schema=PARSED_TICKS_ARROW
-        )
+        try:
+            return contract_batch(
+                texts,
+                pa.array(batch.records, pa.int64()),
+                pa.array(batch.lines, pa.int64()),
+                self.source_file,
+                self.venues,
+            )
+        except BadValue as bad:
+            raise self.error(
+                bad.reason,
+                record=batch.records[bad.index],
+                line=batch.lines[bad.index],
+                field=bad.column,
+            ) from None
+
+
+class BadValue(ValueError):
+    """A value that does not convert to the contract: which column, which row, why."""
+
+    def __init__(self, column: str, index: int, reason: str) -> None:
+        self.column, self.index, self.reason = column, index, reason
+        super().__init__(f"row {index}, {column}: {reason}")
+
+
+def _cast(texts: pa.Array, column: str) -> pa.Array:
+    arrow_type, expected = _CASTS[column]
+    try:
+        return texts.cast(arrow_type)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        for index, text in enumerate(texts.to_pylist()):
+            if text is None:
+                continue
+            try:
+                pa.array([text], pa.string()).cast(arrow_type)
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+                raise BadValue(column, index, f"{text!r} is not {expected}") from None
+        raise
+
+
+def _trade_dates(
+    given_texts: pa.Array, venue: pa.Array, ts: pa.Array, venues: Mapping[str, Venue]
+) -> pa.Array:
+    """The feed's trade date where it has one, else the venue-local date of the print."""
+    given = _cast(given_texts, "trade_date")
+    if given.null_count == 0:
+        return given
+    derived = given
+    for name in pc.unique(venue).to_pylist():
+        zone = venues[name].timezone.key
+        local = pc.local_timestamp(ts.cast(pa.timestamp("us", tz=zone)))
+        derived = pc.if_else(pc.equal(venue, name), local.cast(pa.date32()), derived)
+    return pc.coalesce(given, derived)
+
+
+def contract_batch(
+    texts: Mapping[str, pa.Array],
+    records: pa.Array,
+    lines: pa.Array,
+    source_file: str,
+    venues: Mapping[str, Venue],
+) -> pa.RecordBatch:
+    """Text columns of a batch (feed codes already mapped) → a parsed-ticks batch with the
+    contract's types; raises BadValue on the first value that does not convert."""
+    rows = len(records)
+    venue = texts["venue"]
+    for name in pc.unique(venue).to_pylist():
+        if name is not None and name not in venues:
+            index = pc.index(venue, name).as_py()
+            known = ", ".join(sorted(venues))
+            reason = f"unknown venue {name!r} (add it to the venues file; known: {known})"
+            raise BadValue("venue", index, reason)
+    ts = _cast(texts["ts"], "ts")
+    columns = {
+        "venue": venue,
+        "symbol": texts["symbol"],
+        "trade_date": _trade_dates(texts["trade_date"], venue, ts, venues),
+        "ts": ts,
+        "trade_id": texts["trade_id"],
+        "price": _cast(texts["price"], "price"),
+        "quantity": _cast(texts["quantity"], "quantity"),
+        "side": texts["side"],
+        "source_file": pa.array([source_file] * rows, pa.string()),
+        "record": records,
+        "line": lines,
+    }
+    return pa.RecordBatch.from_arrays(
+        [columns[f.name] for f in PARSED_TICKS_ARROW], schema=PARSED_TICKS_ARROW
+    )
 
 
 def parse_tick_file(

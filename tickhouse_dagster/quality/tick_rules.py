@@ -73,8 +73,9 @@ def check_tick_values(batches: Iterable[pa.RecordBatch], venues: Mapping[str, Ve
                 )
                 field = "trade_date" if case["column"] == "trade_date_skew_days" else case["column"]
                 findings.add(
-                    f"{row['source_file']}, record {row['record']}, line {row['line']}, "
-                    f"field {field}: {reason}"
+                    f"{row['source_file']}, record {row['record']}, "
+                    + (f"line {row['line']}, " if row["line"] is not None else "")
+                    + f"field {field}: {reason}"
                 )
     return findings
 

@@ -25,11 +25,11 @@ from tickhouse_dagster.defs.resources import (
     StagingResource,
 )
 from tickhouse_dagster.defs.retries import retry_transient
-from tickhouse_dagster.parsing import TickFileError, parse_tick_file
+from tickhouse_dagster.parsing import TickFileError
 from tickhouse_dagster.parsing.profiles import ProfileError
 from tickhouse_dagster.quality.tick_rules import find_duplicate_trades
 from tickhouse_dagster.storage.landing import LandingKeyError
-from tickhouse_dagster.storage.staging import StagedTicks, stage_ticks
+from tickhouse_dagster.storage.staging import StagedTicks, stage_tick_file
 
 RAW_TICK_XML = ["landing", "raw_tick_xml"]
 PARSED_TICKS = ["staging", "parsed_ticks"]
@@ -47,6 +47,12 @@ class _HashingReader:
         self._stream = stream
         self.sha256 = hashlib.sha256()
         self.size = 0
+
+    def __enter__(self) -> "_HashingReader":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stream.close()
 
     def read(self, n: int = -1) -> bytes:
         data = self._stream.read(n)
@@ -114,7 +120,7 @@ def raw_tick_xml(
     deps=[RAW_TICK_XML],
     partitions_def=landing_files,
     group_name="ticks",
-    description="The file's trade prints in the ticks contract, staged as Parquet.",
+    description="The file's trade prints in the ticks contract, staged as an Arrow IPC file.",
 )
 def parsed_ticks(
     context: AssetExecutionContext,
@@ -130,16 +136,23 @@ def parsed_ticks(
             file = store.stat(key)
             with store.open(key) as stream:
                 profile = feed.profile_for(key, stream, forced=config.profile)
-            with store.open(key) as raw:
-                reader = _HashingReader(raw)
-                staged = stage_ticks(
-                    parse_tick_file(reader, source_file=key, profile=profile, venues=feed.venues()),
-                    staging.uri_for(key, context.run.run_id),
-                )
+            readers: list[_HashingReader] = []
+
+            def open_source() -> _HashingReader:
+                readers.append(_HashingReader(store.open(key)))
+                return readers[-1]
+
+            staged = stage_tick_file(
+                open_source,
+                source_file=key,
+                profile=profile,
+                venues=feed.venues(),
+                uri=staging.uri_for(key, context.run.run_id),
+            )
     except (TickFileError, ProfileError, LandingKeyError, FileNotFoundError) as exc:
         raise _bad_input(exc, key) from exc
     staged.file_version = file.version
-    staged.sha256 = reader.sha256.hexdigest()
+    staged.sha256 = readers[-1].sha256.hexdigest()  # the reading that produced the rows
     return Output(
         staged,
         metadata={
@@ -147,6 +160,7 @@ def parsed_ticks(
             "trade_dates": ", ".join(staged.trade_dates),
             "symbols": MetadataValue.int(staged.symbols),
             "profile": profile.name,
+            "parser": staged.parser,
             "file_version": file.version,
             "sha256": staged.sha256,
             "staged_at": staged.uri,
