@@ -8,6 +8,12 @@ import duckdb
 import pyarrow as pa
 
 
+def arrow_connection(**tables: pa.Table) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB connection with `tables` registered by name (use it as a context
+    manager), for work that runs several statements over the same data."""
+    return _connection(tables)
+
+
 def _connection(tables: dict[str, pa.Table]) -> duckdb.DuckDBPyConnection:
     connection = duckdb.connect()
     connection.execute("SET TimeZone = 'UTC'")  # timestamptz values come back in UTC

@@ -5,15 +5,14 @@ core); commits and bar builds happen in this process, one after another."""
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 
-from tickhouse_dagster.contract import BAR_INTERVALS
-from tickhouse_dagster.market.bars import build_bars
-from tickhouse_dagster.market.venues import load_venues
+from tickhouse_dagster.market.bars import build_all_bars
+from tickhouse_dagster.market.venues import Venue, load_venues
 from tickhouse_dagster.parsing.profiles import load_profiles, select_profile
 from tickhouse_dagster.parsing.ticks_xml import sniff_root_element
 from tickhouse_dagster.storage.lakehouse import Lakehouse
@@ -65,9 +64,10 @@ def ingest_paths(
     return result
 
 
-def rebuild_day_bars(lakehouse: Lakehouse, day: date, venues, counts: dict[str, int]) -> None:
+def rebuild_day_bars(
+    lakehouse: Lakehouse, day: date, venues: Mapping[str, Venue], counts: dict[str, int]
+) -> None:
     ticks = lakehouse.ticks_for_days([day])
-    for interval in BAR_INTERVALS:
-        bars = build_bars(ticks, interval, venues)
+    for interval, bars in build_all_bars(ticks, venues).items():
         lakehouse.replace_day_bars(interval, day, bars)
         counts[interval] = counts.get(interval, 0) + bars.num_rows

@@ -8,27 +8,33 @@ carried by several files counts once.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import pyarrow as pa
 
-from tickhouse_dagster.arrow_sql import query_arrow
-from tickhouse_dagster.contract import BARS_ARROW, TRADE_KEY
+from tickhouse_dagster.arrow_sql import arrow_connection
+from tickhouse_dagster.contract import BAR_INTERVALS, BARS_ARROW
 from tickhouse_dagster.market.venues import Venue
 
 INTERVAL_WIDTH: dict[str, str] = {"1m": "1 minute", "5m": "5 minutes", "1h": "1 hour"}
 
 # Which copy of a trade carried by several files counts: the first ingested, then by file name,
-# so a bar never changes because a later file repeats a trade it already has.
-_FIRST_COPY_ORDER = "ingested_at, source_file"
+# so a bar never changes because a later file repeats a trade it already has. One hash
+# aggregation over the trade key (cheaper than a sorting window function).
+_DISTINCT_TRADES_SQL = """
+CREATE TEMP TABLE trades AS
+SELECT venue, symbol, trade_date, trade_id, first_copy.ts AS ts, first_copy.price AS price,
+       first_copy.quantity AS quantity
+FROM (
+    SELECT venue, symbol, trade_date, trade_id,
+           arg_min({{'ts': ts, 'price': price, 'quantity': quantity}}, ({first_copy})) AS first_copy
+    FROM ticks
+    GROUP BY venue, symbol, trade_date, trade_id
+)
+"""
 
 _BARS_SQL = """
-WITH trades AS (
-    SELECT venue, symbol, trade_date, ts, trade_id, price, quantity
-    FROM ticks
-    WHERE venue = $venue
-    QUALIFY row_number() OVER (PARTITION BY {key} ORDER BY {first_copy}) = 1
-), bars AS (
+WITH bars AS (
     SELECT venue, symbol, trade_date, {bucket} AS bar_start,
            arg_min(price, (ts, trade_id)) AS open,
            max(price) AS high,
@@ -38,6 +44,7 @@ WITH trades AS (
            sum(price * quantity) AS turnover,
            count(*)::BIGINT AS trade_count
     FROM trades
+    WHERE venue = $venue
     GROUP BY ALL
 ), vwap_division AS (
     -- turnover in micro-units divided by volume; the remainder decides half-even rounding
@@ -63,18 +70,35 @@ def _bucket_expression(interval: str, venue: Venue) -> str:
     return f"time_bucket(INTERVAL '{INTERVAL_WIDTH[interval]}', ts, '{zone}')"
 
 
+def build_all_bars(
+    ticks: pa.Table, venues: Mapping[str, Venue], intervals: Sequence[str] = BAR_INTERVALS
+) -> dict[str, pa.Table]:
+    """Bars of each interval for all ticks given (any venues), from one pass that picks each
+    trade's counting copy."""
+    unknown = [i for i in intervals if i not in (*INTERVAL_WIDTH, "1d")]
+    if unknown:
+        raise ValueError(f"unknown bar interval {unknown[0]!r}")
+    first_copy = (
+        "ingested_at, source_file" if "ingested_at" in ticks.column_names else "source_file"
+    )
+    names = pa.compute.unique(ticks["venue"]).to_pylist()
+    with arrow_connection(ticks=ticks) as connection:
+        connection.execute(_DISTINCT_TRADES_SQL.format(first_copy=first_copy))
+        bars = {}
+        for interval in intervals:
+            parts = [
+                connection.sql(
+                    _BARS_SQL.format(bucket=_bucket_expression(interval, venues[name])),
+                    params={"venue": name},
+                ).to_arrow_table()
+                for name in names
+            ]
+            bars[interval] = (
+                pa.concat_tables(parts).cast(BARS_ARROW) if parts else BARS_ARROW.empty_table()
+            )
+    return bars
+
+
 def build_bars(ticks: pa.Table, interval: str, venues: Mapping[str, Venue]) -> pa.Table:
     """Bars of one interval ("1m", "5m", "1h" or "1d") for all ticks given, any venues."""
-    if interval not in (*INTERVAL_WIDTH, "1d"):
-        raise ValueError(f"unknown bar interval {interval!r}")
-    parts = []
-    for name in pa.compute.unique(ticks["venue"]).to_pylist():
-        sql = _BARS_SQL.format(
-            key=", ".join(TRADE_KEY),
-            first_copy=_FIRST_COPY_ORDER if "ingested_at" in ticks.column_names else "source_file",
-            bucket=_bucket_expression(interval, venues[name]),
-        )
-        parts.append(query_arrow(sql, {"venue": name}, ticks=ticks))
-    if not parts:
-        return BARS_ARROW.empty_table()
-    return pa.concat_tables(parts).cast(BARS_ARROW)
+    return build_all_bars(ticks, venues, (interval,))[interval]

@@ -23,7 +23,7 @@ from tickhouse_dagster.defs.assets.ticks import TICKS
 from tickhouse_dagster.defs.partitions import trade_dates
 from tickhouse_dagster.defs.resources import FeedResource, LakehouseResource
 from tickhouse_dagster.defs.retries import retry_transient
-from tickhouse_dagster.market.bars import build_bars
+from tickhouse_dagster.market.bars import build_all_bars
 from tickhouse_dagster.quality.bar_rules import check_bar_invariants, reconcile_bars_with_ticks
 from tickhouse_dagster.quality.findings import Findings
 
@@ -111,10 +111,11 @@ def ohlcv_bars(context: AssetExecutionContext, lakehouse: LakehouseResource, fee
     selected = sorted(
         context.selected_asset_keys, key=lambda k: BAR_INTERVALS.index(_INTERVAL_OF[k])
     )
+    built = build_all_bars(ticks, venues, [_INTERVAL_OF[key] for key in selected])
     for key in selected:
         interval = _INTERVAL_OF[key]
         with retry_transient(context):
-            commit = house.replace_day_bars(interval, day, build_bars(ticks, interval, venues))
+            commit = house.replace_day_bars(interval, day, built[interval])
             stored = house.bars_for_day(interval, day)
         yield MaterializeResult(
             asset_key=key,
