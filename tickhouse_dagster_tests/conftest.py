@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import shlex
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,6 +13,7 @@ from dagster import DagsterInstance
 
 from tickhouse_dagster.market.venues import Venue, load_venues
 from tickhouse_dagster.parsing.profiles import Profile, load_profiles
+from tickhouse_dagster.settings import PROJECT_ROOT
 
 
 @pytest.fixture
@@ -58,3 +61,37 @@ def instance(home: Path) -> Iterator[DagsterInstance]:
 
 def xml_stream(text: str) -> io.BytesIO:
     return io.BytesIO(text.encode())
+
+
+# The real stack (SeaweedFS S3, PostgreSQL, Trino), started by the project's own script: the
+# session fixture starts it when it is not running and stops it afterwards only if it started it.
+STACK = PROJECT_ROOT / "infra" / "local" / "stack"
+COLD_START_TIMEOUT = 1200  # a first run builds SeaweedFS and downloads Trino
+
+
+def _stack(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [str(STACK), *args], capture_output=True, text=True, timeout=timeout, check=False
+    )
+
+
+def parse_env(text: str) -> dict[str, str]:
+    env = {}
+    for line in text.splitlines():
+        if line.startswith("export "):
+            name, _, value = line[len("export ") :].partition("=")
+            env[name] = shlex.split(value)[0] if value else ""
+    return env
+
+
+@pytest.fixture(scope="session")
+def stack_env() -> Iterator[dict[str, str]]:
+    was_running = _stack("status").returncode == 0
+    if not was_running:
+        up = _stack("up", timeout=COLD_START_TIMEOUT)
+        assert up.returncode == 0, f"stack up failed:\n{up.stdout[-3000:]}\n{up.stderr[-3000:]}"
+    try:
+        yield parse_env(_stack("env").stdout)
+    finally:
+        if not was_running:
+            _stack("down", timeout=120)

@@ -1,51 +1,15 @@
-"""The real stack (SeaweedFS S3, PostgreSQL catalog, Trino) started by the project's own script.
+"""Tests on the real stack (the `stack_env` session fixture, in the top-level conftest, starts it).
 
-The session fixture starts it if it is not running and stops it afterwards only if it started it.
 Each test gets its own Iceberg namespace and landing prefix, dropped/emptied afterwards."""
 
 from __future__ import annotations
 
 import os
-import shlex
-import subprocess
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
-from tickhouse_dagster.settings import PROJECT_ROOT
-
-STACK = PROJECT_ROOT / "infra" / "local" / "stack"
-COLD_START_TIMEOUT = 1200  # a first run builds SeaweedFS and downloads Trino
-
-
-def _stack(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [str(STACK), *args], capture_output=True, text=True, timeout=timeout, check=False
-    )
-
-
-def parse_env(text: str) -> dict[str, str]:
-    env = {}
-    for line in text.splitlines():
-        if line.startswith("export "):
-            name, _, value = line[len("export ") :].partition("=")
-            env[name] = shlex.split(value)[0] if value else ""
-    return env
-
-
-@pytest.fixture(scope="session")
-def stack_env() -> Iterator[dict[str, str]]:
-    was_running = _stack("status").returncode == 0
-    if not was_running:
-        up = _stack("up", timeout=COLD_START_TIMEOUT)
-        assert up.returncode == 0, f"stack up failed:\n{up.stdout[-3000:]}\n{up.stderr[-3000:]}"
-    try:
-        yield parse_env(_stack("env").stdout)
-    finally:
-        if not was_running:
-            _stack("down", timeout=120)
 
 
 @pytest.fixture

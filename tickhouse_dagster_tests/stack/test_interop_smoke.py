@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 
-from tickhouse_dagster_tests.stack.conftest import STACK
+from tickhouse_dagster_tests.conftest import STACK
 
 pytestmark = pytest.mark.slow
 

@@ -62,7 +62,9 @@ def wait_for(endpoint: str, seconds: float) -> None:
                 return
         except (urllib.error.URLError, OSError) as error:
             if time.monotonic() > deadline:
-                sys.exit(f"seaweedfs-buckets: {endpoint} did not answer in {seconds:.0f} s: {error}")
+                sys.exit(
+                    f"seaweedfs-buckets: {endpoint} did not answer in {seconds:.0f} s: {error}"
+                )
             time.sleep(2)
 
 

@@ -2,7 +2,8 @@
 // library, github.com/compose-spec/compose-go/v2), and prints the resolved model, like
 // `docker compose config`. It needs no Docker engine.
 //
-//	compose-validate [-env-file FILE]... [-os-env] [-format json|yaml] [-strict] COMPOSE_FILE...
+//	compose-validate [-env-file FILE]... [-os-env] [-project-directory DIR] [-format json|yaml]
+//	                 [-strict=false] COMPOSE_FILE...
 //
 // Loading includes the Compose Specification JSON-schema validation, interpolation of
 // ${VAR} references, normalisation, path resolution (bind mounts and build contexts become
@@ -60,6 +61,7 @@ func main() {
 	format := flag.String("format", "json", "output format: json or yaml")
 	strict := flag.Bool("strict", true, "treat warnings logged while loading (e.g. unset variables) as errors")
 	projectName := flag.String("project-name", "", "project name (default: the file's top-level name)")
+	projectDir := flag.String("project-directory", "", "directory relative paths resolve against (default: the first file's directory)")
 	flag.Parse()
 	if flag.NArg() == 0 {
 		fail(2, "usage: compose-validate [-env-file FILE]... [-os-env] [-format json|yaml] COMPOSE_FILE...")
@@ -69,8 +71,10 @@ func main() {
 	}
 
 	files := make([]string, flag.NArg())
+	var err error
 	for i, f := range flag.Args() {
-		abs, err := filepath.Abs(f)
+		var abs string
+		abs, err = filepath.Abs(f)
 		if err != nil {
 			fail(2, "%s: %v", f, err)
 		}
@@ -81,26 +85,30 @@ func main() {
 	logrus.AddHook(collector)
 	logrus.SetOutput(os.Stderr)
 
+	// The project directory is the first file's directory, as for docker compose.
+	workingDir := filepath.Dir(files[0])
+	if *projectDir != "" {
+		if workingDir, err = filepath.Abs(*projectDir); err != nil {
+			fail(2, "%s: %v", *projectDir, err)
+		}
+	}
 	opts := []cli.ProjectOptionsFn{
-		// The project directory is the first file's directory, as for docker compose.
-		cli.WithWorkingDirectory(filepath.Dir(files[0])),
+		cli.WithWorkingDirectory(workingDir),
 		cli.WithName(*projectName),
 	}
 	if *osEnv {
 		opts = append(opts, cli.WithOsEnv)
 	}
+	// Without -env-file no implicit .env is read either: only what is asked for.
+	if len(envFiles) > 0 {
+		opts = append(opts, cli.WithEnvFiles(envFiles...), cli.WithDotEnv)
+	}
 	opts = append(opts,
-		cli.WithEnvFiles(envFiles...),
-		cli.WithDotEnv,
 		cli.WithInterpolation(true),
 		cli.WithNormalization(true),
 		cli.WithResolvedPaths(true),
 		cli.WithConsistency(true),
 	)
-	if len(envFiles) == 0 {
-		// Without -env-file, no implicit .env either: only what is asked for.
-		opts = append(opts, cli.WithDiscardEnvFile)
-	}
 	options, err := cli.NewProjectOptions(files, opts...)
 	if err != nil {
 		fail(1, "options: %v", err)
