@@ -53,3 +53,33 @@ doctor: install
 
 clean:
 	rm -rf .tickhouse .pytest_cache
+
+# Benchmarks: one generated trading day of tick XML (cached in ~/.cache/tickhouse/bench-data),
+# the project's parse, full ingest and bar rebuild next to the expat floor and peers; prints the
+# tables and updates docs/benchmarks.md. Sizes: BENCH_TICKS=1000000|10000000|30000000, or
+# BENCH_TICKS="10000000 30000000" for both and the linearity target.
+BENCH_TICKS ?= 10000000
+BENCH_FILES ?= 10
+BENCH_PEER_MB ?= 100
+BENCH_TIMEOUT ?= 1800
+BENCH_RUN = $(BIN)/python -m bench.run --timeout $(BENCH_TIMEOUT) --out docs/benchmarks.md
+
+.PHONY: bench bench-quick bench-bigfile bench-latency
+
+bench: install
+	$(BENCH_RUN) --ticks $(BENCH_TICKS) --files $(BENCH_FILES) --peer-mb $(BENCH_PEER_MB) \
+		--command 'make bench BENCH_TICKS="$(BENCH_TICKS)"'
+
+bench-quick: install
+	$(BENCH_RUN) --ticks 1000000 --files $(BENCH_FILES) --peer-mb 25 --command 'make bench-quick'
+
+# One ~2 GB file (18M ticks): the memory of the project's parse and full ingest on a big file.
+bench-bigfile: install
+	$(BENCH_RUN) --ticks 18000000 --files 1 --only expat,parse,ingest \
+		--command 'make bench-bigfile'
+
+# Landing → bars visible in Trino on the real stack, with the default 30 s sensor interval.
+bench-latency: install
+	infra/local/stack up
+	eval "$$(infra/local/stack env)" && $(BIN)/python -m bench.stack_latency --files 3 \
+		--interval 30 --out docs/benchmarks.md

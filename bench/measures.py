@@ -1,0 +1,264 @@
+"""One function per measurement. Each runs in its own process, started by `bench.run`:
+
+    python -m bench.measures NAME --root DIR --files FILE ... [--work DIR] [--day DATE] --json
+
+Only the work itself is timed: imports, catalogs and tables are set up before the clock starts.
+The process prints one JSON object: wall seconds, rows it produced (if it counts them) and its
+peak RSS, the larger of its own and that of its largest child process (`getrusage`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import sys
+import tempfile
+import time
+import xml.parsers.expat
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+# Attributes of a <trade> record in the project's layout, and the contract column each becomes.
+TRADE_ATTRIBUTES = {
+    "id": "trade_id",
+    "symbol": "symbol",
+    "ts": "ts",
+    "price": "price",
+    "qty": "quantity",
+    "side": "side",
+}
+
+
+@dataclass(frozen=True)
+class Job:
+    root: Path  # keys (source_file) are file paths relative to this folder
+    files: list[Path]
+    work: Path | None = None  # a folder for this measurement's catalog, warehouse and staging
+    day: date | None = None
+
+    def key(self, path: Path) -> str:
+        return path.relative_to(self.root).as_posix()
+
+
+@dataclass(frozen=True)
+class Timed:
+    seconds: float
+    rows: int | None = None
+    detail: str = ""
+
+
+def _lakehouse(work: Path) -> Any:
+    """The project's lakehouse on an embedded catalog in `work` (created if missing)."""
+    from tickhouse_dagster.storage.catalog import CatalogSettings, load_lakehouse_catalog
+    from tickhouse_dagster.storage.lakehouse import Lakehouse
+
+    settings = CatalogSettings(
+        "bench", warehouse=str(work / "warehouse"), embedded_db=str(work / "catalog.db")
+    )
+    lakehouse = Lakehouse(load_lakehouse_catalog(settings), "market")
+    lakehouse.ensure_tables()
+    return lakehouse
+
+
+# --- the parse floor and the project ---------------------------------------------------------
+
+
+def expat_floor(job: Job) -> Timed:
+    """Python's expat with no callbacks over the same bytes: the cost of reading the XML."""
+    start = time.perf_counter()
+    for path in job.files:
+        with path.open("rb") as stream:
+            xml.parsers.expat.ParserCreate().ParseFile(stream)
+    return Timed(time.perf_counter() - start)
+
+
+def project_parse(job: Job) -> Timed:
+    """XML → Arrow record batches in the contract's types, staged as the ingest step stages them
+    (the compiled fast path, verified against the record tags; lxml where it declines), one
+    process, every file."""
+    from tickhouse_dagster.market.venues import load_venues
+    from tickhouse_dagster.parsing.profiles import load_profiles
+    from tickhouse_dagster.storage.staging import stage_tick_file
+
+    profile, venues = load_profiles()["tickhouse"], load_venues()
+    rows = 0
+    parsers: set[str] = set()
+    with tempfile.TemporaryDirectory() as staging:
+        start = time.perf_counter()
+        for number, path in enumerate(job.files):
+            staged = stage_tick_file(
+                lambda path=path: path.open("rb"),
+                source_file=job.key(path),
+                profile=profile,
+                venues=venues,
+                uri=f"{staging}/{number}.arrow",
+            )
+            rows += staged.rows
+            parsers.add(staged.parser.split(" ")[0])
+        seconds = time.perf_counter() - start
+    return Timed(seconds, rows, f"parser: {', '.join(sorted(parsers))}")
+
+
+def project_ingest(job: Job) -> Timed:
+    """XML → `market.ticks` → the four bar tables, the way `tickhouse_dagster.batch` does it
+    (parallel parse workers, one commit per file, then the bars of every trade date)."""
+    from tickhouse_dagster.batch import ingest_paths
+
+    assert job.work is not None, "project_ingest needs --work"
+    lakehouse = _lakehouse(job.work)
+    staging = job.work / "staging"
+    staging.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    result = ingest_paths(job.files, job.root, lakehouse, staging)
+    seconds = time.perf_counter() - start
+    bars = ", ".join(f"{interval}: {rows:,}" for interval, rows in sorted(result.bars.items()))
+    return Timed(seconds, result.ticks, f"bars {bars}")
+
+
+def project_bars(job: Job) -> Timed:
+    """Rebuild the four bar tables of one trade date from the ticks already in `--work`
+    (written by `project_ingest`)."""
+    from tickhouse_dagster.batch import rebuild_day_bars
+    from tickhouse_dagster.market.venues import load_venues
+
+    assert job.work is not None and job.day is not None, "project_bars needs --work and --day"
+    lakehouse, venues = _lakehouse(job.work), load_venues()
+    counts: dict[str, int] = {}
+    start = time.perf_counter()
+    rebuild_day_bars(lakehouse, job.day, venues, counts)
+    seconds = time.perf_counter() - start
+    return Timed(seconds, None, f"{sum(counts.values()):,} bars")
+
+
+# --- peers -----------------------------------------------------------------------------------
+
+
+def root_attributes(path: Path) -> dict[str, str]:
+    """Attributes of the root element (venue, trade_date), read from the head of the file."""
+    from lxml import etree
+
+    parser = etree.XMLPullParser(events=("start",))
+    with path.open("rb") as stream:
+        parser.feed(stream.read(4096))
+    for _event, element in parser.read_events():
+        return dict(element.attrib)
+    raise ValueError(f"{path}: no root element in the first 4 KB")
+
+
+def to_contract(
+    columns: pa.Table, root: dict[str, str], source_file: str, ingested_at: datetime
+) -> pa.Table:
+    """Text columns of trade records (named as in the XML) → a table of the ticks contract:
+    exact decimal prices, UTC microsecond timestamps, the root's venue and trade date."""
+    from tickhouse_dagster.contract import TICKS_ARROW
+
+    n = columns.num_rows
+    values = {TRADE_ATTRIBUTES[name]: columns[name] for name in TRADE_ATTRIBUTES}
+    values["venue"] = pa.repeat(root["venue"], n) if n else pa.array([], pa.string())
+    values["trade_date"] = pa.repeat(pa.scalar(date.fromisoformat(root["trade_date"])), n)
+    values["source_file"] = pa.repeat(source_file, n) if n else pa.array([], pa.string())
+    values["ingested_at"] = pa.repeat(pa.scalar(ingested_at, pa.timestamp("us", tz="UTC")), n)
+    arrays = [values[field.name].cast(field.type) for field in TICKS_ARROW]
+    return pa.Table.from_arrays(arrays, schema=TICKS_ARROW)
+
+
+def _peer(job: Job, read: Callable[[Path], pa.Table]) -> Timed:
+    """Read each file with `read`, convert it to the contract and append it to a fresh ticks
+    table with pyiceberg (one append per file)."""
+    from tickhouse_dagster.contract import TICKS_TABLE
+
+    assert job.work is not None, "peers need --work"
+    table = _lakehouse(job.work).table(TICKS_TABLE)
+    rows = 0
+    start = time.perf_counter()
+    ingested_at = datetime.now(UTC)
+    for path in job.files:
+        ticks = to_contract(read(path), root_attributes(path), job.key(path), ingested_at)
+        table.append(ticks)
+        rows += ticks.num_rows
+    return Timed(time.perf_counter() - start, rows)
+
+
+def peer_pandas(job: Job) -> Timed:
+    """`pandas.read_xml` (lxml parser), one call per file, all columns read as text."""
+    import pandas as pd
+
+    def read(path: Path) -> pa.Table:
+        frame = pd.read_xml(
+            path, xpath="//trade", parser="lxml", dtype=dict.fromkeys(TRADE_ATTRIBUTES, str)
+        )
+        return pa.Table.from_pandas(frame[list(TRADE_ATTRIBUTES)], preserve_index=False)
+
+    return _peer(job, read)
+
+
+def peer_lxml(job: Job) -> Timed:
+    """A plain `lxml.etree.iterparse` loop appending attribute values to Python lists, freeing
+    each record once read."""
+    from lxml import etree
+
+    def read(path: Path) -> pa.Table:
+        lists: dict[str, list[str | None]] = {name: [] for name in TRADE_ATTRIBUTES}
+        appends = [(name, lists[name].append) for name in TRADE_ATTRIBUTES]
+        for _event, element in etree.iterparse(str(path), events=("end",), tag="trade"):
+            get = element.get
+            for name, append in appends:
+                append(get(name))
+            element.clear(keep_tail=True)
+            while element.getprevious() is not None:
+                del element.getparent()[0]
+        return pa.table({name: pa.array(values, pa.string()) for name, values in lists.items()})
+
+    return _peer(job, read)
+
+
+MEASURES: dict[str, Callable[[Job], Timed]] = {
+    "expat": expat_floor,
+    "parse": project_parse,
+    "ingest": project_ingest,
+    "bars": project_bars,
+    "pandas": peer_pandas,
+    "lxml": peer_lxml,
+}
+
+
+def peak_rss_bytes() -> int:
+    """Peak resident set of this process or its largest child (Linux reports KiB)."""
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return max(own, children) * 1024
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.measures", description=__doc__)
+    parser.add_argument("name", choices=sorted(MEASURES))
+    parser.add_argument("--root", type=Path, required=True, help="folder the file keys are under")
+    parser.add_argument("--files", type=Path, nargs="+", required=True)
+    parser.add_argument("--work", type=Path, help="folder for catalog, warehouse and staging")
+    parser.add_argument("--day", type=date.fromisoformat, help="trade date (for 'bars')")
+    parser.add_argument("--json", action="store_true", help="print the result as one JSON line")
+    args = parser.parse_args(argv)
+    job = Job(args.root.resolve(), [f.resolve() for f in args.files], args.work, args.day)
+    timed = MEASURES[args.name](job)
+    result = {
+        "name": args.name,
+        "seconds": timed.seconds,
+        "rows": timed.rows,
+        "detail": timed.detail,
+        "peak_rss_bytes": peak_rss_bytes(),
+    }
+    if args.json:
+        print(json.dumps(result), flush=True)
+    else:
+        print(", ".join(f"{k}: {v}" for k, v in result.items()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,186 @@
+"""Latency on the real stack: a 100,000-tick XML file lands in the SeaweedFS bucket; how long until
+its bars are visible in Trino, with the sensor at its default interval — and how much of that is
+the project's own processing (the ingest and bar runs' steps) rather than waiting for a tick,
+queueing and process start-up.
+
+Needs the stack (`infra/local/stack up`) and its environment (`eval "$(infra/local/stack env)"`).
+Starts `dagster dev` on its own port with a temporary DAGSTER_HOME, namespace and landing prefix.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+
+from dagster import DagsterInstance, DagsterRunStatus, RunsFilter
+
+from bench.report import write_section
+from tickhouse_dagster.defs.resources import resolved_resources
+from tickhouse_dagster.sample.generator import SampleSpec, generate
+from tickhouse_dagster.settings import PROJECT_ROOT
+
+BIN = Path(sys.executable).parent
+
+
+def wait(what: str, probe, timeout: float, every: float = 0.25):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = probe()
+        if value:
+            return value
+        time.sleep(every)
+    raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+def _answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return response.status == 200
+    except OSError:
+        return False
+
+
+def step_seconds(instance: DagsterInstance, run_id: str) -> float:
+    return sum((s.end_time or 0) - (s.start_time or 0) for s in instance.get_run_step_stats(run_id))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--files", type=int, default=3, help="files dropped one after another")
+    parser.add_argument("--ticks", type=int, default=100_000)
+    parser.add_argument("--interval", type=int, default=30, help="sensor interval, seconds")
+    parser.add_argument("--timeout", type=float, default=300)
+    parser.add_argument("--out", help="report file to update (its stack-latency section)")
+    args = parser.parse_args()
+
+    run = uuid.uuid4().hex[:8]
+    home = Path(tempfile.mkdtemp(prefix="tickhouse-latency-"))
+    (home / "dagster").mkdir()
+    shutil.copy(PROJECT_ROOT / "infra/dagster/dagster.local.yaml", home / "dagster/dagster.yaml")
+    env = {
+        **os.environ,
+        "TICKHOUSE_HOME": str(home),
+        "DAGSTER_HOME": str(home / "dagster"),
+        "TICKHOUSE_NAMESPACE": f"latency_{run}",
+        "TICKHOUSE_LANDING_URI": f"s3://landing/latency-{run}/",
+        "TICKHOUSE_SENSOR_INTERVAL_SECONDS": str(args.interval),
+    }
+    os.environ.update(env)
+    resources = resolved_resources()
+    if "trino" not in resources:
+        sys.exit('TICKHOUSE_TRINO_URL is not set: eval "$(infra/local/stack env)" first')
+    store, trino = resources["landing"].store(), resources["trino"]
+    resources["lakehouse"].lakehouse().ensure_tables()
+    namespace = env["TICKHOUSE_NAMESPACE"]
+
+    port = 3400 + int(run[:2], 16) % 100
+    log = (home / "dagster-dev.log").open("w")
+    server = subprocess.Popen(
+        [BIN / "dagster", "dev", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)],
+        cwd=PROJECT_ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    rows = []
+    try:
+        instance = DagsterInstance.from_config(str(home / "dagster"))
+        wait(
+            "the Dagster webserver",
+            lambda: _answers(f"http://127.0.0.1:{port}/server_info"),
+            timeout=180,
+            every=1,
+        )
+        time.sleep(args.interval)  # the daemon has started its sensors and ticked once
+        sample = home / "sample"
+        for number in range(args.files):
+            spec = SampleSpec(symbols=10, ticks_per_day=args.ticks, files_per_day=1, seed=number)
+            spec = SampleSpec(
+                **{**spec.__dict__, "start_date": spec.start_date.replace(day=2 + number)}
+            )
+            [path] = generate(spec, sample / str(number))
+            key = f"KRX/{number}/{path.name}"
+            day = spec.start_date.isoformat()
+            landed = time.monotonic()
+            store.write(key, path.read_bytes())
+
+            def visible(day: str = day) -> bool:
+                table = f"{trino.catalog}.{namespace}.ohlcv_1m"
+                [(count,)] = trino.query(
+                    f"SELECT coalesce(sum(trade_count), 0) FROM {table} "
+                    f"WHERE trade_date = DATE '{day}'"
+                )
+                return count == args.ticks
+
+            wait(f"bars of {key} in Trino", visible, timeout=args.timeout)
+            latency = time.monotonic() - landed
+
+            def finished_runs(key: str = key, day: str = day):
+                done = instance.get_runs(RunsFilter(statuses=[DagsterRunStatus.SUCCESS]))
+                ingest = [r for r in done if r.tags.get("dagster/partition") == key]
+                bars = [r for r in done if r.tags.get("dagster/partition") == day]
+                return (ingest[0], bars[0]) if ingest and bars else None
+
+            ingest, bars = wait("the ingest and bar runs to finish", finished_runs, timeout=120)
+            own = step_seconds(instance, ingest.run_id) + step_seconds(instance, bars.run_id)
+            rows.append((key, latency, own))
+            print(
+                f"{key}: visible in Trino after {latency:.1f} s; project steps {own:.2f} s",
+                flush=True,
+            )
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+        for (view,) in trino.query(
+            f"SELECT table_name FROM {trino.catalog}.information_schema.views "
+            f"WHERE table_schema = '{namespace}'"
+        ):
+            trino.query(f"DROP VIEW {trino.catalog}.{namespace}.{view}")
+        catalog = resources["lakehouse"].lakehouse().catalog
+        for identifier in catalog.list_tables(namespace):
+            catalog.purge_table(identifier)
+        catalog.drop_namespace(namespace)
+
+    latencies = [r[1] for r in rows]
+    own = [r[2] for r in rows]
+    table = "\n".join(
+        [
+            "## Latency on the real stack",
+            "",
+            f"- Command: `make bench-latency` ({args.files} files of {args.ticks:,} ticks, one "
+            f"trade date each; {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())})",
+            "- From the upload of an XML file into the SeaweedFS landing bucket until Trino's "
+            "`ohlcv_1m` holds all its trades, with `dagster dev` running the sensors; the "
+            "project's own processing is the sum of the ingest and bar runs' step times "
+            "(parse, checks, commits, bars), without sensor waits, queueing or process start.",
+            "",
+            "| files | ticks each | sensor interval | landing → bars in Trino (min / median / max) "
+            "| project's own processing (min / median / max) |",
+            "| --- | --- | --- | --- | --- |",
+            f"| {len(rows)} | {args.ticks:,} | {args.interval} s "
+            f"| {min(latencies):.1f} / {statistics.median(latencies):.1f} / "
+            f"{max(latencies):.1f} s "
+            f"| {min(own):.2f} / {statistics.median(own):.2f} / {max(own):.2f} s |",
+        ]
+    )
+    print(table)
+    if args.out:
+        write_section(Path(args.out), "stack-latency", table)
+
+
+if __name__ == "__main__":
+    main()
