@@ -69,13 +69,14 @@ STACK = PROJECT_ROOT / "infra" / "local" / "stack"
 COLD_START_TIMEOUT = 1200  # a first run builds SeaweedFS and downloads Trino
 
 
-def _stack(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+def stack(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
     return subprocess.run(
         [str(STACK), *args], capture_output=True, text=True, timeout=timeout, check=False
     )
 
 
 def parse_env(text: str) -> dict[str, str]:
+    """`export NAME=value` lines as printed by `infra/local/stack env`."""
     env = {}
     for line in text.splitlines():
         if line.startswith("export "):
@@ -86,12 +87,12 @@ def parse_env(text: str) -> dict[str, str]:
 
 @pytest.fixture(scope="session")
 def stack_env() -> Iterator[dict[str, str]]:
-    was_running = _stack("status").returncode == 0
+    was_running = stack("status").returncode == 0
     if not was_running:
-        up = _stack("up", timeout=COLD_START_TIMEOUT)
+        up = stack("up", timeout=COLD_START_TIMEOUT)
         assert up.returncode == 0, f"stack up failed:\n{up.stdout[-3000:]}\n{up.stderr[-3000:]}"
     try:
-        yield parse_env(_stack("env").stdout)
+        yield parse_env(stack("env").stdout)
     finally:
         if not was_running:
-            _stack("down", timeout=120)
+            stack("down", timeout=120)

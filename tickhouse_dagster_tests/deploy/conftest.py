@@ -7,7 +7,6 @@ import fcntl
 import json
 import os
 import re
-import shlex
 import shutil
 import subprocess
 import time
@@ -19,13 +18,13 @@ from typing import Any
 import pytest
 
 from tickhouse_dagster.settings import PROJECT_ROOT
+from tickhouse_dagster_tests.conftest import parse_env, stack
 
 COMPOSE_DIR = PROJECT_ROOT / "infra" / "compose"
 COMPOSE_FILE = COMPOSE_DIR / "docker-compose.yaml"
 ENV_EXAMPLE = COMPOSE_DIR / ".env.example"
 VALIDATE_DIR = COMPOSE_DIR / "validate"
 VALIDATE_SOURCES = ("main.go", "go.mod", "go.sum")
-STACK = PROJECT_ROOT / "infra" / "local" / "stack"
 CACHE = Path(os.environ.get("TICKHOUSE_CACHE") or Path.home() / ".cache" / "tickhouse")
 GO_BUILD_TIMEOUT = 900  # cold: module downloads + compiling compose-go (~35 s measured here)
 VALIDATE_TIMEOUT = 60
@@ -118,22 +117,6 @@ def compose_model(compose_validator: Validator) -> dict[str, Any]:
 
 
 # --- the local stack's PostgreSQL --------------------------------------------------------------
-
-
-def stack(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [str(STACK), *args], capture_output=True, text=True, timeout=timeout, check=False
-    )
-
-
-def parse_env(text: str) -> dict[str, str]:
-    """`export NAME=value` lines as printed by `infra/local/stack env`."""
-    env = {}
-    for line in text.splitlines():
-        if line.startswith("export "):
-            name, _, value = line[len("export ") :].partition("=")
-            env[name] = shlex.split(value)[0] if value else ""
-    return env
 
 
 def postgres_running(status: str) -> bool:

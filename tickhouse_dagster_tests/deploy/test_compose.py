@@ -21,11 +21,11 @@ import yaml
 
 from tickhouse_dagster import settings
 from tickhouse_dagster.settings import PROJECT_ROOT
+from tickhouse_dagster_tests.conftest import STACK
 from tickhouse_dagster_tests.deploy.conftest import (
     COMPOSE_DIR,
     COMPOSE_FILE,
     ENV_EXAMPLE,
-    STACK,
     Validator,
     build_validator,
 )
