@@ -11,10 +11,6 @@ import pyarrow as pa
 def arrow_connection(**tables: pa.Table) -> duckdb.DuckDBPyConnection:
     """An in-memory DuckDB connection with `tables` registered by name (use it as a context
     manager), for work that runs several statements over the same data."""
-    return _connection(tables)
-
-
-def _connection(tables: dict[str, pa.Table]) -> duckdb.DuckDBPyConnection:
     connection = duckdb.connect()
     connection.execute("SET TimeZone = 'UTC'")  # timestamptz values come back in UTC
     for name, table in tables.items():
@@ -23,10 +19,5 @@ def _connection(tables: dict[str, pa.Table]) -> duckdb.DuckDBPyConnection:
 
 
 def query_rows(sql: str, params: dict[str, Any] | None = None, **tables: pa.Table) -> list[tuple]:
-    with _connection(tables) as connection:
+    with arrow_connection(**tables) as connection:
         return connection.execute(sql, params or {}).fetchall()
-
-
-def query_arrow(sql: str, params: dict[str, Any] | None = None, **tables: pa.Table) -> pa.Table:
-    with _connection(tables) as connection:
-        return connection.sql(sql, params=params or {}).to_arrow_table()

@@ -8,31 +8,17 @@ from dagster import (
     AssetCheckSeverity,
     AssetKey,
     AssetRecordsFilter,
-    MetadataValue,
     asset_check,
 )
 from pyiceberg.expressions import EqualTo
 
 from tickhouse_dagster.defs.assets.ticks import TICKS, parsed_ticks
+from tickhouse_dagster.defs.check_results import findings_check_result
 from tickhouse_dagster.defs.partitions import landing_files
 from tickhouse_dagster.defs.resources import FeedResource, LakehouseResource, TrinoResource
-from tickhouse_dagster.quality.findings import Findings
 from tickhouse_dagster.quality.tick_rules import check_session_and_grid, check_tick_values
 from tickhouse_dagster.storage.staging import StagedTicks
 from tickhouse_dagster.storage.trino_sql import file_rows_at_snapshot
-
-
-def _result(findings: Findings, severity: AssetCheckSeverity) -> AssetCheckResult:
-    return AssetCheckResult(
-        passed=findings.passed,
-        severity=severity,
-        description=findings.summary(),
-        metadata={
-            "rows_checked": MetadataValue.int(findings.rows_checked),
-            "findings": MetadataValue.int(findings.count),
-            "examples": MetadataValue.md("\n".join(f"- {e}" for e in findings.examples) or "none"),
-        },
-    )
 
 
 @asset_check(
@@ -45,7 +31,7 @@ def _result(findings: Findings, severity: AssetCheckSeverity) -> AssetCheckResul
 def tick_values(
     context: AssetCheckExecutionContext, parsed_ticks: StagedTicks, feed: FeedResource
 ) -> AssetCheckResult:
-    return _result(
+    return findings_check_result(
         check_tick_values(parsed_ticks.batches(), feed.venues()), AssetCheckSeverity.ERROR
     )
 
@@ -58,7 +44,7 @@ def tick_values(
 def session_and_tick_grid(
     context: AssetCheckExecutionContext, parsed_ticks: StagedTicks, feed: FeedResource
 ) -> AssetCheckResult:
-    return _result(
+    return findings_check_result(
         check_session_and_grid(parsed_ticks.batches(), feed.venues()), AssetCheckSeverity.WARN
     )
 

@@ -6,7 +6,6 @@ from datetime import date
 import pyarrow as pa
 from dagster import (
     AllPartitionMapping,
-    AssetCheckResult,
     AssetCheckSeverity,
     AssetCheckSpec,
     AssetDep,
@@ -20,12 +19,12 @@ from dagster import (
 
 from tickhouse_dagster.contract import BAR_INTERVALS, bar_table_name
 from tickhouse_dagster.defs.assets.ticks import TICKS
+from tickhouse_dagster.defs.check_results import findings_check_result
 from tickhouse_dagster.defs.partitions import trade_dates
 from tickhouse_dagster.defs.resources import FeedResource, LakehouseResource
 from tickhouse_dagster.defs.retries import retry_transient
 from tickhouse_dagster.market.bars import build_all_bars
 from tickhouse_dagster.quality.bar_rules import check_bar_invariants, reconcile_bars_with_ticks
-from tickhouse_dagster.quality.findings import Findings
 
 PREVIEW_ROWS = 10
 BAR_KEYS = {interval: AssetKey(["market", bar_table_name(interval)]) for interval in BAR_INTERVALS}
@@ -80,20 +79,6 @@ def _preview(bars: pa.Table) -> MetadataValue:
     return MetadataValue.md("\n".join(lines))
 
 
-def _check_result(findings: Findings, name: str, key: AssetKey) -> AssetCheckResult:
-    return AssetCheckResult(
-        asset_key=key,
-        check_name=name,
-        passed=findings.passed,
-        severity=AssetCheckSeverity.ERROR,
-        metadata={
-            "rows_checked": MetadataValue.int(findings.rows_checked),
-            "findings": MetadataValue.int(findings.count),
-            "examples": MetadataValue.md("\n".join(f"- {e}" for e in findings.examples) or "none"),
-        },
-    )
-
-
 @multi_asset(
     specs=[_bar_spec(interval) for interval in BAR_INTERVALS],
     check_specs=_check_specs(),
@@ -130,7 +115,12 @@ def ohlcv_bars(context: AssetExecutionContext, lakehouse: LakehouseResource, fee
                 "preview": _preview(stored),
             },
         )
-        yield _check_result(check_bar_invariants(stored), "ohlc_invariants", key)
-        yield _check_result(
-            reconcile_bars_with_ticks(stored, ticks, interval), "reconciles_with_ticks", key
+        yield findings_check_result(
+            check_bar_invariants(stored), AssetCheckSeverity.ERROR, key, "ohlc_invariants"
+        )
+        yield findings_check_result(
+            reconcile_bars_with_ticks(stored, ticks, interval),
+            AssetCheckSeverity.ERROR,
+            key,
+            "reconciles_with_ticks",
         )

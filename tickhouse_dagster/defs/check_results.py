@@ -1,0 +1,27 @@
+"""What a quality rule found, as a Dagster asset check result."""
+
+from dagster import AssetCheckResult, AssetCheckSeverity, AssetKey, MetadataValue
+
+from tickhouse_dagster.quality.findings import Findings
+
+
+def findings_check_result(
+    findings: Findings,
+    severity: AssetCheckSeverity,
+    asset_key: AssetKey | None = None,
+    check_name: str | None = None,
+) -> AssetCheckResult:
+    """The result of a check from its findings; `asset_key` and `check_name` name the check
+    when it is yielded from inside an asset that has several."""
+    return AssetCheckResult(
+        asset_key=asset_key,
+        check_name=check_name,
+        passed=findings.passed,
+        severity=severity,
+        description=findings.summary(),
+        metadata={
+            "rows_checked": MetadataValue.int(findings.rows_checked),
+            "findings": MetadataValue.int(findings.count),
+            "examples": MetadataValue.md("\n".join(f"- {e}" for e in findings.examples) or "none"),
+        },
+    )
