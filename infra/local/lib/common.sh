@@ -17,15 +17,19 @@ RUN_DIR=$TICKHOUSE_STACK_DIR/run
 LOG_DIR=$TICKHOUSE_STACK_DIR/logs
 
 # --- project ports (all bound to 127.0.0.1) --------------------------------------
+# TICKHOUSE_STACK_PORT_OFFSET shifts every port, so a second stack (own TICKHOUSE_STACK_DIR)
+# can run beside the first: the fault tests stop and restart servers of such a stack only.
 BIND_IP=127.0.0.1
-SEAWEED_MASTER_PORT=19333
-SEAWEED_VOLUME_PORT=18081
-SEAWEED_FILER_PORT=18889
-SEAWEED_S3_PORT=18333
-SEAWEED_METRICS_PORT=19327
-SEAWEED_ICEBERG_PORT=18181 # Iceberg REST catalog (weed's default 8181, moved next to the other ports)
-PG_PORT=15433
-TRINO_HTTP_PORT=18080
+PORT_OFFSET=${TICKHOUSE_STACK_PORT_OFFSET:-0}
+[[ $PORT_OFFSET =~ ^[0-9]+$ ]] || { echo "TICKHOUSE_STACK_PORT_OFFSET must be a number" >&2; exit 2; }
+SEAWEED_MASTER_PORT=$((19333 + PORT_OFFSET))
+SEAWEED_VOLUME_PORT=$((18081 + PORT_OFFSET))
+SEAWEED_FILER_PORT=$((18889 + PORT_OFFSET))
+SEAWEED_S3_PORT=$((18333 + PORT_OFFSET))
+SEAWEED_METRICS_PORT=$((19327 + PORT_OFFSET))
+SEAWEED_ICEBERG_PORT=$((18181 + PORT_OFFSET)) # Iceberg REST catalog (weed's default 8181, moved next to the other ports)
+PG_PORT=$((15433 + PORT_OFFSET))
+TRINO_HTTP_PORT=$((18080 + PORT_OFFSET))
 
 # --- credentials (local-dev defaults; override via the environment) -------------
 TICKHOUSE_S3_ACCESS_KEY=${TICKHOUSE_S3_ACCESS_KEY:-tickhouse}
