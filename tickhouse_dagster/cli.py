@@ -71,11 +71,58 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
+def cmd_quarantine(args: argparse.Namespace) -> int:
+    from tickhouse_dagster.defs.resources import resolved_resources
+    from tickhouse_dagster.storage.landing import LandingKeyError
+    from tickhouse_dagster.storage.quarantine import QuarantineError, quarantined, release
+
+    store = resolved_resources()["landing"].store()
+    if args.release:
+        try:
+            for key in args.release:
+                release(store, key)
+                print(f"released {key}: back in the landing area, the sensor ingests it again")
+        except (QuarantineError, LandingKeyError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+        return 0
+    notes = list(quarantined(store))
+    for note in notes:
+        print(f"{note.key}  [{note.stage}, {note.quarantined_at}]\n    {note.reason}")
+    print(f"{len(notes)} file(s) in quarantine" + (" (release: --release KEY)" if notes else ""))
+    return 0
+
+
 def cmd_doctor(args: argparse.Namespace) -> int:
     from tickhouse_dagster.doctor import run_doctor
 
     ensure_dagster_home()
     return run_doctor()
+
+
+def cmd_metrics(args: argparse.Namespace) -> int:
+    import logging
+    import threading
+
+    from tickhouse_dagster.observability.metrics import serve
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    server, _ = serve(args.host, args.port, args.cache_seconds)
+    print(f"pipeline metrics at http://{args.host}:{args.port}/metrics", flush=True)
+    try:
+        threading.Event().wait()  # the server runs in its own thread until interrupted
+    except KeyboardInterrupt:
+        server.shutdown()
+    return 0
+
+
+def cmd_view(args: argparse.Namespace) -> int:
+    app = Path(__file__).with_name("view") / "app.py"
+    argv = [sys.executable, "-m", "streamlit", "run", str(app)]
+    argv += [f"--server.address={args.host}", f"--server.port={args.port}"]
+    argv += ["--server.headless=true", "--browser.gatherUsageStats=false"]
+    print(f"quick look at http://{args.host}:{args.port}", flush=True)
+    os.execv(sys.executable, argv)  # streamlit owns the process (and Ctrl-C) from here
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -101,8 +148,23 @@ def build_parser() -> argparse.ArgumentParser:
     ing.add_argument("keys", nargs="*", help="only these landing keys")
     ing.set_defaults(func=cmd_ingest)
 
+    qua = sub.add_parser("quarantine", help="list quarantined files and why; release them")
+    qua.add_argument("--release", nargs="+", metavar="KEY", help="move these back to landing")
+    qua.set_defaults(func=cmd_quarantine)
+
     doc = sub.add_parser("doctor", help="show the configuration and check every store")
     doc.set_defaults(func=cmd_doctor)
+
+    met = sub.add_parser("metrics", help="serve the pipeline's figures to Prometheus (/metrics)")
+    met.add_argument("--host", default="127.0.0.1")
+    met.add_argument("--port", type=int, default=19464)
+    met.add_argument("--cache-seconds", type=float, default=10.0, help="reuse figures this long")
+    met.set_defaults(func=cmd_metrics)
+
+    view = sub.add_parser("view", help="candlestick quick look at the bars (Streamlit)")
+    view.add_argument("--host", default="127.0.0.1")
+    view.add_argument("--port", type=int, default=8501)
+    view.set_defaults(func=cmd_view)
     return parser
 
 

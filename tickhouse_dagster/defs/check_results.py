@@ -1,5 +1,7 @@
 """What a quality rule found, as a Dagster asset check result."""
 
+from collections.abc import Mapping
+
 from dagster import AssetCheckResult, AssetCheckSeverity, AssetKey, MetadataValue
 
 from tickhouse_dagster.quality.findings import Findings
@@ -10,6 +12,7 @@ def findings_check_result(
     severity: AssetCheckSeverity,
     asset_key: AssetKey | None = None,
     check_name: str | None = None,
+    metadata: Mapping[str, object] | None = None,
 ) -> AssetCheckResult:
     """The result of a check from its findings; `asset_key` and `check_name` name the check
     when it is yielded from inside an asset that has several."""
@@ -23,5 +26,6 @@ def findings_check_result(
             "rows_checked": MetadataValue.int(findings.rows_checked),
             "findings": MetadataValue.int(findings.count),
             "examples": MetadataValue.md("\n".join(f"- {e}" for e in findings.examples) or "none"),
+            **(metadata or {}),
         },
     )

@@ -12,11 +12,20 @@ from dagster import (
 )
 from pyiceberg.expressions import EqualTo
 
-from tickhouse_dagster.defs.assets.ticks import TICKS, parsed_ticks
+from tickhouse_dagster.defs.assets.ticks import TICKS, parsed_ticks, set_aside
 from tickhouse_dagster.defs.check_results import findings_check_result
 from tickhouse_dagster.defs.partitions import landing_files
-from tickhouse_dagster.defs.resources import FeedResource, LakehouseResource, TrinoResource
-from tickhouse_dagster.quality.tick_rules import check_session_and_grid, check_tick_values
+from tickhouse_dagster.defs.resources import (
+    FeedResource,
+    LakehouseResource,
+    LandingResource,
+    TrinoResource,
+)
+from tickhouse_dagster.quality.tick_rules import (
+    check_session_and_grid,
+    check_tick_values,
+    file_trading_day,
+)
 from tickhouse_dagster.storage.staging import StagedTicks
 from tickhouse_dagster.storage.trino_sql import file_rows_at_snapshot
 
@@ -26,13 +35,27 @@ from tickhouse_dagster.storage.trino_sql import file_rows_at_snapshot
     blocking=True,
     partitions_def=landing_files,
     description="Contract values (pandera): positive price and quantity, side B/S/null, "
-    "non-empty ids, trade date within a day of the print. Blocks the ticks table.",
+    "non-empty ids, trade date within a day of the print and near the file's trading day. "
+    "Blocks the ticks table; a failing file is quarantined.",
 )
 def tick_values(
-    context: AssetCheckExecutionContext, parsed_ticks: StagedTicks, feed: FeedResource
+    context: AssetCheckExecutionContext,
+    parsed_ticks: StagedTicks,
+    feed: FeedResource,
+    landing: LandingResource,
 ) -> AssetCheckResult:
+    file_day = file_trading_day(parsed_ticks.batches())
+    findings = check_tick_values(parsed_ticks.batches(), feed.venues(), file_day)
+    if findings.passed:
+        return findings_check_result(findings, AssetCheckSeverity.ERROR)
+    reason = "; ".join(findings.examples[:3]) + f" ({findings.summary()})"
+    where = set_aside(
+        context, landing.store(), context.partition_key, reason=reason, stage="tick_values"
+    )
     return findings_check_result(
-        check_tick_values(parsed_ticks.batches(), feed.venues()), AssetCheckSeverity.ERROR
+        findings,
+        AssetCheckSeverity.ERROR,
+        metadata={"quarantined_at": where or "(quarantine failed, file left in place)"},
     )
 
 

@@ -12,11 +12,12 @@ from tickhouse_dagster import settings
 from tickhouse_dagster.market.venues import Venue, load_venues
 from tickhouse_dagster.parsing.profiles import (
     Profile,
+    ProfileError,
     load_profiles,
     parse_profile_rules,
     select_profile,
 )
-from tickhouse_dagster.parsing.ticks_xml import sniff_root_element
+from tickhouse_dagster.parsing.ticks_xml import sniff_root_element, unreadable_start
 from tickhouse_dagster.storage.catalog import CatalogSettings, load_lakehouse_catalog
 from tickhouse_dagster.storage.lakehouse import Lakehouse
 from tickhouse_dagster.storage.landing import LandingStore, landing_store
@@ -51,13 +52,19 @@ class FeedResource(ConfigurableResource):
     def profile_for(self, key: str, stream: IO[bytes], forced: str | None = None) -> Profile:
         """The profile of a landing file; reads its first bytes to see the root element."""
         head = stream.read(_SNIFF_BYTES)
-        return select_profile(
-            key,
-            sniff_root_element(head),
-            self.profiles(),
-            forced=forced,
-            rules=parse_profile_rules(self.profile_rules),
-        )
+        root = sniff_root_element(head)
+        try:
+            return select_profile(
+                key,
+                root,
+                self.profiles(),
+                forced=forced,
+                rules=parse_profile_rules(self.profile_rules),
+            )
+        except ProfileError:
+            if root is None:  # not a profile question: the file does not start as XML
+                raise unreadable_start(key, head) from None
+            raise
 
 
 class LakehouseResource(ConfigurableResource):

@@ -26,7 +26,6 @@ from tickhouse_dagster.parsing.profiles import FieldRule, Profile
 from tickhouse_dagster.parsing.ticks_xml import (
     DEFAULT_BATCH_ROWS,
     TEXT_COLUMNS,
-    BadValue,
     contract_batch,
     open_tick_stream,
 )
@@ -78,10 +77,12 @@ def _config(profile: Profile) -> str:
 
 
 class _TagCounter:
-    """Counts `<record` in the bytes as they stream past, and notices a DOCTYPE (in the prolog)
-    or anything like a namespace-prefixed record, which the fast path leaves to lxml. An element
-    whose name merely starts with the record's only raises the count, so the comparison fails
-    safe (lxml reads the file). Two plain byte scans: a regular expression cost half the parse."""
+    """Counts `<record` in the bytes as they stream past, and notices a DOCTYPE (in the prolog),
+    anything like a namespace-prefixed record, or an element that is neither the root nor a
+    record (which the compiled parser would skip, and lxml may refuse: deep nesting), all of
+    which the fast path leaves to lxml. An element whose name merely starts with the record's
+    only raises the count, so the comparison fails safe. Plain byte scans: a regular expression
+    cost half the parse."""
 
     def __init__(self, stream: IO[bytes], record: str) -> None:
         self._stream = stream
@@ -90,6 +91,7 @@ class _TagCounter:
         self._tail = b""
         self._first = True
         self.count = 0
+        self.start_tags = 0  # every `<` that opens an element (not `</`, `<?`, `<!`)
         self.doubtful = False
 
     def read(self, size: int = -1) -> bytes:
@@ -102,6 +104,13 @@ class _TagCounter:
         edge = len(self._tag) - 1
         settled = len(window) if not data else max(len(window) - edge, 0)
         self.count += window.count(self._tag, 0, min(settled + edge, len(window)))
+        ends = min(settled + 1, len(window))
+        self.start_tags += (
+            window.count(b"<", 0, settled)
+            - window.count(b"</", 0, ends)
+            - window.count(b"<?", 0, ends)
+            - window.count(b"<!", 0, ends)
+        )
         self.doubtful |= window.find(self._prefixed) >= 0
         self._tail = window[settled:]
         return data
@@ -132,18 +141,18 @@ def read_fast(
                 lines = pa.nulls(batch.num_rows, pa.int64())
                 yield contract_batch(texts, records, lines, source_file, venues)
                 rows += batch.num_rows
-        except (BadValue, pa.ArrowException) as exc:
-            raise FastPathDeclined(str(exc)) from exc
-        except Exception as exc:  # xml2arrow's parse errors carry no record: let lxml say it
-            if type(exc).__module__.startswith("xml2arrow"):
-                raise FastPathDeclined(str(exc)) from exc
-            raise
+        except Exception as exc:
+            # xml2arrow's errors carry no record (and some, e.g. on bytes that are not UTF-8,
+            # surface as a TypeError): lxml reads the file again and says where it breaks.
+            raise FastPathDeclined(f"{type(exc).__name__}: {exc}") from exc
         while counter.read(_SCAN_CHUNK):  # whatever the parser left unread still gets counted
             pass
     if counter.doubtful:
         raise FastPathDeclined("a DOCTYPE or a namespace-prefixed record is lxml's to read")
     if counter.count != rows:
         raise FastPathDeclined(f"{rows} rows read but {counter.count} record tags in the bytes")
+    if counter.start_tags != rows + 1:
+        raise FastPathDeclined("elements other than the root and its records are lxml's to read")
 
 
 def _column(batch: pa.RecordBatch, path: str, root_attributes: Mapping[str, str]) -> pa.Array:

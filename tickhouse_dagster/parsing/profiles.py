@@ -158,6 +158,11 @@ def select_profile(
     by_root = [p for p in profiles.values() if root_element in p.root]
     if len(by_root) == 1:
         return by_root[0]
+    if root_element is None:
+        raise ProfileError(
+            f"{key}: malformed XML: no root element readable at the start of the file "
+            "(empty, truncated, corrupt or not XML)"
+        )
     raise ProfileError(
         f"{key}: no profile recognises this file (root element <{root_element}>); "
         f"known profiles: {', '.join(sorted(profiles))}; force one with --profile or add a rule "

@@ -8,6 +8,7 @@ scanned row by row, to name the record that broke it.
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import io
 import zlib
@@ -72,17 +73,35 @@ def sniff_root(head: bytes) -> tuple[str | None, dict[str, str]]:
         except zlib.error:
             return None, {}
     parser = etree.XMLPullParser(events=("start",), **_SAFE_PARSER_OPTIONS)
-    try:
+    with contextlib.suppress(etree.XMLSyntaxError):
         parser.feed(head)
-        for _event, element in parser.read_events():
-            return local_name(element.tag), dict(element.attrib)
-    except etree.XMLSyntaxError:
-        return None, {}
+    # Events parsed before an error further on are still queued: the root is known even when
+    # the file breaks later, and parsing then reports where.
+    for _event, element in parser.read_events():
+        return local_name(element.tag), dict(element.attrib)
     return None, {}
 
 
 def sniff_root_element(head: bytes) -> str | None:
     return sniff_root(head)[0]
+
+
+def unreadable_start(source_file: str, head: bytes) -> TickFileError:
+    """Why a file's first bytes show no root element, as the error that names file and line."""
+    if not head:
+        return TickFileError(source_file, "malformed XML: the file is empty")
+    if head[:2] == _GZIP_MAGIC:
+        try:
+            head = zlib.decompressobj(wbits=31).decompress(head, 1 << 20)
+        except zlib.error as exc:
+            return TickFileError(source_file, f"unreadable or corrupt file: {exc}")
+    parser = etree.XMLPullParser(events=("start",), **_SAFE_PARSER_OPTIONS)
+    try:
+        parser.feed(head)
+        parser.close()
+    except etree.XMLSyntaxError as exc:
+        return TickFileError(source_file, f"malformed XML: {exc.msg}", line=exc.lineno)
+    return TickFileError(source_file, "malformed XML: no root element at the start of the file")
 
 
 def _compile_path(path: str) -> _Extract:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable, Mapping
-from datetime import timedelta
+from datetime import date, timedelta
 
 import pandera.errors
 import pandera.polars as pdp
@@ -19,18 +20,29 @@ from tickhouse_dagster.quality.findings import MAX_EXAMPLES, Findings
 # How far a feed's trade date may sit from the venue-local date of the print: overnight
 # sessions (e.g. NYMEX evening) book the next day's trade date.
 MAX_TRADE_DATE_SKEW = timedelta(days=1)
+# How far a print's trade date may sit from the file's trading day (the date most of its prints
+# carry): files are collection windows of a session, so a date years away is a feed error.
+MAX_DAYS_FROM_FILE_DAY = timedelta(days=3)
+
+# Identifiers longer than any exchange uses are feed errors (or an attack on memory downstream).
+MAX_ID_LENGTH = {"venue": 32, "symbol": 64, "trade_id": 128}
 
 PARSED_TICKS_VALUES = pdp.DataFrameSchema(
     {
-        "venue": pdp.Column(pl.Utf8, pdp.Check.str_length(min_value=1)),
-        "symbol": pdp.Column(pl.Utf8, pdp.Check.str_length(min_value=1)),
-        "trade_id": pdp.Column(pl.Utf8, pdp.Check.str_length(min_value=1)),
+        **{
+            name: pdp.Column(pl.Utf8, pdp.Check.str_length(min_value=1, max_value=longest))
+            for name, longest in MAX_ID_LENGTH.items()
+        },
         "price": pdp.Column(pl.Decimal(18, 6), pdp.Check.gt(0)),
         "quantity": pdp.Column(pl.Int64, pdp.Check.gt(0)),
         "side": pdp.Column(pl.Utf8, pdp.Check.isin(["B", "S"]), nullable=True),
         "trade_date_skew_days": pdp.Column(
             pl.Int64,
             pdp.Check.in_range(-MAX_TRADE_DATE_SKEW.days, MAX_TRADE_DATE_SKEW.days),
+        ),
+        "days_from_file_day": pdp.Column(
+            pl.Int64,
+            pdp.Check.in_range(-MAX_DAYS_FROM_FILE_DAY.days, MAX_DAYS_FROM_FILE_DAY.days),
         ),
     },
     name="parsed ticks",
@@ -46,15 +58,56 @@ def _local_dates(ticks: pa.Table, venues: Mapping[str, Venue]) -> pa.Array:
     return dates
 
 
-def check_tick_values(batches: Iterable[pa.RecordBatch], venues: Mapping[str, Venue]) -> Findings:
-    """Contract values of parsed ticks; each finding names the file, record, line and field."""
+def file_trading_day(batches: Iterable[pa.RecordBatch]) -> date | None:
+    """The trade date most prints of a file carry (the earliest on a tie)."""
+    counts: Counter[date] = Counter()
+    for batch in batches:
+        for row in pc.value_counts(batch.column("trade_date")).to_pylist():
+            counts[row["values"]] += row["counts"]
+    if not counts:
+        return None
+    return min(counts, key=lambda day: (-counts[day], day))
+
+
+def _days_from(table: pa.Table, day: date | None) -> pa.Array:
+    if day is None:
+        return pa.nulls(table.num_rows, pa.int64())
+    offset = pa.scalar(day, pa.date32()).cast(pa.int32())
+    return pc.subtract(table["trade_date"].cast(pa.int32()), offset).cast(pa.int64())
+
+
+def _value_reason(column: str, row: dict, case: dict, file_day: date | None) -> tuple[str, str]:
+    """(field, reason) of one pandera failure, in the words of the contract."""
+    if column == "trade_date_skew_days":
+        return "trade_date", (
+            f"trade date {row['trade_date']} is more than {MAX_TRADE_DATE_SKEW.days} day "
+            f"from the print's local date"
+        )
+    if column == "days_from_file_day":
+        return "trade_date", (
+            f"trade date {row['trade_date']} is more than {MAX_DAYS_FROM_FILE_DAY.days} days "
+            f"from the file's trading day {file_day}"
+        )
+    value = repr(case["failure_case"])
+    shown = value if len(value) <= 80 else f"{value[:60]}… ({len(value):,} characters)"
+    return column, f"{shown} fails {case['check']}"
+
+
+def check_tick_values(
+    batches: Iterable[pa.RecordBatch], venues: Mapping[str, Venue], file_day: date | None = None
+) -> Findings:
+    """Contract values of parsed ticks; each finding names the file, record, line and field.
+    `file_day` (see `file_trading_day`) enables the distance-from-the-file's-day rule."""
     findings = Findings("tick values")
     for batch in batches:
         table = pa.Table.from_batches([batch])
         skew = pc.subtract(
             table["trade_date"].cast(pa.int32()), _local_dates(table, venues).cast(pa.int32())
         ).cast(pa.int64())
-        frame = pl.from_arrow(table.append_column("trade_date_skew_days", skew))
+        checked = table.append_column("trade_date_skew_days", skew).append_column(
+            "days_from_file_day", _days_from(table, file_day).fill_null(0)
+        )
+        frame = pl.from_arrow(checked)
         findings.rows_checked += table.num_rows
         try:
             PARSED_TICKS_VALUES.validate(frame, lazy=True)
@@ -65,13 +118,7 @@ def check_tick_values(batches: Iterable[pa.RecordBatch], venues: Mapping[str, Ve
                     findings.add(f"{case['column']}: {case['check']} ({case['failure_case']})")
                     continue
                 row = table.slice(case["index"], 1).to_pylist()[0]
-                reason = (
-                    f"trade date {row['trade_date']} is more than {MAX_TRADE_DATE_SKEW.days} day "
-                    f"from the print's local date"
-                    if case["column"] == "trade_date_skew_days"
-                    else f"{case['failure_case']!r} fails {case['check']}"
-                )
-                field = "trade_date" if case["column"] == "trade_date_skew_days" else case["column"]
+                field, reason = _value_reason(case["column"], row, case, file_day)
                 findings.add(
                     f"{row['source_file']}, record {row['record']}, "
                     + (f"line {row['line']}, " if row["line"] is not None else "")

@@ -66,6 +66,18 @@ class LandingStore(Protocol):
 
     def write(self, key: str, data: bytes) -> LandingFile: ...
 
+    def move(self, key: str, to_key: str) -> None:
+        """Rename within the store; the moved object is a new version where it lands."""
+        ...
+
+    def delete(self, key: str) -> None: ...
+
+    def exists(self, key: str) -> bool: ...
+
+    def list_keys(self, prefix: str) -> Iterator[str]:
+        """Every key under `prefix`, tick file or not, in key order."""
+        ...
+
     def check(self) -> str:
         """Raise with a clear message if the store is unreachable; else describe it."""
         ...
@@ -113,6 +125,24 @@ class LocalLanding:
         partial.write_bytes(data)
         partial.replace(path)  # appear whole or not at all
         return self.stat(key)
+
+    def move(self, key: str, to_key: str) -> None:
+        target = self._path(to_key)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        self._path(key).replace(target)
+
+    def delete(self, key: str) -> None:
+        self._path(key).unlink(missing_ok=True)
+
+    def exists(self, key: str) -> bool:
+        return self._path(key).is_file()
+
+    def list_keys(self, prefix: str) -> Iterator[str]:
+        base = self._path(prefix.rstrip("/")) if prefix.strip("/") else self.root
+        if not base.is_dir():
+            return
+        found = (p.relative_to(self.root).as_posix() for p in base.rglob("*") if p.is_file())
+        yield from sorted(found)
 
     def check(self) -> str:
         self.root.mkdir(parents=True, exist_ok=True)
@@ -202,6 +232,32 @@ class S3Landing:
     def write(self, key: str, data: bytes) -> LandingFile:
         self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data)
         return self.stat(key)
+
+    def move(self, key: str, to_key: str) -> None:
+        # S3 has no rename: copy, then delete; a crash in between leaves both, never neither.
+        source = {"Bucket": self.bucket, "Key": self._key(key)}
+        self.client.copy_object(Bucket=self.bucket, Key=self._key(to_key), CopySource=source)
+        self.client.delete_object(Bucket=self.bucket, Key=self._key(key))
+
+    def delete(self, key: str) -> None:
+        self.client.delete_object(Bucket=self.bucket, Key=self._key(key))
+
+    def exists(self, key: str) -> bool:
+        from botocore.exceptions import ClientError
+
+        try:
+            self.client.head_object(Bucket=self.bucket, Key=self._key(key))
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                return False
+            raise
+        return True
+
+    def list_keys(self, prefix: str) -> Iterator[str]:
+        paginator = self.client.get_paginator("list_objects_v2")
+        for page in paginator.paginate(Bucket=self.bucket, Prefix=self.prefix + prefix):
+            for obj in page.get("Contents", []):
+                yield obj["Key"][len(self.prefix) :]
 
     def check(self) -> str:
         self.client.list_objects_v2(Bucket=self.bucket, Prefix=self.prefix, MaxKeys=1)

@@ -5,6 +5,7 @@ from typing import IO
 
 import pyarrow.compute as pc
 from dagster import (
+    AssetCheckExecutionContext,
     AssetCheckResult,
     AssetCheckSeverity,
     AssetCheckSpec,
@@ -17,7 +18,7 @@ from dagster import (
     asset,
 )
 
-from tickhouse_dagster.defs.partitions import landing_files
+from tickhouse_dagster.defs.partitions import FILE_VERSION_TAG, landing_files
 from tickhouse_dagster.defs.resources import (
     FeedResource,
     LakehouseResource,
@@ -28,7 +29,8 @@ from tickhouse_dagster.defs.retries import retry_transient
 from tickhouse_dagster.parsing import TickFileError
 from tickhouse_dagster.parsing.profiles import ProfileError
 from tickhouse_dagster.quality.tick_rules import find_duplicate_trades
-from tickhouse_dagster.storage.landing import LandingKeyError
+from tickhouse_dagster.storage.landing import LandingKeyError, LandingStore
+from tickhouse_dagster.storage.quarantine import QuarantineNote, quarantine
 from tickhouse_dagster.storage.staging import StagedTicks, stage_tick_file
 
 RAW_TICK_XML = ["landing", "raw_tick_xml"]
@@ -64,18 +66,46 @@ class _HashingReader:
         return self._stream.peek(n)  # type: ignore[attr-defined]
 
 
-def _bad_input(error: Exception, key: str) -> Failure:
+def _bad_input(error: Exception, key: str, quarantined_at: str | None = None) -> Failure:
     """A permanent input failure: shown with its reason, and never retried."""
     where = {
         name: getattr(error, name)
         for name in ("record", "line", "field", "reason")
         if getattr(error, name, None) is not None
     }
+    moved = {"quarantined_at": quarantined_at} if quarantined_at else {}
     return Failure(
-        description=str(error),
-        metadata={"source_file": key, **{k: str(v) for k, v in where.items()}},
+        description=str(error) + (f" (file moved to {quarantined_at})" if quarantined_at else ""),
+        metadata={"source_file": key, **{k: str(v) for k, v in where.items()}, **moved},
         allow_retries=False,
     )
+
+
+def set_aside(
+    context: AssetExecutionContext | AssetCheckExecutionContext,
+    store: LandingStore,
+    key: str,
+    *,
+    reason: str,
+    stage: str,
+    error: Exception | None = None,
+) -> str | None:
+    """Quarantine a file that cannot be ingested; returns its new key, or None when the move
+    itself failed (logged; the file then stays where it is and the run still fails)."""
+    note = QuarantineNote(
+        key=key,
+        reason=reason,
+        stage=stage,
+        file_version=context.run.tags.get(FILE_VERSION_TAG, ""),
+        **{name: getattr(error, name, None) for name in ("record", "line", "field")},
+    )
+    try:
+        where = quarantine(store, note)
+    except Exception as exc:
+        context.log.warning(f"could not quarantine {key}: {type(exc).__name__}: {exc}")
+        return None
+    context.log.warning(f"{key} quarantined at {where}: {reason}")
+    return where
 
 
 @asset(
@@ -100,7 +130,7 @@ def raw_tick_xml(
                 profile_name = feed.profile_for(key, stream).name
     except (FileNotFoundError, LandingKeyError) as exc:
         raise _bad_input(exc, key) from exc
-    except ProfileError as exc:
+    except (ProfileError, TickFileError) as exc:
         context.log.warning(str(exc))  # parsing reports it as the file's failure
         profile_name = "(none recognised)"
     return MaterializeResult(
@@ -149,8 +179,11 @@ def parsed_ticks(
                 venues=feed.venues(),
                 uri=staging.uri_for(key, context.run.run_id),
             )
-    except (TickFileError, ProfileError, LandingKeyError, FileNotFoundError) as exc:
+    except (LandingKeyError, FileNotFoundError) as exc:
         raise _bad_input(exc, key) from exc
+    except (TickFileError, ProfileError) as exc:
+        where = set_aside(context, store, key, reason=str(exc), stage="parse", error=exc)
+        raise _bad_input(exc, key, where) from exc
     staged.file_version = file.version
     staged.sha256 = readers[-1].sha256.hexdigest()  # the reading that produced the rows
     return Output(
