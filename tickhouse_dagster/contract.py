@@ -23,6 +23,7 @@ PRICE = DecimalType(18, 6)
 TURNOVER = DecimalType(38, 6)
 
 TICKS_TABLE: Final = "ticks"
+CORRECTIONS_TABLE: Final = "tick_corrections"
 BAR_INTERVALS: Final = ("1m", "5m", "1h", "1d")
 TRADE_KEY: Final = ("venue", "symbol", "trade_date", "trade_id")
 
@@ -37,6 +38,14 @@ TICKS_SCHEMA = Schema(
     NestedField(8, "side", StringType(), required=False),
     NestedField(9, "source_file", StringType(), required=True),
     NestedField(10, "ingested_at", TimestamptzType(), required=True),
+)
+
+# Trade corrections (FIXML TransTyp cancel / replace), kept so that a correction still applies
+# when the file it corrects is (re-)ingested after it. For a replace the row holds the new values.
+CORRECTIONS_SCHEMA = Schema(
+    *TICKS_SCHEMA.fields,
+    NestedField(11, "trans_type", StringType(), required=True),  # C = cancel, R = replace
+    NestedField(12, "record", LongType(), required=True),  # where in its file it was reported
 )
 
 BARS_SCHEMA = Schema(
@@ -67,6 +76,7 @@ def _arrow_schema(schema: Schema) -> pa.Schema:
 
 TICKS_ARROW: Final[pa.Schema] = _arrow_schema(TICKS_SCHEMA)
 BARS_ARROW: Final[pa.Schema] = _arrow_schema(BARS_SCHEMA)
+CORRECTIONS_ARROW: Final[pa.Schema] = _arrow_schema(CORRECTIONS_SCHEMA)
 
 # Parsed ticks are the ticks before ingestion, plus where in the file each row came from, so that
 # a rejected value can be traced to its record (and line, where the parser knows it).
@@ -74,6 +84,8 @@ PARSED_TICKS_ARROW: Final[pa.Schema] = (
     TICKS_ARROW.remove(TICKS_ARROW.get_field_index("ingested_at"))
     .append(pa.field("record", pa.int64(), nullable=False))
     .append(pa.field("line", pa.int64(), nullable=True))
+    # N (or null) = a new trade; C / R = a cancel / replace of the trade with this key.
+    .append(pa.field("trans_type", pa.string(), nullable=True))
 )
 
 

@@ -16,9 +16,20 @@ import yaml
 PROFILES_DIR_ENV = "TICKHOUSE_PROFILES_DIR"
 PROFILE_RULES_ENV = "TICKHOUSE_PROFILE_RULES"
 
-# Columns a profile maps; trade_date and side may be absent from a feed.
-PROFILE_COLUMNS = ("venue", "symbol", "trade_date", "ts", "trade_id", "price", "quantity", "side")
-OPTIONAL_COLUMNS = frozenset({"trade_date", "side"})
+# Columns a profile maps; trade_date, side and trans_type (new / cancel / replace) may be absent
+# from a feed.
+PROFILE_COLUMNS = (
+    "venue",
+    "symbol",
+    "trade_date",
+    "ts",
+    "trade_id",
+    "price",
+    "quantity",
+    "side",
+    "trans_type",
+)
+OPTIONAL_COLUMNS = frozenset({"trade_date", "side", "trans_type"})
 
 
 class ProfileError(ValueError):

@@ -41,7 +41,17 @@ _SAFE_PARSER_OPTIONS: dict[str, bool] = {
 _Extract = Callable[[etree._Element, etree._Element], "str | None"]
 
 # The columns a profile yields as text before conversion.
-TEXT_COLUMNS = ("venue", "symbol", "trade_date", "ts", "trade_id", "price", "quantity", "side")
+TEXT_COLUMNS = (
+    "venue",
+    "symbol",
+    "trade_date",
+    "ts",
+    "trade_id",
+    "price",
+    "quantity",
+    "side",
+    "trans_type",
+)
 
 # (arrow type, what a valid text looks like) for the columns that are cast from text.
 _CASTS: dict[str, tuple[pa.DataType, str]] = {
@@ -343,6 +353,7 @@ def contract_batch(
         "source_file": pa.array([source_file] * rows, pa.string()),
         "record": records,
         "line": lines,
+        "trans_type": texts.get("trans_type", pa.nulls(rows, pa.string())),
     }
     return pa.RecordBatch.from_arrays(
         [columns[f.name] for f in PARSED_TICKS_ARROW], schema=PARSED_TICKS_ARROW

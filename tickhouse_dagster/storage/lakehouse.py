@@ -5,23 +5,27 @@ commit (delete + append in a single transaction), retried on a concurrent writer
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import random
 import time
 import warnings
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
+from functools import reduce
 
 import pyarrow as pa
+import pyarrow.compute as pc
 from pyiceberg.catalog import Catalog
 from pyiceberg.exceptions import (
     CommitFailedException,
     NamespaceAlreadyExistsError,
     NoSuchTableError,
     TableAlreadyExistsError,
+    ValidationException,
 )
-from pyiceberg.expressions import BooleanExpression, EqualTo, In
+from pyiceberg.expressions import And, BooleanExpression, EqualTo, In, Or
 from pyiceberg.partitioning import PartitionField, PartitionSpec
 from pyiceberg.schema import Schema
 from pyiceberg.table import Table
@@ -32,10 +36,22 @@ from tickhouse_dagster.contract import (
     BAR_INTERVALS,
     BARS_ARROW,
     BARS_SCHEMA,
+    CORRECTIONS_ARROW,
+    CORRECTIONS_SCHEMA,
+    CORRECTIONS_TABLE,
     TICKS_ARROW,
     TICKS_SCHEMA,
     TICKS_TABLE,
+    TRADE_KEY,
     bar_table_name,
+)
+from tickhouse_dagster.market.corrections import (
+    corrections_from_parsed,
+    is_correction,
+    latest_corrections,
+    replacements,
+    trade_keys,
+    without_corrected,
 )
 
 log = logging.getLogger(__name__)
@@ -69,10 +85,17 @@ class Commit:
     rows_written: int
     rows_removed: int
     attempts: int
+    file_rows: int | None = None  # rows the landing file holds in the table after this commit
+    corrections: int = 0  # cancels / replaces the file carried
 
 
 def _is_retryable(exc: Exception) -> bool:
     if isinstance(exc, CommitFailedException):
+        return True
+    # pyiceberg's own commit retry refuses a stale plan when a concurrent commit touched the same
+    # rows (e.g. a compaction rewrote this file's data files): nothing was committed, and the
+    # next attempt replans from the current table, so starting again is safe.
+    if isinstance(exc, ValidationException):
         return True
     # SQLite catalogs report a concurrent writer as "database is locked".
     return type(exc).__name__ == "OperationalError" and "locked" in str(exc)
@@ -90,6 +113,7 @@ class Lakehouse:
         with contextlib.suppress(NamespaceAlreadyExistsError):
             self.catalog.create_namespace(self.namespace)
         self._ensure(TICKS_TABLE, TICKS_SCHEMA, ("symbol", "ts"), _TICKS_PROPERTIES)
+        self._ensure(CORRECTIONS_TABLE, CORRECTIONS_SCHEMA, ("symbol", "ts"), _TICKS_PROPERTIES)
         for interval in BAR_INTERVALS:
             self._ensure(
                 bar_table_name(interval), BARS_SCHEMA, ("symbol", "bar_start"), _TABLE_PROPERTIES
@@ -123,16 +147,24 @@ class Lakehouse:
         chunks: Callable[[], Iterable[pa.Table]],
     ) -> Commit:
         """Delete the rows matching `predicate` and append `chunks` in one atomic commit."""
+        return self._replace_planned(name, lambda: (predicate, chunks()))
+
+    def _replace_planned(
+        self, name: str, plan: Callable[[], tuple[BooleanExpression, Iterable[pa.Table]]]
+    ) -> Commit:
+        """`_replace` where what to delete and append is planned again on every attempt, from
+        the tables as they are then (corrections depend on what other files committed)."""
         for attempt in range(1, COMMIT_ATTEMPTS + 1):
             table = self.table(name)
             before = table.current_snapshot()
             try:
                 rows = 0
+                predicate, chunks = plan()
                 with table.transaction() as tx, warnings.catch_warnings():
                     # A first ingest deletes nothing; that is expected, not worth a warning.
                     warnings.filterwarnings("ignore", message="Delete operation did not match")
                     tx.delete(predicate)
-                    for chunk in chunks():
+                    for chunk in chunks:
                         if chunk.num_rows:
                             tx.append(chunk)
                             rows += chunk.num_rows
@@ -172,14 +204,80 @@ class Lakehouse:
         parsed_batches: Callable[[], Iterable[pa.RecordBatch]],
         ingested_at: datetime | None = None,
     ) -> Commit:
-        """Make the ticks table hold exactly `parsed_batches` for `source_file`."""
+        """Make the ticks table hold exactly `parsed_batches` for `source_file`, with every
+        trade correction (cancel / replace, see market.corrections) applied."""
         ingested_at = ingested_at or datetime.now(UTC)
+        own = self._replace_file_corrections(source_file, parsed_batches, ingested_at)
 
-        def chunks() -> Iterable[pa.Table]:
+        def new_rows() -> Iterable[pa.Table]:
             for batch in parsed_batches():
-                yield ticks_from_parsed(pa.Table.from_batches([batch]), ingested_at)
+                parsed = pa.Table.from_batches([batch])
+                if parsed["trans_type"].null_count < parsed.num_rows:
+                    parsed = parsed.filter(pc.invert(is_correction(parsed["trans_type"])))
+                yield ticks_from_parsed(parsed, ingested_at)
 
-        return self._replace(TICKS_TABLE, EqualTo("source_file", source_file), chunks)
+        days = _trade_dates(parsed_batches) if self._has_rows(CORRECTIONS_TABLE) else set()
+        days |= set(own["trade_date"].to_pylist())
+        if not own.num_rows and not self._corrections_for_days(days).num_rows:
+            commit = self._replace(TICKS_TABLE, EqualTo("source_file", source_file), new_rows)
+            return replace(commit, file_rows=commit.rows_written)
+
+        file_rows = 0
+        named = set(trade_keys(own))
+
+        def plan() -> tuple[BooleanExpression, Iterable[pa.Table]]:
+            nonlocal file_rows
+            file_rows = 0
+            latest = latest_corrections(self._corrections_for_days(days))
+
+            def rows() -> Iterable[pa.Table]:
+                nonlocal file_rows
+                for chunk in itertools.chain(
+                    (without_corrected(t, latest) for t in new_rows()),
+                    [replacements(latest.filter(_key_mask(latest, named)))],
+                ):
+                    file_rows += pc.sum(pc.equal(chunk["source_file"], source_file)).as_py() or 0
+                    yield chunk
+
+            return _file_or_trades(source_file, named), rows()
+
+        commit = self._replace_planned(TICKS_TABLE, plan)
+        return replace(commit, file_rows=file_rows, corrections=own.num_rows)
+
+    def _replace_file_corrections(
+        self,
+        source_file: str,
+        parsed_batches: Callable[[], Iterable[pa.RecordBatch]],
+        ingested_at: datetime,
+    ) -> pa.Table:
+        """Record the file's cancels / replaces (replacing those of an earlier version of it)
+        before its ticks commit, so a crash in between is repaired by the retry."""
+        own = []
+        for batch in parsed_batches():
+            parsed = pa.Table.from_batches([batch])
+            if parsed["trans_type"].null_count == parsed.num_rows:
+                continue
+            parsed = parsed.filter(is_correction(parsed["trans_type"]))
+            own.append(corrections_from_parsed(parsed, ticks_from_parsed(parsed, ingested_at)))
+        found = pa.concat_tables(own) if own else CORRECTIONS_ARROW.empty_table()
+        if found.num_rows or self._has_rows(CORRECTIONS_TABLE, EqualTo("source_file", source_file)):
+            self._replace(CORRECTIONS_TABLE, EqualTo("source_file", source_file), lambda: [found])
+        return found
+
+    def _has_rows(self, name: str, row_filter: BooleanExpression | None = None) -> bool:
+        table = self.table(name)
+        if table.current_snapshot() is None:
+            return False
+        if row_filter is None:
+            return True
+        return any(True for _ in table.scan(row_filter=row_filter).plan_files())
+
+    def _corrections_for_days(self, days: set[date]) -> pa.Table:
+        table = self.table(CORRECTIONS_TABLE)
+        if table.current_snapshot() is None or not days:
+            return CORRECTIONS_ARROW.empty_table()
+        scan = table.scan(row_filter=In("trade_date", [d.isoformat() for d in days]))
+        return scan.to_arrow().cast(CORRECTIONS_ARROW)
 
     def replace_day_bars(self, interval: str, trade_date: date, bars: pa.Table) -> Commit:
         return self._replace(
@@ -215,3 +313,31 @@ def ticks_from_parsed(parsed: pa.Table, ingested_at: datetime) -> pa.Table:
     columns = {name: parsed[name] for name in parsed.column_names}
     columns["ingested_at"] = stamp
     return pa.table([columns[f.name] for f in TICKS_ARROW], schema=TICKS_ARROW)
+
+
+def _key_mask(table: pa.Table, keys: set[tuple]) -> pa.Array:
+    return pa.array(
+        [tuple(row.values()) in keys for row in table.select(list(TRADE_KEY)).to_pylist()],
+        pa.bool_(),
+    )
+
+
+def _file_or_trades(source_file: str, keys: set[tuple]) -> BooleanExpression:
+    """The rows of a file, and every row of the trades its corrections name."""
+    trades = [
+        And(
+            EqualTo("venue", venue),
+            EqualTo("symbol", symbol),
+            EqualTo("trade_date", trade_date.isoformat()),
+            EqualTo("trade_id", trade_id),
+        )
+        for venue, symbol, trade_date, trade_id in sorted(keys)
+    ]
+    return reduce(Or, trades, EqualTo("source_file", source_file))
+
+
+def _trade_dates(parsed_batches: Callable[[], Iterable[pa.RecordBatch]]) -> set[date]:
+    days: set[date] = set()
+    for batch in parsed_batches():
+        days.update(pc.unique(batch.column("trade_date")).to_pylist())
+    return days

@@ -218,7 +218,10 @@ def parsed_ticks(
             "rows_match_parsed",
             asset=TICKS,
             blocking=True,
-            description=("The table holds exactly the parsed rows of this file after the commit."),
+            description=(
+                "The table holds exactly the parsed rows of this file after the commit "
+                "(its cancels and replaces applied)."
+            ),
         ),
     ],
 )
@@ -235,6 +238,7 @@ def ticks(context: AssetExecutionContext, parsed_ticks: StagedTicks, lakehouse: 
             "table": commit.table,
             "snapshot_id": str(commit.snapshot_id),
             "commit_attempts": MetadataValue.int(commit.attempts),
+            "corrections": MetadataValue.int(commit.corrections),
             "source_file": key,
             "file_version": parsed_ticks.file_version,
             "sha256": parsed_ticks.sha256,
@@ -255,10 +259,18 @@ def ticks(context: AssetExecutionContext, parsed_ticks: StagedTicks, lakehouse: 
         ),
     )
     stored = pc.sum(pc.equal(days["source_file"], key)).as_py() or 0
+    # Cancels leave no row and replaces stand in for other files' rows: with corrections the
+    # file's rows are what the commit planned, and it planned at most the parsed rows.
+    expected = parsed_ticks.rows if commit.file_rows is None else commit.file_rows
     yield AssetCheckResult(
         check_name="rows_match_parsed",
-        passed=stored == parsed_ticks.rows,
-        metadata={"parsed": parsed_ticks.rows, "in_table": stored},
+        passed=stored == expected and stored <= parsed_ticks.rows,
+        metadata={
+            "parsed": parsed_ticks.rows,
+            "expected_in_table": expected,
+            "in_table": stored,
+            "corrections": commit.corrections,
+        },
     )
     duplicates = find_duplicate_trades(days, involving=key)
     yield AssetCheckResult(
