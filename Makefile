@@ -51,6 +51,18 @@ ingest: install
 doctor: install
 	$(BIN)/tickhouse doctor
 
+# Quick look: candlestick + volume of the bars, read straight from the Iceberg catalog
+# (pyiceberg, no Trino), at http://$(HOST):$(VIEW_PORT).
+VIEW_PORT ?= 8501
+.PHONY: view metrics
+view: install
+	$(BIN)/tickhouse view --host $(HOST) --port $(VIEW_PORT)
+
+# The pipeline's figures for Prometheus (the local stack's `stack up prometheus` scrapes 19464).
+METRICS_PORT ?= 19464
+metrics: install
+	$(BIN)/tickhouse metrics --host $(HOST) --port $(METRICS_PORT)
+
 clean:
 	rm -rf .tickhouse .pytest_cache
 
@@ -83,3 +95,15 @@ bench-latency: install
 	infra/local/stack up
 	eval "$$(infra/local/stack env)" && $(BIN)/python -m bench.stack_latency --files 3 \
 		--interval 30 --out docs/benchmarks.md
+
+# Reliability: bad input, and faults injected on a second SeaweedFS + PostgreSQL that the tests
+# start (ports +2000), stop and restart themselves; the shared stack is never touched. Every case
+# records rows expected vs found in test-artifacts/reliability.jsonl; the report prints the totals
+# and fails when a row was lost or duplicated.
+RELIABILITY_TALLY := $(CURDIR)/test-artifacts/reliability.jsonl
+.PHONY: reliability
+reliability: install
+	@mkdir -p $(dir $(RELIABILITY_TALLY)) && : > $(RELIABILITY_TALLY)
+	export TICKHOUSE_RELIABILITY_TALLY=$(RELIABILITY_TALLY); \
+	$(BIN)/pytest -q tickhouse_dagster_tests/reliability tickhouse_dagster_tests/parsing/test_bad_files.py; \
+	status=$$?; $(BIN)/python -m tickhouse_dagster_tests.reliability.report && exit $$status

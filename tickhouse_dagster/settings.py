@@ -62,6 +62,18 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("TICKHOUSE_PROFILE_RULES", None, "key pattern → profile rules: 'glob=profile,…'"),
     Setting("TICKHOUSE_VENUES_FILE", None, "extra venue reference data (YAML)"),
     Setting("TICKHOUSE_FIRST_TRADE_DATE", "2020-01-01", "first daily partition of the bars"),
+    Setting(
+        "TICKHOUSE_SNAPSHOT_RETENTION_HOURS",
+        "168",
+        "time-travel window: snapshots older than this are expired by maintenance",
+    ),
+    Setting("TICKHOUSE_SNAPSHOT_RETAIN_LAST", "5", "snapshots kept per table whatever their age"),
+    Setting("TICKHOUSE_RETRY_MAX", "4", "retries of a step on transient S3/catalog errors"),
+    Setting(
+        "TICKHOUSE_RETRY_BASE_SECONDS",
+        "2",
+        "first retry wait; doubles each retry (±25% jitter, at most 60 s)",
+    ),
 )
 
 

@@ -51,19 +51,27 @@ def _s3_properties(settings: CatalogSettings) -> dict[str, str]:
     return properties
 
 
+# A SQL catalog's pooled connections die when its database restarts; without a ping on checkout
+# the first commit after the restart fails on a dead connection. The configuration can override it.
+_SQL_POOL_DEFAULTS = {"pool_pre_ping": "true"}
+
+
 def load_lakehouse_catalog(settings: CatalogSettings) -> Catalog:
     # Read pyiceberg's configuration now: `load_catalog` alone uses a copy of the environment
     # taken when pyiceberg was imported.
     configured = Config().get_catalog_config(settings.name)
     if configured:
-        return load_catalog(settings.name, **configured)
+        defaults = _SQL_POOL_DEFAULTS if configured.get("type") == "sql" else {}
+        return load_catalog(settings.name, **{**defaults, **configured})
     properties: dict[str, Any] = {
         "warehouse": warehouse_location(settings.warehouse),
         **_s3_properties(settings),
     }
     if settings.uri:
-        kind = "rest" if settings.uri.startswith(("http://", "https://")) else "sql"
-        return load_catalog(settings.name, type=kind, uri=settings.uri, **properties)
+        if settings.uri.startswith(("http://", "https://")):
+            return load_catalog(settings.name, type="rest", uri=settings.uri, **properties)
+        properties = {**_SQL_POOL_DEFAULTS, **properties}
+        return load_catalog(settings.name, type="sql", uri=settings.uri, **properties)
     db = Path(settings.embedded_db).expanduser().resolve()
     db.parent.mkdir(parents=True, exist_ok=True)
     return SqlCatalog(settings.name, uri=f"sqlite:///{db}", **properties)

@@ -19,6 +19,8 @@ LOG_DIR=$TICKHOUSE_STACK_DIR/logs
 # --- project ports (all bound to 127.0.0.1) --------------------------------------
 # TICKHOUSE_STACK_PORT_OFFSET shifts every port, so a second stack (own TICKHOUSE_STACK_DIR)
 # can run beside the first: the fault tests stop and restart servers of such a stack only.
+# Not 1000 or 10000: the ports below are 1000 apart (S3 18333 + 1000 = the master's 19333) and
+# SeaweedFS also listens on each of its ports + 10000 (gRPC). The fault tests use 2000.
 BIND_IP=127.0.0.1
 PORT_OFFSET=${TICKHOUSE_STACK_PORT_OFFSET:-0}
 [[ $PORT_OFFSET =~ ^[0-9]+$ ]] || { echo "TICKHOUSE_STACK_PORT_OFFSET must be a number" >&2; exit 2; }
@@ -30,6 +32,9 @@ SEAWEED_METRICS_PORT=$((19327 + PORT_OFFSET))
 SEAWEED_ICEBERG_PORT=$((18181 + PORT_OFFSET)) # Iceberg REST catalog (weed's default 8181, moved next to the other ports)
 PG_PORT=$((15433 + PORT_OFFSET))
 TRINO_HTTP_PORT=$((18080 + PORT_OFFSET))
+SEAWEED_SERVER_METRICS_PORT=$((19328 + PORT_OFFSET)) # master+volume process (volume disk usage)
+PROMETHEUS_PORT=$((19090 + PORT_OFFSET))           # optional service: `stack up prometheus`
+PIPELINE_METRICS_PORT=$((19464 + PORT_OFFSET))     # `tickhouse metrics` exporter, scraped by it
 
 # --- credentials (local-dev defaults; override via the environment) -------------
 TICKHOUSE_S3_ACCESS_KEY=${TICKHOUSE_S3_ACCESS_KEY:-tickhouse}
