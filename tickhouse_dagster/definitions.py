@@ -10,6 +10,7 @@ from tickhouse_dagster.defs.assets.bi import bar_views
 from tickhouse_dagster.defs.assets.ticks import parsed_ticks, raw_tick_xml, ticks
 from tickhouse_dagster.defs.checks import session_and_tick_grid, tick_values, trino_reads_commit
 from tickhouse_dagster.defs.jobs import ingest_file_job, rebuild_bars_job
+from tickhouse_dagster.defs.maintenance import MAINTENANCE_JOBS, MAINTENANCE_SCHEDULES
 from tickhouse_dagster.defs.resources import resources_from_env
 from tickhouse_dagster.defs.sensors import landing_sensor, touched_days_sensor
 
@@ -23,7 +24,8 @@ def build_definitions(resources: Mapping[str, Any]) -> Definitions:
         + ([bar_views] if with_trino else []),
         asset_checks=[tick_values, session_and_tick_grid]
         + ([trino_reads_commit] if with_trino else []),
-        jobs=[ingest_file_job, rebuild_bars_job],
+        jobs=[ingest_file_job, rebuild_bars_job, *MAINTENANCE_JOBS],
+        schedules=MAINTENANCE_SCHEDULES,
         sensors=[landing_sensor, touched_days_sensor],
         resources=resources,
         # A run's steps (one file, or one day's bars) run one after another; a process per step

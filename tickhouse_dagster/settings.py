@@ -109,7 +109,7 @@ def mask(value: str | None, secret: bool = False) -> str:
     if value is None:
         return "(unset)"
     if secret and "://" not in value:
-        return "****" if len(value) < 8 else f"{value[:2]}…****"
+        return "**** (set)" if value else "(empty)"
     return _URL_PASSWORD.sub(r"\1****\3", value)
 
 

@@ -23,8 +23,21 @@ _TRANSIENT_S3_CODES = frozenset(
 )
 
 
+# Errors of these classes that are about who is asking, not whether the server is there: a wrong
+# password stays wrong, so retrying it only delays the failure.
+_PERMANENT_HINTS = (
+    "password authentication failed",
+    "authentication failed",
+    "does not exist",
+    "permission denied",
+)
+
+
 def is_transient(exc: BaseException) -> bool:
-    for error in _chain(exc):
+    chain = _chain(exc)
+    if any(hint in str(error) for error in chain for hint in _PERMANENT_HINTS):
+        return False
+    for error in chain:
         if type(error).__name__ in _TRANSIENT_NAMES:
             return True
         code = getattr(error, "response", {}) or {}

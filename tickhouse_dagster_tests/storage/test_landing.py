@@ -40,3 +40,18 @@ def test_version_changes_with_content_and_with_mv(tmp_path):
 def test_unsafe_keys_are_refused(tmp_path, key):
     with pytest.raises(LandingKeyError, match="refused landing key"):
         LocalLanding(tmp_path).open(key)
+
+
+@pytest.mark.parametrize("key", ["../outside.xml", "/tmp/outside.xml", "a/../../outside.xml"])
+def test_unsafe_keys_are_refused_for_every_operation_and_touch_nothing(tmp_path, key):
+    root = tmp_path / "landing"
+    store = LocalLanding(root)
+    for operation in (store.stat, store.open, lambda k: store.write(k, b"<x/>")):
+        with pytest.raises(LandingKeyError, match="refused landing key"):
+            operation(key)
+    assert not (tmp_path / "outside.xml").exists() and not root.exists()
+
+
+def test_dots_inside_a_name_are_not_a_parent_reference(tmp_path):
+    store = LocalLanding(tmp_path)
+    assert store.write("KRX/a..b.xml", b"<x/>").key == "KRX/a..b.xml"
