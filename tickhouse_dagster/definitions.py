@@ -12,7 +12,9 @@ from tickhouse_dagster.defs.checks import session_and_tick_grid, tick_values, tr
 from tickhouse_dagster.defs.jobs import ingest_file_job, rebuild_bars_job
 from tickhouse_dagster.defs.maintenance import MAINTENANCE_JOBS, MAINTENANCE_SCHEDULES
 from tickhouse_dagster.defs.resources import resources_from_env
+from tickhouse_dagster.defs.resources_spark import spark_resources
 from tickhouse_dagster.defs.sensors import landing_sensor, touched_days_sensor
+from tickhouse_dagster.defs.spark import spark_backfill_ticks
 
 
 def build_definitions(resources: Mapping[str, Any]) -> Definitions:
@@ -24,10 +26,11 @@ def build_definitions(resources: Mapping[str, Any]) -> Definitions:
         + ([bar_views] if with_trino else []),
         asset_checks=[tick_values, session_and_tick_grid]
         + ([trino_reads_commit] if with_trino else []),
-        jobs=[ingest_file_job, rebuild_bars_job, *MAINTENANCE_JOBS],
+        jobs=[ingest_file_job, rebuild_bars_job, *MAINTENANCE_JOBS, spark_backfill_ticks],
         schedules=MAINTENANCE_SCHEDULES,
         sensors=[landing_sensor, touched_days_sensor],
-        resources=resources,
+        # The Spark engine's resources cost nothing until a spark_backfill_ticks run uses them.
+        resources={**spark_resources(), **resources},
         # A run's steps (one file, or one day's bars) run one after another; a process per step
         # would only add start-up time. Parallelism comes from concurrent runs.
         executor=in_process_executor,

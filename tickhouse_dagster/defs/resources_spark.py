@@ -1,0 +1,106 @@
+"""Resources of the Spark engine: an in-process local Spark (dagster-pyspark) and a spark-submit
+launcher speaking Dagster Pipes. Both are configured from the environment, neither holds a
+secret: the job reads the catalog password and S3 keys from its own environment."""
+
+import os
+import subprocess
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from dagster import (
+    ConfigurableResource,
+    EnvVar,
+    OpExecutionContext,
+    PipesSession,
+    PipesTempFileContextInjector,
+    PipesTempFileMessageReader,
+    open_pipes_session,
+)
+from dagster_pyspark import LazyPySparkResource
+from pydantic import Field
+
+from tickhouse_dagster.settings import PROJECT_ROOT
+from tickhouse_dagster.spark.session import jar_conf, local_conf
+
+INGEST_JOB = PROJECT_ROOT / "spark_jobs" / "ingest_ticks.py"
+
+
+def _spark_submit_default() -> str:
+    """SPARK_HOME's spark-submit when set (a cluster's own distribution), else pyspark's."""
+    if os.environ.get("SPARK_HOME"):
+        return str(Path(os.environ["SPARK_HOME"]) / "bin" / "spark-submit")
+    import pyspark
+
+    return str(Path(pyspark.__file__).parent / "bin" / "spark-submit")
+
+
+class SparkSubmitResource(ConfigurableResource):
+    """Runs a Spark job with `spark-submit` against a cluster master, as a Dagster Pipes process:
+    the job's logs and results come back into the run."""
+
+    spark_submit: str | None = None  # default: $SPARK_HOME/bin/spark-submit, else pyspark's
+    master: str = "local[2]"  # spark://host:7077, k8s://https://…, yarn, local[N]
+    deploy_mode: str = "client"
+    # Extra --conf settings (executor memory/cores, k8s image, …); never secrets.
+    conf: dict[str, str] = Field(default_factory=dict)
+
+    def command(
+        self,
+        script: Path | str,
+        *,
+        master: str | None = None,
+        extra_conf: Mapping[str, str] | None = None,
+        args: Sequence[str] = (),
+    ) -> list[str]:
+        conf = {**jar_conf(), "spark.driver.memory": "1g", **self.conf, **(extra_conf or {})}
+        command = [
+            self.spark_submit or _spark_submit_default(),
+            "--master",
+            master or self.master,
+            "--deploy-mode",
+            self.deploy_mode,
+        ]
+        for key, value in conf.items():
+            command += ["--conf", f"{key}={value}"]
+        return [*command, str(script), *args]
+
+    def run(
+        self,
+        context: OpExecutionContext,
+        command: Sequence[str],
+        extras: Mapping[str, Any],
+    ) -> tuple[int, PipesSession]:
+        """(exit code, Pipes session): unlike PipesSubprocessClient this keeps the messages of a
+        failed job, so its reason can be shown instead of just an exit code."""
+        env = {
+            **os.environ,
+            # The driver runs this interpreter (client mode): the project and pyspark are there.
+            "PYSPARK_PYTHON": sys.executable,
+            "PYSPARK_DRIVER_PYTHON": sys.executable,
+        }
+        with open_pipes_session(
+            context=context,
+            context_injector=PipesTempFileContextInjector(),
+            message_reader=PipesTempFileMessageReader(),
+            extras=dict(extras),
+        ) as session:
+            process = subprocess.Popen(
+                list(command), env={**env, **session.get_bootstrap_env_vars()}, cwd=PROJECT_ROOT
+            )
+            code = process.wait()
+        return code, session
+
+
+def _env_or(name: str, default: str) -> str | EnvVar:
+    return EnvVar(name) if os.environ.get(name) else default
+
+
+def spark_resources() -> dict[str, Any]:
+    """`pyspark`: a local Spark created on first use (runs that do not use it pay nothing);
+    `spark_submit`: the launcher, its master from TICKHOUSE_SPARK_MASTER (default local[2])."""
+    return {
+        "pyspark": LazyPySparkResource(spark_config=local_conf()),
+        "spark_submit": SparkSubmitResource(master=_env_or("TICKHOUSE_SPARK_MASTER", "local[2]")),
+    }
