@@ -47,6 +47,10 @@ SERVICES = {
     "tickhouse-code",
     "dagster-webserver",
     "dagster-daemon",
+    # monitoring (tickhouse_dagster_tests/deploy/test_compose_monitoring.py)
+    "tickhouse-metrics",
+    "prometheus",
+    "grafana",
 }
 ONE_SHOT = {"seaweedfs-config", "seaweedfs-buckets", "postgres-init"}
 DAGSTER_PROCESSES = ("tickhouse-code", "dagster-webserver", "dagster-daemon")
@@ -156,10 +160,13 @@ def test_published_ports_bind_loopback_only(compose_model: dict[str, Any]) -> No
         ("seaweedfs-s3", 8333): "18333",
         ("seaweedfs-s3", 8181): "18181",
         ("postgres", 5432): "15433",
+        ("prometheus", 9090): "19090",
+        ("grafana", 3000): "3001",
     }
     common = (STACK.parent / "lib" / "common.sh").read_text()
-    for stack_port in ("18080", "18333", "18181", "15433"):
-        assert f"={stack_port}" in common, stack_port
+    for stack_port in ("18080", "18333", "18181", "15433", "19090"):
+        # (shifted by TICKHOUSE_STACK_PORT_OFFSET for a second stack; 0 by default)
+        assert f"=$(({stack_port} + PORT_OFFSET))" in common, stack_port
 
 
 def test_trino_mounts_the_local_stack_config(compose_model: dict[str, Any]) -> None:
@@ -201,7 +208,12 @@ def test_code_location_image_is_built_from_the_repository_dockerfile(
     # Everything else that runs Dagster or the init scripts uses that very image, never its own
     # build (one build, the same Dagster version on both ends of the gRPC API).
     users = [n for n, s in services.items() if s["image"] == code["image"]]
-    assert set(users) == {*DAGSTER_PROCESSES, "seaweedfs-config", "seaweedfs-buckets"}
+    assert set(users) == {
+        *DAGSTER_PROCESSES,
+        "seaweedfs-config",
+        "seaweedfs-buckets",
+        "tickhouse-metrics",
+    }
     assert [n for n, s in services.items() if "build" in s] == ["tickhouse-code"]
     assert services["dagster-webserver"]["command"][:1] == ["dagster-webserver"]
     assert services["dagster-daemon"]["command"][:2] == ["dagster-daemon", "run"]
@@ -380,9 +392,8 @@ def test_resolved_credentials_come_only_from_the_env_file(
 
 def test_later_services_have_a_place(compose_model: dict[str, Any]) -> None:
     text = COMPOSE_FILE.read_text()
-    for placeholder in ("# superset:", "# prometheus:", "# grafana:"):
-        assert placeholder in text
-    assert not {"superset", "prometheus", "grafana"} & set(compose_model["services"])
+    assert "# superset:" in text
+    assert "superset" not in compose_model["services"]
 
 
 def test_the_validator_build_is_cached(compose_validator: Validator) -> None:

@@ -91,7 +91,7 @@ seaweedfs_start() {
     fi
     mkdir -p "$SEAWEED_DIR/data" "$SEAWEED_DIR/filer"
     if ((!master_up)); then
-        assert_ports_free seaweedfs-master "$SEAWEED_MASTER_PORT" "$SEAWEED_VOLUME_PORT"
+        assert_ports_free seaweedfs-master "$SEAWEED_MASTER_PORT" "$SEAWEED_VOLUME_PORT" "$SEAWEED_SERVER_METRICS_PORT"
         log "seaweedfs: starting master+volume (:$SEAWEED_MASTER_PORT, :$SEAWEED_VOLUME_PORT)"
         # electionTimeout: a lone master otherwise waits 10 s to elect itself on restart.
         start_bg seaweedfs-master "$SEAWEED_MASTER_LOG" "$WEED_BIN" server \
@@ -103,7 +103,8 @@ seaweedfs_start() {
             -master.volumeSizeLimitMB=1024 \
             -volume.port="$SEAWEED_VOLUME_PORT" \
             -volume.max=100 \
-            -volume.preStopSeconds=1
+            -volume.preStopSeconds=1 \
+            -metricsPort="$SEAWEED_SERVER_METRICS_PORT"
     fi
     # The filer registers with the master much faster (≈1 s instead of ≈10 s) when the
     # master is already leader, and only then gets the lock ring S3 writes need.

@@ -1,0 +1,1 @@
+"""Monitoring: the pipeline's figures served to Prometheus."""

@@ -1,0 +1,175 @@
+"""How far the pipeline has got, as figures a monitor can scrape: what the ticks table holds per
+venue, what still waits in the landing area, what was quarantined.
+
+Pure reads, no Dagster: the ticks table's own metadata when it can answer (manifests carry each
+data file's row count and column bounds, so no Parquet is read), a scan of three columns when it
+cannot; a listing of the landing store.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections import defaultdict
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pyarrow as pa
+
+from tickhouse_dagster.contract import TICKS_TABLE
+from tickhouse_dagster.storage.lakehouse import Lakehouse
+from tickhouse_dagster.storage.landing import (
+    QUARANTINE_PREFIX,
+    LandingStore,
+    LocalLanding,
+    S3Landing,
+)
+
+REASON_SUFFIX = ".reason.json"
+_STATUS_COLUMNS = ("venue", "source_file", "ingested_at")
+
+
+@dataclass(frozen=True)
+class VenueIngest:
+    venue: str
+    files: int  # distinct source files with rows of this venue
+    rows: int
+    last_ingested_at: datetime
+
+
+@dataclass(frozen=True)
+class TicksFigures:
+    venues: dict[str, VenueIngest]
+    source_files: frozenset[str]
+    method: str  # "metadata" (manifests only) or "scan" (three columns read)
+
+
+@dataclass(frozen=True)
+class PipelineStatus:
+    ticks: TicksFigures
+    pending_files: int  # tick files in the landing area whose key has no rows in ticks
+    oldest_pending_modified: datetime | None
+    quarantined_files: int
+    computed_at: datetime
+    seconds: float  # how long computing these figures took
+    pending_keys: tuple[str, ...] = field(default=(), repr=False)
+
+    @property
+    def ingest_lag_seconds(self) -> float:
+        """Age of the oldest landing file not yet in the ticks table; 0 when none waits."""
+        if self.oldest_pending_modified is None:
+            return 0.0
+        return max(0.0, (self.computed_at - self.oldest_pending_modified).total_seconds())
+
+
+def ticks_figures(lakehouse: Lakehouse) -> TicksFigures:
+    table = lakehouse.table(TICKS_TABLE)
+    if table.current_snapshot() is None:
+        return TicksFigures({}, frozenset(), "metadata")
+    files = table.inspect.files()
+    from_metadata = _from_file_metadata(files)
+    if from_metadata is not None:
+        return from_metadata
+    rows = table.scan(selected_fields=_STATUS_COLUMNS).to_arrow()
+    return _from_rows(rows)
+
+
+def _from_file_metadata(files: pa.Table) -> TicksFigures | None:
+    """Figures from the manifests alone, or None when they cannot prove them: delete files, or
+    a data file whose bounds span several venues or source files (bounds are per data file).
+    The ingest writes one source file per data file and full source_file bounds, so normally
+    this answers."""
+    if files.num_rows and any(c != 0 for c in files["content"].to_pylist()):
+        return None
+    metrics = files["readable_metrics"]
+    venue = metrics.combine_chunks().field("venue")
+    source = metrics.combine_chunks().field("source_file")
+    ingested = metrics.combine_chunks().field("ingested_at")
+    venue_lo, venue_hi = venue.field("lower_bound"), venue.field("upper_bound")
+    source_lo, source_hi = source.field("lower_bound"), source.field("upper_bound")
+    stamps = ingested.field("upper_bound").to_pylist()
+    counts = files["record_count"].to_pylist()
+    rows: dict[str, int] = defaultdict(int)
+    latest: dict[str, datetime] = {}
+    sources: dict[str, set[str]] = defaultdict(set)
+    for i, count in enumerate(counts):
+        if not count:
+            continue
+        v_lo, v_hi = venue_lo[i].as_py(), venue_hi[i].as_py()
+        s_lo, s_hi = source_lo[i].as_py(), source_hi[i].as_py()
+        if v_lo is None or v_lo != v_hi or s_lo is None or s_lo != s_hi or stamps[i] is None:
+            return None
+        rows[v_lo] += count
+        sources[v_lo].add(s_lo)
+        latest[v_lo] = max(latest.get(v_lo, stamps[i]), stamps[i])
+    venues = {v: VenueIngest(v, len(sources[v]), rows[v], latest[v].astimezone(UTC)) for v in rows}
+    all_sources = frozenset(s for per_venue in sources.values() for s in per_venue)
+    return TicksFigures(venues, all_sources, "metadata")
+
+
+def _from_rows(rows: pa.Table) -> TicksFigures:
+    if rows.num_rows == 0:
+        return TicksFigures({}, frozenset(), "scan")
+    grouped = rows.group_by("venue").aggregate(
+        [("source_file", "count_distinct"), ("source_file", "count"), ("ingested_at", "max")]
+    )
+    venues = {}
+    for row in grouped.to_pylist():
+        venue = row["venue"]
+        venues[venue] = VenueIngest(
+            venue,
+            row["source_file_count_distinct"],
+            row["source_file_count"],
+            row["ingested_at_max"].astimezone(UTC),
+        )
+    sources = frozenset(rows["source_file"].unique().to_pylist())
+    return TicksFigures(venues, sources, "scan")
+
+
+def quarantined_keys(store: LandingStore) -> Iterator[str]:
+    """Keys of the quarantined landing files (under `_quarantine/`), without their
+    `.reason.json` companions."""
+    list_keys = getattr(store, "list_keys", None)
+    if list_keys is not None:  # the landing store's own prefix listing (the quarantine's)
+        yield from (k for k in list_keys(QUARANTINE_PREFIX) if not k.endswith(REASON_SUFFIX))
+    elif isinstance(store, LocalLanding):
+        root = store.root / QUARANTINE_PREFIX.rstrip("/")
+        for directory, _, names in os.walk(root):
+            for name in names:
+                if name.endswith(REASON_SUFFIX) or name.startswith("."):
+                    continue  # a reason file, or a partial write in flight
+                yield (Path(directory) / name).relative_to(store.root).as_posix()
+    elif isinstance(store, S3Landing):
+        pages = store.client.get_paginator("list_objects_v2").paginate(
+            Bucket=store.bucket, Prefix=store.prefix + QUARANTINE_PREFIX
+        )
+        for page in pages:
+            for obj in page.get("Contents", []):
+                key = obj["Key"][len(store.prefix) :]
+                if not key.endswith(REASON_SUFFIX):
+                    yield key
+    else:
+        raise TypeError(f"cannot list the quarantine of a {type(store).__name__}")
+
+
+def pipeline_status(
+    store: LandingStore, lakehouse: Lakehouse, now: datetime | None = None
+) -> PipelineStatus:
+    started = time.monotonic()
+    ticks = ticks_figures(lakehouse)
+    pending = [f for f in store.iter_files() if f.key not in ticks.source_files]
+    oldest = min((f.modified_ns for f in pending), default=None)
+    quarantined = sum(1 for _ in quarantined_keys(store))
+    return PipelineStatus(
+        ticks=ticks,
+        pending_files=len(pending),
+        oldest_pending_modified=(
+            datetime.fromtimestamp(oldest / 1e9, UTC) if oldest is not None else None
+        ),
+        quarantined_files=quarantined,
+        computed_at=now or datetime.now(UTC),
+        seconds=time.monotonic() - started,
+        pending_keys=tuple(f.key for f in pending),
+    )
