@@ -107,3 +107,14 @@ reliability: install
 	export TICKHOUSE_RELIABILITY_TALLY=$(RELIABILITY_TALLY); \
 	$(BIN)/pytest -q tickhouse_dagster_tests/reliability tickhouse_dagster_tests/parsing/test_bad_files.py; \
 	status=$$?; $(BIN)/python -m tickhouse_dagster_tests.reliability.report && exit $$status
+
+# Superset on the local Trino (docs/superset.md), in its own venv under ~/.cache/tickhouse/superset:
+# the "Market bars" dashboard at http://127.0.0.1:18088/superset/dashboard/market-bars/.
+.PHONY: superset superset-down
+
+superset: install
+	infra/local/stack up
+	eval "$$(infra/local/stack env)" && infra/superset/superset up
+
+superset-down:
+	infra/superset/superset down

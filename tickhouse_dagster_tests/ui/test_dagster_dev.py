@@ -3,23 +3,13 @@ sample day and a file dropped later with no click, and every check of the latest
 
 from __future__ import annotations
 
-import os
-import shutil
-import signal
-import socket
-import subprocess
-import sys
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 import requests
 
-from tickhouse_dagster.settings import PROJECT_ROOT
 from tickhouse_dagster.storage.catalog import CatalogSettings, load_lakehouse_catalog
 
-BIN = Path(sys.executable).parent
 ASSET_GRAPH = "{ assetNodes { assetKey { path } dependencyKeys { path } } }"
 CHECKS = """{ assetNodes { assetKey { path } assetChecksOrError { ... on AssetChecks {
   checks { name executionForLatestMaterialization { status } } } } } }"""
@@ -30,12 +20,6 @@ BACKFILL_STATUS = """query($id: String!) { partitionBackfillOrError(backfillId: 
   ... on PartitionBackfill { status } } }"""
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def wait_for(what: str, probe, timeout: float):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -44,56 +28,6 @@ def wait_for(what: str, probe, timeout: float):
             return value
         time.sleep(2)
     raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
-
-
-@pytest.fixture
-def dagster_dev(tmp_path: Path) -> Iterator[tuple[str, Path]]:
-    home = tmp_path / "home"
-    (home / "dagster").mkdir(parents=True)
-    shutil.copy(
-        PROJECT_ROOT / "infra" / "dagster" / "dagster.local.yaml", home / "dagster" / "dagster.yaml"
-    )
-    env = {
-        **os.environ,
-        "TICKHOUSE_HOME": str(home),
-        "DAGSTER_HOME": str(home / "dagster"),
-        "TICKHOUSE_SENSOR_INTERVAL_SECONDS": "5",
-    }
-    subprocess.run(
-        [
-            BIN / "tickhouse",
-            "generate",
-            "--symbols",
-            "3",
-            "--ticks-per-day",
-            "3000",
-            "--files-per-day",
-            "2",
-        ],
-        env=env,
-        check=True,
-        capture_output=True,
-        timeout=120,
-    )
-    port = free_port()
-    log = (tmp_path / "dagster-dev.log").open("w")
-    process = subprocess.Popen(
-        [BIN / "dagster", "dev", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)],
-        cwd=PROJECT_ROOT,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    try:
-        yield f"http://127.0.0.1:{port}/graphql", home
-    finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-        log.close()
 
 
 def graphql(url: str, query: str, variables: dict | None = None) -> dict | None:
