@@ -22,7 +22,7 @@ from lxml import etree
 from tickhouse_dagster.contract import PARSED_TICKS_ARROW
 from tickhouse_dagster.market.venues import Venue
 from tickhouse_dagster.parsing.errors import TickFileError
-from tickhouse_dagster.parsing.profiles import FieldRule, Profile
+from tickhouse_dagster.parsing.profiles import PROFILE_COLUMNS, FieldRule, Profile
 
 DEFAULT_BATCH_ROWS = 65_536
 _GZIP_MAGIC = b"\x1f\x8b"
@@ -40,18 +40,8 @@ _SAFE_PARSER_OPTIONS: dict[str, bool] = {
 
 _Extract = Callable[[etree._Element, etree._Element], "str | None"]
 
-# The columns a profile yields as text before conversion.
-TEXT_COLUMNS = (
-    "venue",
-    "symbol",
-    "trade_date",
-    "ts",
-    "trade_id",
-    "price",
-    "quantity",
-    "side",
-    "trans_type",
-)
+# The columns a profile yields as text before conversion: every column a profile maps.
+TEXT_COLUMNS = PROFILE_COLUMNS
 
 # (arrow type, what a valid text looks like) for the columns that are cast from text.
 _CASTS: dict[str, tuple[pa.DataType, str]] = {
