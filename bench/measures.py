@@ -218,6 +218,49 @@ def peer_lxml(job: Job) -> Timed:
     return _peer(job, read)
 
 
+def peer_spark(job: Job) -> Timed:
+    """The Spark engine (`tickhouse_dagster.spark`: Spark 4's XML reader → Iceberg) in
+    `local[2]` on the same files, writing to an Iceberg Hadoop catalog in the work folder, so
+    the storage is local disk like the project's. The session start is in the wall time (a user
+    waits for it too) and is also reported on its own."""
+    from pyspark.sql import SparkSession
+
+    from tickhouse_dagster.market.venues import load_venues
+    from tickhouse_dagster.parsing.profiles import load_profiles
+    from tickhouse_dagster.spark.session import local_conf
+    from tickhouse_dagster.spark.ticks import ingest_files
+
+    assert job.work is not None, "peer_spark needs --work"
+    catalog = "bench"
+    conf = {
+        **local_conf(driver_memory="4g"),
+        f"spark.sql.catalog.{catalog}": "org.apache.iceberg.spark.SparkCatalog",
+        f"spark.sql.catalog.{catalog}.type": "hadoop",
+        f"spark.sql.catalog.{catalog}.warehouse": (job.work / "warehouse").as_uri(),
+    }
+    start = time.perf_counter()
+    builder = SparkSession.builder.appName("tickhouse-bench-spark")
+    for name, value in conf.items():
+        builder = builder.config(name, value)
+    spark = builder.getOrCreate()
+    session_start = time.perf_counter() - start
+    try:
+        spark.sql(f"CREATE NAMESPACE IF NOT EXISTS {catalog}.market")
+        result = ingest_files(
+            spark,
+            catalog=catalog,
+            namespace="market",
+            landing_uri=str(job.root),
+            keys=[job.key(path) for path in job.files],
+            profiles=load_profiles(),
+            venues=load_venues(),
+        )
+    finally:
+        spark.stop()
+    seconds = time.perf_counter() - start
+    return Timed(seconds, result.rows, f"local[2]; session start {session_start:.1f} s")
+
+
 MEASURES: dict[str, Callable[[Job], Timed]] = {
     "expat": expat_floor,
     "parse": project_parse,
@@ -225,6 +268,7 @@ MEASURES: dict[str, Callable[[Job], Timed]] = {
     "bars": project_bars,
     "pandas": peer_pandas,
     "lxml": peer_lxml,
+    "spark": peer_spark,
 }
 
 

@@ -41,8 +41,7 @@ from bench.report import (
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_OUT = PROJECT_ROOT / "docs" / "benchmarks.md"
-SPARK_NOTE = "n/a (Spark job not built yet)"
-PEERS = ("pandas", "lxml")
+PEERS = ("pandas", "lxml", "spark")
 SAMPLE_EVERY_S = 0.2
 
 
@@ -132,9 +131,6 @@ def measure_size(
     try:
         for name in ROWS:
             if name not in only:
-                continue
-            if name == "spark":
-                size.rows[name] = Row(name, "n/a", note=SPARK_NOTE)
                 continue
             files = data.subset(peer_mb) if name in PEERS else data.files
             row = Row(
