@@ -1,6 +1,7 @@
 """Ingest local tick files without Dagster: the same parse → ticks commit → bars path the assets
-take, for benchmarks and bulk backfills. Files are parsed in parallel worker processes (one per
-core); commits and bar builds happen in this process, one after another."""
+take, for benchmarks and bulk backfills. Worker processes (one per core) parse each file and
+write its Parquet data files; this process commits them, one Iceberg commit per file (delete the
+file's rows + append its files), then builds the bars of every trade date touched."""
 
 from __future__ import annotations
 
@@ -11,11 +12,13 @@ from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 
+from pyiceberg.manifest import DataFile
+
 from tickhouse_dagster.market.bars import build_all_bars
 from tickhouse_dagster.market.venues import Venue, load_venues
 from tickhouse_dagster.parsing.profiles import load_profiles, select_profile
 from tickhouse_dagster.parsing.ticks_xml import sniff_root_element
-from tickhouse_dagster.storage.lakehouse import Lakehouse
+from tickhouse_dagster.storage.lakehouse import Lakehouse, LakehouseAddress
 from tickhouse_dagster.storage.staging import StagedTicks, stage_tick_file
 
 
@@ -38,6 +41,17 @@ def parse_to_staging(path: str, key: str, staging_dir: str) -> StagedTicks:
     )
 
 
+def parse_and_write(
+    path: str, key: str, staging_dir: str, lakehouse: LakehouseAddress | None
+) -> tuple[StagedTicks, list[DataFile] | None]:
+    """Parse one file and, given the lakehouse's address, write its ticks' data files (runs in
+    a worker process, so Parquet encoding uses every core; the commit stays with the caller)."""
+    staged = parse_to_staging(path, key, staging_dir)
+    if lakehouse is None:
+        return staged, None
+    return staged, lakehouse.open().write_file_ticks(key, staged.batches)
+
+
 def ingest_paths(
     paths: Sequence[Path],
     root: Path,
@@ -51,10 +65,22 @@ def ingest_paths(
     keys = [p.relative_to(root).as_posix() for p in paths]
     result = BatchResult(files=len(paths))
     days: set[date] = set()
+    lakehouse.ensure_tables()
+    # With corrections on record, new rows must be checked against them as they commit.
+    address = None if lakehouse.has_corrections() else lakehouse.address()
     with ProcessPoolExecutor(max_workers=workers) as pool:
-        staged = pool.map(parse_to_staging, map(str, paths), keys, [str(staging_dir)] * len(keys))
-        for key, ticks in zip(keys, staged, strict=True):
-            lakehouse.replace_file_ticks(key, ticks.batches)
+        done = pool.map(
+            parse_and_write,
+            map(str, paths),
+            keys,
+            [str(staging_dir)] * len(keys),
+            [address] * len(keys),
+        )
+        for key, (ticks, data_files) in zip(keys, done, strict=True):
+            if data_files is None:
+                lakehouse.replace_file_ticks(key, ticks.batches)
+            else:
+                lakehouse.commit_file_ticks(key, data_files)
             result.ticks += ticks.rows
             days.update(ticks.trade_date_values())
     result.trade_dates = sorted(days)

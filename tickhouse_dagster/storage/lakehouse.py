@@ -26,9 +26,11 @@ from pyiceberg.exceptions import (
     ValidationException,
 )
 from pyiceberg.expressions import And, BooleanExpression, EqualTo, In, Or
+from pyiceberg.io.pyarrow import _dataframe_to_data_files
+from pyiceberg.manifest import DataFile
 from pyiceberg.partitioning import PartitionField, PartitionSpec
 from pyiceberg.schema import Schema
-from pyiceberg.table import Table
+from pyiceberg.table import Table, Transaction
 from pyiceberg.table.sorting import SortField, SortOrder
 from pyiceberg.transforms import IdentityTransform
 
@@ -101,10 +103,29 @@ def _is_retryable(exc: Exception) -> bool:
     return type(exc).__name__ == "OperationalError" and "locked" in str(exc)
 
 
+@dataclass(frozen=True)
+class LakehouseAddress:
+    """What another process needs to open the same lakehouse (catalogs do not pickle)."""
+
+    catalog_class: type[Catalog]
+    catalog_name: str
+    properties: dict[str, str]
+    namespace: str
+
+    def open(self) -> Lakehouse:
+        catalog = self.catalog_class(self.catalog_name, **self.properties)
+        return Lakehouse(catalog, self.namespace)
+
+
 class Lakehouse:
     def __init__(self, catalog: Catalog, namespace: str = "market") -> None:
         self.catalog = catalog
         self.namespace = namespace
+
+    def address(self) -> LakehouseAddress:
+        return LakehouseAddress(
+            type(self.catalog), self.catalog.name, dict(self.catalog.properties), self.namespace
+        )
 
     def identifier(self, table: str) -> str:
         return f"{self.namespace}.{table}"
@@ -154,20 +175,30 @@ class Lakehouse:
     ) -> Commit:
         """`_replace` where what to delete and append is planned again on every attempt, from
         the tables as they are then (corrections depend on what other files committed)."""
+
+        def apply(tx: Transaction) -> int:
+            rows = 0
+            predicate, chunks = plan()
+            tx.delete(predicate)
+            for chunk in chunks:
+                if chunk.num_rows:
+                    tx.append(chunk)
+                    rows += chunk.num_rows
+            return rows
+
+        return self._commit(name, apply)
+
+    def _commit(self, name: str, apply: Callable[[Transaction], int]) -> Commit:
+        """One transaction on table `name` (`apply` stages its changes and returns the rows it
+        appends), retried from a fresh table on a concurrent writer's conflict."""
         for attempt in range(1, COMMIT_ATTEMPTS + 1):
             table = self.table(name)
             before = table.current_snapshot()
             try:
-                rows = 0
-                predicate, chunks = plan()
                 with table.transaction() as tx, warnings.catch_warnings():
                     # A first ingest deletes nothing; that is expected, not worth a warning.
                     warnings.filterwarnings("ignore", message="Delete operation did not match")
-                    tx.delete(predicate)
-                    for chunk in chunks:
-                        if chunk.num_rows:
-                            tx.append(chunk)
-                            rows += chunk.num_rows
+                    rows = apply(tx)
                 return self._commit_summary(name, table, before, rows, attempt)
             except Exception as exc:
                 if not _is_retryable(exc) or attempt == COMMIT_ATTEMPTS:
@@ -278,6 +309,45 @@ class Lakehouse:
             return CORRECTIONS_ARROW.empty_table()
         scan = table.scan(row_filter=In("trade_date", [d.isoformat() for d in days]))
         return scan.to_arrow().cast(CORRECTIONS_ARROW)
+
+    def write_file_ticks(
+        self,
+        source_file: str,
+        parsed_batches: Callable[[], Iterable[pa.RecordBatch]],
+        ingested_at: datetime | None = None,
+    ) -> list[DataFile] | None:
+        """Stage one of a two-stage replace, safe to run in a worker process: write the file's
+        rows as the ticks table's Parquet data files (committing nothing) and return them for
+        `commit_file_ticks`. None when the file carries corrections: those take
+        `replace_file_ticks`, which has to see the corrections table as it commits."""
+        ingested_at = ingested_at or datetime.now(UTC)
+        tables = []
+        for batch in parsed_batches():
+            if batch.column("trans_type").null_count < batch.num_rows:
+                return None
+            tables.append(ticks_from_parsed(pa.Table.from_batches([batch]), ingested_at))
+        table = self.table(TICKS_TABLE)
+        rows = pa.concat_tables(tables) if tables else TICKS_ARROW.empty_table()
+        return list(_dataframe_to_data_files(table.metadata, rows, table.io)) if tables else []
+
+    def commit_file_ticks(self, source_file: str, data_files: Sequence[DataFile]) -> Commit:
+        """Stage two: replace the file's rows with data files `write_file_ticks` wrote, in one
+        atomic commit (delete + fast append), retried on a concurrent writer's conflict (the
+        files are reused). Only while the lakehouse `has_corrections()` is false: new rows must
+        otherwise be checked against them, which `replace_file_ticks` does."""
+
+        def apply(tx: Transaction) -> int:
+            tx.delete(EqualTo("source_file", source_file))
+            with tx.update_snapshot().fast_append() as append:
+                for data_file in data_files:
+                    append.append_data_file(data_file)
+            return sum(f.record_count for f in data_files)
+
+        commit = self._commit(TICKS_TABLE, apply)
+        return replace(commit, file_rows=commit.rows_written)
+
+    def has_corrections(self) -> bool:
+        return self._has_rows(CORRECTIONS_TABLE)
 
     def replace_day_bars(self, interval: str, trade_date: date, bars: pa.Table) -> Commit:
         return self._replace(
