@@ -86,7 +86,10 @@ def test_lineage_checks_and_materialize_from_the_ui(dagster_dev) -> None:
         } <= edges, edges
 
         page.goto(f"{base}/assets/staging/parsed_ticks?view=checks")
-        page.get_by_text("session_and_tick_grid").first.wait_for()
+        # The list renders item by item: wait for both checks and their results.
+        for name in ("session_and_tick_grid", "tick_values", "Checks (2)"):
+            page.get_by_text(name).first.wait_for()
+        page.wait_for_load_state("networkidle")
         checks = page.inner_text("body")
         screenshot(page, "dagster-checks-parsed-ticks")
         assert "tick_values" in checks
