@@ -91,7 +91,7 @@ class _TagCounter:
         self._tail = b""
         self._first = True
         self.count = 0
-        self.start_tags = 0  # every `<` that opens an element (not `</`, `<?`, `<!`)
+        self.start_tags = 0  # every `<` that opens an element (not `</`, nor the prolog's)
         self.doubtful = False
 
     def read(self, size: int = -1) -> bytes:
@@ -99,17 +99,17 @@ class _TagCounter:
         window = self._tail + data
         if self._first:
             self.doubtful |= b"<!DOCTYPE" in window
+            # Declarations and comments before the first record are not elements. After it, a
+            # `<?` or `<!` counts as one: the count comes out too high and lxml reads the file.
+            prolog = window[: max(window.find(self._tag), 0)]
+            self.start_tags -= prolog.count(b"<?") + prolog.count(b"<!")
             self._first = False
         # A tag cut by the chunk edge is counted with the next chunk, which starts with the tail.
         edge = len(self._tag) - 1
         settled = len(window) if not data else max(len(window) - edge, 0)
         self.count += window.count(self._tag, 0, min(settled + edge, len(window)))
-        ends = min(settled + 1, len(window))
-        self.start_tags += (
-            window.count(b"<", 0, settled)
-            - window.count(b"</", 0, ends)
-            - window.count(b"<?", 0, ends)
-            - window.count(b"<!", 0, ends)
+        self.start_tags += window.count(b"<", 0, settled) - window.count(
+            b"</", 0, min(settled + 1, len(window))
         )
         self.doubtful |= window.find(self._prefixed) >= 0
         self._tail = window[settled:]
