@@ -59,6 +59,7 @@ from tickhouse_dagster.market.corrections import (
 log = logging.getLogger(__name__)
 
 COMMIT_ATTEMPTS = 10
+WRITE_CHUNK_ROWS = 2_000_000  # rows encoded to Parquet at a time by `write_file_ticks`
 
 _TABLE_PROPERTIES = {
     "format-version": "2",
@@ -320,15 +321,26 @@ class Lakehouse:
         rows as the ticks table's Parquet data files (committing nothing) and return them for
         `commit_file_ticks`. None when the file carries corrections: those take
         `replace_file_ticks`, which has to see the corrections table as it commits."""
+        if any(b.column("trans_type").null_count < b.num_rows for b in parsed_batches()):
+            return None  # checked first, so no data file is written for nothing
         ingested_at = ingested_at or datetime.now(UTC)
-        tables = []
-        for batch in parsed_batches():
-            if batch.column("trans_type").null_count < batch.num_rows:
-                return None
-            tables.append(ticks_from_parsed(pa.Table.from_batches([batch]), ingested_at))
         table = self.table(TICKS_TABLE)
-        rows = pa.concat_tables(tables) if tables else TICKS_ARROW.empty_table()
-        return list(_dataframe_to_data_files(table.metadata, rows, table.io)) if tables else []
+        data_files: list[DataFile] = []
+        pending: list[pa.Table] = []
+
+        def flush() -> None:
+            # Bounded pieces: a 2 GB file never sits in memory whole.
+            if pending:
+                rows = pa.concat_tables(pending)
+                data_files.extend(_dataframe_to_data_files(table.metadata, rows, table.io))
+                pending.clear()
+
+        for batch in parsed_batches():
+            pending.append(ticks_from_parsed(pa.Table.from_batches([batch]), ingested_at))
+            if sum(t.num_rows for t in pending) >= WRITE_CHUNK_ROWS:
+                flush()
+        flush()
+        return data_files
 
     def commit_file_ticks(self, source_file: str, data_files: Sequence[DataFile]) -> Commit:
         """Stage two: replace the file's rows with data files `write_file_ticks` wrote, in one
