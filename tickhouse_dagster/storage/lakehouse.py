@@ -239,7 +239,10 @@ class Lakehouse:
         """Make the ticks table hold exactly `parsed_batches` for `source_file`, with every
         trade correction (cancel / replace, see market.corrections) applied."""
         ingested_at = ingested_at or datetime.now(UTC)
-        own = self._replace_file_corrections(source_file, parsed_batches, ingested_at)
+        # Most lakehouses never see a correction: one catalog load tells, then nothing more.
+        recorded = self.table(CORRECTIONS_TABLE).current_snapshot() is not None
+        own = self._replace_file_corrections(source_file, parsed_batches, ingested_at, recorded)
+        recorded = recorded or own.num_rows > 0
 
         def new_rows() -> Iterable[pa.Table]:
             for batch in parsed_batches():
@@ -248,8 +251,7 @@ class Lakehouse:
                     parsed = parsed.filter(pc.invert(is_correction(parsed["trans_type"])))
                 yield ticks_from_parsed(parsed, ingested_at)
 
-        days = _trade_dates(parsed_batches) if self._has_rows(CORRECTIONS_TABLE) else set()
-        days |= set(own["trade_date"].to_pylist())
+        days = _trade_dates(parsed_batches) if recorded else set()
         if not own.num_rows and not self._corrections_for_days(days).num_rows:
             commit = self._replace(TICKS_TABLE, EqualTo("source_file", source_file), new_rows)
             return replace(commit, file_rows=commit.rows_written)
@@ -281,9 +283,11 @@ class Lakehouse:
         source_file: str,
         parsed_batches: Callable[[], Iterable[pa.RecordBatch]],
         ingested_at: datetime,
+        recorded: bool,
     ) -> pa.Table:
         """Record the file's cancels / replaces (replacing those of an earlier version of it)
-        before its ticks commit, so a crash in between is repaired by the retry."""
+        before its ticks commit, so a crash in between is repaired by the retry. `recorded`:
+        whether the corrections table holds anything at all."""
         own = []
         for batch in parsed_batches():
             parsed = pa.Table.from_batches([batch])
@@ -292,7 +296,8 @@ class Lakehouse:
             parsed = parsed.filter(is_correction(parsed["trans_type"]))
             own.append(corrections_from_parsed(parsed, ticks_from_parsed(parsed, ingested_at)))
         found = pa.concat_tables(own) if own else CORRECTIONS_ARROW.empty_table()
-        if found.num_rows or self._has_rows(CORRECTIONS_TABLE, EqualTo("source_file", source_file)):
+        stale = recorded and self._has_rows(CORRECTIONS_TABLE, EqualTo("source_file", source_file))
+        if found.num_rows or stale:
             self._replace(CORRECTIONS_TABLE, EqualTo("source_file", source_file), lambda: [found])
         return found
 
@@ -305,8 +310,10 @@ class Lakehouse:
         return any(True for _ in table.scan(row_filter=row_filter).plan_files())
 
     def _corrections_for_days(self, days: set[date]) -> pa.Table:
+        if not days:
+            return CORRECTIONS_ARROW.empty_table()
         table = self.table(CORRECTIONS_TABLE)
-        if table.current_snapshot() is None or not days:
+        if table.current_snapshot() is None:
             return CORRECTIONS_ARROW.empty_table()
         scan = table.scan(row_filter=In("trade_date", [d.isoformat() for d in days]))
         return scan.to_arrow().cast(CORRECTIONS_ARROW)
