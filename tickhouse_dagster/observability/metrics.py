@@ -146,13 +146,22 @@ def _status_metrics(status: PipelineStatus) -> Iterable[Metric]:
 
 def status_from_env() -> Callable[[], PipelineStatus]:
     """The figures of the configured landing store and lakehouse (environment, as the CLI).
-    Resolved once: a scrape then costs the listing and the table metadata only (every
+    Resolved once per thread: a scrape then costs the listing and the table metadata only (every
     computation loads the table's current metadata, so new commits show)."""
     from tickhouse_dagster.defs.resources import resolved_resources
 
-    resources = resolved_resources()
-    store, lakehouse = resources["landing"].store(), resources["lakehouse"].lakehouse()
-    return lambda: pipeline_status(store, lakehouse)
+    # Per thread: scrapes run in the HTTP server's threads, and an embedded (SQLite) catalog's
+    # connections may only be used by the thread that opened them.
+    opened = threading.local()
+
+    def compute() -> PipelineStatus:
+        if not hasattr(opened, "parts"):
+            resources = resolved_resources()
+            opened.parts = (resources["landing"].store(), resources["lakehouse"].lakehouse())
+        store, lakehouse = opened.parts
+        return pipeline_status(store, lakehouse)
+
+    return compute
 
 
 def registry_for(collector: PipelineCollector) -> CollectorRegistry:

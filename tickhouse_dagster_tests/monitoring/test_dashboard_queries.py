@@ -179,7 +179,12 @@ def exporter(
             except OSError:
                 return False
 
-        wait_for("the exporter to serve figures", serving)
+        try:
+            wait_for("the exporter to serve figures", serving)
+        except AssertionError:
+            process.terminate()
+            output = process.communicate(timeout=30)[0]
+            raise AssertionError(f"the exporter never served up=1; its output:\n{output}") from None
         yield {"url": url, "prefix": prefix, "landed_at": str(landed_at)}
     finally:
         process.terminate()
