@@ -93,7 +93,6 @@ def ingest_paths(
 def rebuild_day_bars(
     lakehouse: Lakehouse, day: date, venues: Mapping[str, Venue], counts: dict[str, int]
 ) -> None:
-    ticks = lakehouse.ticks_for_days([day])
-    for interval, bars in build_all_bars(ticks, venues).items():
+    for interval, bars in build_all_bars(lakehouse.ticks_dataset([day]), venues).items():
         lakehouse.replace_day_bars(interval, day, bars)
         counts[interval] = counts.get(interval, 0) + bars.num_rows

@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 
 import pyarrow as pa
 
-from tickhouse_dagster.arrow_sql import arrow_connection
+from tickhouse_dagster.arrow_sql import ArrowSource, arrow_connection
 from tickhouse_dagster.contract import BAR_INTERVALS, BARS_ARROW
 from tickhouse_dagster.market.venues import Venue
 
@@ -22,12 +22,20 @@ INTERVAL_WIDTH: dict[str, str] = {"1m": "1 minute", "5m": "5 minutes", "1h": "1 
 # so a bar never changes because a later file repeats a trade it already has. Most days have no
 # duplicates, so only rows whose hash of (symbol, trade_id) occurs more than once — a superset of
 # the duplicated trade keys (a collision only adds a candidate) — go through the exact
-# resolution; the rest pass straight through. Grouping by a hash is much cheaper than by strings.
-_DISTINCT_TRADES_SQL = """
+# resolution; the rest pass straight through. Grouping by a hash is much cheaper than by strings,
+# and `trades` stays a view so the day's ticks stream through DuckDB and are never held whole.
+_DUPLICATE_CANDIDATES_SQL = """
 CREATE TEMP TABLE candidates AS
-SELECT hash(symbol, trade_id) AS key_hash FROM ticks GROUP BY ALL HAVING count(*) > 1;
+SELECT hash(symbol, trade_id) AS key_hash FROM ticks GROUP BY ALL HAVING count(*) > 1
+"""
 
-CREATE TEMP TABLE trades AS
+_ALL_TRADES_SQL = """
+CREATE TEMP VIEW trades AS
+SELECT venue, symbol, trade_date, trade_id, ts, price, quantity FROM ticks
+"""
+
+_DISTINCT_TRADES_SQL = """
+CREATE TEMP VIEW trades AS
 SELECT venue, symbol, trade_date, trade_id, ts, price, quantity
 FROM ticks WHERE hash(symbol, trade_id) NOT IN (SELECT key_hash FROM candidates)
 UNION ALL
@@ -37,26 +45,35 @@ FROM (
            arg_min({{'ts': ts, 'price': price, 'quantity': quantity}}, ({first_copy})) AS first_copy
     FROM ticks WHERE hash(symbol, trade_id) IN (SELECT key_hash FROM candidates)
     GROUP BY venue, symbol, trade_date, trade_id
-);
+)
 """
 
-# The finest bars come from the trades; coarser ones roll up from them exactly (the intervals
-# nest on the venue's clock, and a bar never spans two trade dates): open is the first finer
-# bar's open, close the last one's close, the sums add up, and vwap is computed afresh.
+# The finest bars come from the trades in one pass over all venues; coarser ones roll up from
+# them exactly (the intervals nest on the venue's clock, and a bar never spans two trade dates):
+# open is the first finer bar's open, close the last one's close, the sums add up, and vwap is
+# computed afresh. Every zone offset in use since 1972 is a whole number of minutes, so a UTC
+# minute is a local minute and the minute is found by integer arithmetic, not a zone lookup per
+# trade; `minute_bars_off_clock` catches a zone where that does not hold and the exact
+# per-venue bucket is used instead.
 _MINUTE_BARS_SQL = """
-INSERT INTO minute_bars
-SELECT venue, symbol, trade_date, {bucket} AS bar_start,
-       arg_min(price, (ts, trade_id)) AS open,
-       max(price) AS high,
-       min(price) AS low,
-       arg_max(price, (ts, trade_id)) AS close,
-       sum(quantity)::BIGINT AS volume,
-       CAST(sum(price * quantity) AS DECIMAL(38, 6)) AS turnover,
-       count(*)::BIGINT AS trade_count
-FROM trades
-WHERE venue = $venue
-GROUP BY ALL
+CREATE OR REPLACE TEMP TABLE minute_bars AS
+SELECT venue, symbol, trade_date, {bar_start} AS bar_start, open, high, low, close, volume,
+       turnover, trade_count
+FROM (
+    SELECT venue, symbol, trade_date, {bucket} AS bucket,
+           arg_min(price, (ts, trade_id)) AS open,
+           max(price) AS high,
+           min(price) AS low,
+           arg_max(price, (ts, trade_id)) AS close,
+           sum(quantity)::BIGINT AS volume,
+           CAST(sum(price * quantity) AS DECIMAL(38, 6)) AS turnover,
+           count(*)::BIGINT AS trade_count
+    FROM trades
+    GROUP BY ALL
+)
 """
+_UTC_MINUTE = "epoch_us(ts) - (epoch_us(ts) % 60000000 + 60000000) % 60000000"
+_UTC_MINUTE_START = "make_timestamp(bucket)::TIMESTAMPTZ"
 
 _ROLLUP_SQL = """
 SELECT venue, symbol, trade_date, {bucket} AS bar_start,
@@ -68,7 +85,6 @@ SELECT venue, symbol, trade_date, {bucket} AS bar_start,
        CAST(sum(turnover) AS DECIMAL(38, 6)) AS turnover,
        sum(trade_count)::BIGINT AS trade_count
 FROM minute_bars
-WHERE venue = $venue
 GROUP BY ALL
 """
 
@@ -89,15 +105,32 @@ ORDER BY venue, symbol, bar_start
 """
 
 
-def _bucket_expression(interval: str, venue: Venue, time_column: str = "ts") -> str:
-    zone = venue.timezone.key
-    if interval == "1d":
-        return f"timezone('{zone}', CAST(trade_date AS TIMESTAMP))"
-    return f"time_bucket(INTERVAL '{INTERVAL_WIDTH[interval]}', {time_column}, '{zone}')"
+def _quoted(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _bucket_expression(interval: str, venues: Mapping[str, Venue], time_column: str) -> str:
+    """The bar start of each row for `interval`, on the clock of the row's venue: the instant
+    minus how far the venue's wall clock is past its bucket start. Not DuckDB's zoned
+    `time_bucket`, which steps whole widths from an origin instant and so drifts off the local
+    clock in a zone whose offset changed by part of a width (e.g. +09:00 to +08:30); and not a
+    round trip through the wall clock, which would merge the two runs of a repeated DST hour."""
+    cases = []
+    for name, venue in venues.items():
+        zone = _quoted(venue.timezone.key)
+        if interval == "1d":
+            start = f"timezone({zone}, CAST(trade_date AS TIMESTAMP))"
+        else:
+            local = f"timezone({zone}, {time_column})"
+            width = f"INTERVAL '{INTERVAL_WIDTH[interval]}'"
+            start = f"{time_column} - ({local} - time_bucket({width}, {local}))"
+        cases.append(f"WHEN {_quoted(name)} THEN {start}")
+    unknown = "error('no bar clock for venue ' || venue)"
+    return f"CASE venue {' '.join(cases)} ELSE {unknown} END" if cases else unknown
 
 
 def build_all_bars(
-    ticks: pa.Table, venues: Mapping[str, Venue], intervals: Sequence[str] = BAR_INTERVALS
+    ticks: ArrowSource, venues: Mapping[str, Venue], intervals: Sequence[str] = BAR_INTERVALS
 ) -> dict[str, pa.Table]:
     """Bars of each interval for all ticks given (any venues): one pass picks each trade's
     counting copy and builds 1-minute bars, which every coarser interval rolls up."""
@@ -105,32 +138,32 @@ def build_all_bars(
     if unknown:
         raise ValueError(f"unknown bar interval {unknown[0]!r}")
     first_copy = (
-        "ingested_at, source_file" if "ingested_at" in ticks.column_names else "source_file"
+        "ingested_at, source_file" if "ingested_at" in ticks.schema.names else "source_file"
     )
-    names = pa.compute.unique(ticks["venue"]).to_pylist()
     with arrow_connection(ticks=ticks) as connection:
-        connection.execute(_DISTINCT_TRADES_SQL.format(first_copy=first_copy))
-        connection.execute(
-            "CREATE TEMP TABLE minute_bars (venue VARCHAR, symbol VARCHAR, trade_date DATE, "
-            "bar_start TIMESTAMPTZ, open DECIMAL(18, 6), high DECIMAL(18, 6), "
-            "low DECIMAL(18, 6), close DECIMAL(18, 6), volume BIGINT, "
-            "turnover DECIMAL(38, 6), trade_count BIGINT)"
-        )
-        for name in names:
-            bucket = _bucket_expression("1m", venues[name])
-            connection.execute(_MINUTE_BARS_SQL.format(bucket=bucket), {"venue": name})
-        bars = {}
-        for interval in intervals:
-            parts = []
-            for name in names:
-                bucket = _bucket_expression(interval, venues[name], time_column="bar_start")
-                rollup = _ROLLUP_SQL.format(bucket=bucket)
-                sql = _WITH_VWAP_SQL.format(bars=rollup)
-                parts.append(connection.sql(sql, params={"venue": name}).to_arrow_table())
-            bars[interval] = (
-                pa.concat_tables(parts).cast(BARS_ARROW) if parts else BARS_ARROW.empty_table()
+        connection.execute(_DUPLICATE_CANDIDATES_SQL)
+        if connection.execute("SELECT count(*) FROM candidates").fetchall() == [(0,)]:
+            connection.execute(_ALL_TRADES_SQL)
+        else:
+            connection.execute(_DISTINCT_TRADES_SQL.format(first_copy=first_copy))
+        connection.execute(_MINUTE_BARS_SQL.format(bucket=_UTC_MINUTE, bar_start=_UTC_MINUTE_START))
+        local_minute = _bucket_expression("1m", venues, "bar_start")
+        off_clock = f"SELECT count(*) FROM minute_bars WHERE {local_minute} <> bar_start"
+        if connection.execute(off_clock).fetchall() != [(0,)]:
+            bucket = _bucket_expression("1m", venues, "ts")
+            connection.execute(_MINUTE_BARS_SQL.format(bucket=bucket, bar_start="bucket"))
+        return {
+            interval: connection.sql(
+                _WITH_VWAP_SQL.format(
+                    bars=_ROLLUP_SQL.format(
+                        bucket=_bucket_expression(interval, venues, "bar_start")
+                    )
+                )
             )
-    return bars
+            .to_arrow_table()
+            .cast(BARS_ARROW)
+            for interval in intervals
+        }
 
 
 def build_bars(ticks: pa.Table, interval: str, venues: Mapping[str, Venue]) -> pa.Table:

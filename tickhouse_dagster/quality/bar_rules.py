@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-from tickhouse_dagster.arrow_sql import query_rows
+from tickhouse_dagster.arrow_sql import ArrowSource, arrow_connection, query_rows
 from tickhouse_dagster.contract import TRADE_KEY
 from tickhouse_dagster.quality.findings import Findings
 
@@ -30,21 +30,30 @@ def check_bar_invariants(bars: pa.Table) -> Findings:
     return findings
 
 
-def reconcile_bars_with_ticks(bars: pa.Table, ticks: pa.Table, interval: str) -> Findings:
-    """Per (venue, symbol, trade_date): bar volume and trade_count equal the distinct trades,
-    a trade carried by several files taken from its first-ingested copy."""
-    findings = Findings(f"ohlcv_{interval} reconciles with ticks", rows_checked=bars.num_rows)
+def distinct_trade_totals(ticks: ArrowSource) -> pa.Table:
+    """Per (venue, symbol, trade_date): the volume and number of the distinct trades, a trade
+    carried by several files taken from its first-ingested copy. Grouped by the whole trade key
+    (not the bar builder's hashes), so the reconciliation is an independent count."""
     key = ", ".join(TRADE_KEY)
-    rows = query_rows(
-        f"""WITH trades AS (
-                SELECT venue, symbol, trade_date,
-                       arg_min(quantity, (ingested_at, source_file)) AS quantity
-                FROM ticks GROUP BY {key}
-            ), expected AS (
+    with arrow_connection(ticks=ticks) as connection:
+        return connection.sql(
+            f"""WITH trades AS (
+                    SELECT venue, symbol, trade_date,
+                           arg_min(quantity, (ingested_at, source_file)) AS quantity
+                    FROM ticks GROUP BY {key}
+                )
                 SELECT venue, symbol, trade_date, sum(quantity)::BIGINT AS volume,
                        count(*)::BIGINT AS trade_count
-                FROM trades GROUP BY ALL
-            ), actual AS (
+                FROM trades GROUP BY ALL"""
+        ).to_arrow_table()
+
+
+def reconcile_bars_with_ticks(bars: pa.Table, trade_totals: pa.Table, interval: str) -> Findings:
+    """Per (venue, symbol, trade_date): bar volume and trade_count equal the distinct trades'
+    (`distinct_trade_totals` of the ticks the bars were built from)."""
+    findings = Findings(f"ohlcv_{interval} reconciles with ticks", rows_checked=bars.num_rows)
+    rows = query_rows(
+        """WITH actual AS (
                 SELECT venue, symbol, trade_date, sum(volume)::BIGINT AS volume,
                        sum(trade_count)::BIGINT AS trade_count
                 FROM bars GROUP BY ALL
@@ -55,7 +64,7 @@ def reconcile_bars_with_ticks(bars: pa.Table, ticks: pa.Table, interval: str) ->
                OR e.trade_count IS DISTINCT FROM a.trade_count
             ORDER BY venue, symbol, trade_date""",
         bars=bars,
-        ticks=ticks,
+        expected=trade_totals,
     )
     for venue, symbol, trade_date, ev, av, et, at in rows:
         findings.add(

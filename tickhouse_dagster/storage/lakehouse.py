@@ -17,6 +17,7 @@ from functools import reduce
 
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.dataset as ds
 from pyiceberg.catalog import Catalog
 from pyiceberg.exceptions import (
     CommitFailedException,
@@ -26,7 +27,7 @@ from pyiceberg.exceptions import (
     ValidationException,
 )
 from pyiceberg.expressions import And, BooleanExpression, EqualTo, In, Or
-from pyiceberg.io.pyarrow import _dataframe_to_data_files
+from pyiceberg.io.pyarrow import PyArrowFileIO, _dataframe_to_data_files
 from pyiceberg.manifest import DataFile
 from pyiceberg.partitioning import PartitionField, PartitionSpec
 from pyiceberg.schema import Schema
@@ -387,6 +388,29 @@ class Lakehouse:
             return schema.empty_table()
         scan = table.scan(row_filter=In("trade_date", days), selected_fields=tuple(names))
         return scan.to_arrow().select(names).cast(schema)
+
+    def ticks_dataset(self, trade_dates: Iterable[date]) -> pa.Table | ds.Dataset:
+        """The ticks of these trade dates as a dataset over their data files, read lazily (a
+        consumer such as DuckDB streams it with only the columns it needs, never holding the
+        days whole). Falls back to the rows in memory when a file has row-level deletes, which
+        only a full Iceberg read applies."""
+        days = [d.isoformat() for d in trade_dates]
+        table = self.table(TICKS_TABLE)
+        if table.current_snapshot() is None:
+            return TICKS_ARROW.empty_table()
+        tasks = list(table.scan(row_filter=In("trade_date", days)).plan_files())
+        if not isinstance(table.io, PyArrowFileIO) or any(t.delete_files for t in tasks):
+            return self.ticks_for_days(trade_dates)
+        locations = [table.io.parse_location(t.file.file_path, table.io.properties) for t in tasks]
+        if not locations:
+            return TICKS_ARROW.empty_table()
+        scheme, netloc, _ = locations[0]
+        return ds.dataset(
+            [path for _, _, path in locations],
+            schema=TICKS_ARROW,
+            format="parquet",
+            filesystem=table.io.fs_by_scheme(scheme, netloc),
+        )
 
     def bars_for_day(self, interval: str, trade_date: date) -> pa.Table:
         table = self.table(bar_table_name(interval))

@@ -43,8 +43,10 @@ def is_transient(exc: BaseException) -> bool:
         code = getattr(error, "response", {}) or {}
         if isinstance(code, dict) and code.get("Error", {}).get("Code") in _TRANSIENT_S3_CODES:
             return True
-        # pyarrow surfaces S3 network failures as OSError with the AWS error text.
-        if type(error) is OSError and any(
+        # pyarrow surfaces S3 network failures as OSError with the AWS error text; DuckDB,
+        # streaming a dataset through pyarrow, passes that text on in its own error.
+        streamed = type(error).__module__ == "_duckdb" and "IOError" in str(error)
+        if (type(error) is OSError or streamed) and any(
             hint in str(error) for hint in ("curlCode", "Connection refused", "NETWORK_CONNECTION")
         ):
             return True

@@ -169,3 +169,61 @@ def test_no_empty_bars_and_one_row_per_symbol(venues):
 def test_unknown_interval_is_refused(venues):
     with pytest.raises(ValueError, match="unknown bar interval '2m'"):
         build_bars(table([]), "2m", venues)
+
+
+def test_minute_bars_on_a_clock_whose_offset_has_seconds(venues):
+    """Monrovia ran at UTC-00:44:30 until 1972: a local minute is not a UTC minute, so the
+    builder's UTC-minute shortcut must give way to the venue's own clock."""
+    monrovia = ZoneInfo("Africa/Monrovia")
+    liberia = {**venues, "LBX": replace(venues["KRX"], name="LBX", timezone=monrovia)}
+    day = date(1970, 6, 1)
+    rows = [
+        tick("09:00:10", "1", "100", 1, venue="LBX", zone=monrovia, day=day),
+        tick("09:00:50", "2", "101", 1, venue="LBX", zone=monrovia, day=day),  # 09:45:20 UTC
+        tick("09:01:10", "3", "102", 1, venue="LBX", zone=monrovia, day=day),
+    ]
+    minutes = build_bars(table(rows), "1m", liberia).to_pylist()
+    nine = datetime(1970, 6, 1, 9, 0, tzinfo=monrovia)
+    assert [(b["bar_start"], b["trade_count"]) for b in minutes] == [
+        (nine, 2),
+        (nine + timedelta(minutes=1), 1),
+    ]
+    assert [b["close"] for b in minutes] == [Decimal("101"), Decimal("102")]
+
+
+def test_hour_bars_where_the_offset_changed_by_half_an_hour(venues):
+    """Pyongyang moved from +09:00 to +08:30 in 2015: its hour bars still start on its local
+    hour (DuckDB's zoned time_bucket would align them to the offset of its 2000 origin)."""
+    pyongyang = ZoneInfo("Asia/Pyongyang")
+    korea = {**venues, "PYX": replace(venues["KRX"], name="PYX", timezone=pyongyang)}
+    day = date(2016, 3, 2)
+    rows = [
+        tick("09:10:00", "1", "100", 1, venue="PYX", zone=pyongyang, day=day),
+        tick("09:50:00", "2", "101", 1, venue="PYX", zone=pyongyang, day=day),
+    ]
+    for interval in ("5m", "1h"):
+        bars = build_bars(table(rows), interval, korea).to_pylist()
+        assert all(b["bar_start"].astimezone(pyongyang).minute % 5 == 0 for b in bars), interval
+    hourly = build_bars(table(rows), "1h", korea).to_pylist()
+    assert [(b["bar_start"], b["trade_count"]) for b in hourly] == [
+        (datetime(2016, 3, 2, 9, 0, tzinfo=pyongyang), 2)
+    ]
+
+
+def test_a_repeated_dst_hour_gives_two_bars(venues):
+    """When London's clocks go back, 01:00-02:00 happens twice: trades in each run keep their
+    own bar (left-closed intervals of real time), labelled with their own offset."""
+    london = ZoneInfo("Europe/London")
+    lse = {**venues, "LSE": replace(venues["KRX"], name="LSE", timezone=london)}
+    day = date(2024, 10, 27)
+    first = datetime(2024, 10, 27, 0, 30, tzinfo=UTC)  # 01:30 BST
+    second = datetime(2024, 10, 27, 1, 30, tzinfo=UTC)  # 01:30 GMT
+    rows = [
+        {**tick("00:00:00", "1", "100", 1, venue="LSE", day=day), "ts": first},
+        {**tick("00:00:00", "2", "101", 1, venue="LSE", day=day), "ts": second},
+    ]
+    hourly = build_bars(table(rows), "1h", lse).to_pylist()
+    assert [(b["bar_start"], b["trade_count"]) for b in hourly] == [
+        (datetime(2024, 10, 27, 0, 0, tzinfo=UTC), 1),
+        (datetime(2024, 10, 27, 1, 0, tzinfo=UTC), 1),
+    ]

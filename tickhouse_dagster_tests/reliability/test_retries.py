@@ -8,11 +8,16 @@ import socket
 from pathlib import Path
 
 import boto3
+import pyarrow.dataset as ds
+import pyarrow.fs as pafs
 import pytest
 from botocore.config import Config
 from sqlalchemy import create_engine, text
 
+from tickhouse_dagster.contract import TICKS_ARROW
 from tickhouse_dagster.defs.retries import MAX_WAIT_SECONDS, TransientRetry, describe
+from tickhouse_dagster.market.bars import build_all_bars
+from tickhouse_dagster.market.venues import load_venues
 from tickhouse_dagster.parsing import TickFileError
 from tickhouse_dagster.storage.transient import is_transient
 from tickhouse_dagster_tests.reliability.runner import run_ingest
@@ -49,7 +54,21 @@ def test_real_outage_errors_are_transient_and_bad_input_is_not():
         f"postgresql+psycopg2://u:p@127.0.0.1:{port}/iceberg", connect_args={"connect_timeout": 2}
     )
     catalog_down = error_of(lambda: engine.connect().execute(text("SELECT 1")))
+    files = pafs.S3FileSystem(
+        endpoint_override=f"127.0.0.1:{port}",
+        scheme="http",
+        access_key="x",
+        secret_key="y",
+        region="us-east-1",
+        connect_timeout=2,
+        retry_strategy=pafs.AwsStandardS3RetryStrategy(max_attempts=1),
+    )
+    day = ds.dataset(
+        ["warehouse/ticks/a.parquet"], schema=TICKS_ARROW, format="parquet", filesystem=files
+    )
+    streamed_down = error_of(lambda: build_all_bars(day, load_venues()))  # as the bars read
     assert is_transient(s3_down), describe(s3_down)
+    assert is_transient(streamed_down), describe(streamed_down)
     assert is_transient(catalog_down), describe(catalog_down)
     assert "p@" not in describe(catalog_down)  # the one-line description shows no password
 

@@ -24,7 +24,11 @@ from tickhouse_dagster.defs.partitions import trade_dates
 from tickhouse_dagster.defs.resources import FeedResource, LakehouseResource
 from tickhouse_dagster.defs.retries import retry_transient
 from tickhouse_dagster.market.bars import build_all_bars
-from tickhouse_dagster.quality.bar_rules import check_bar_invariants, reconcile_bars_with_ticks
+from tickhouse_dagster.quality.bar_rules import (
+    check_bar_invariants,
+    distinct_trade_totals,
+    reconcile_bars_with_ticks,
+)
 
 PREVIEW_ROWS = 10
 BAR_KEYS = {interval: AssetKey(["market", bar_table_name(interval)]) for interval in BAR_INTERVALS}
@@ -92,11 +96,13 @@ def ohlcv_bars(context: AssetExecutionContext, lakehouse: LakehouseResource, fee
     venues = feed.venues()
     with retry_transient(context):
         ticks_snapshot = house.table("ticks").current_snapshot()
-        ticks = house.ticks_for_days([day])
-    selected = sorted(
-        context.selected_asset_keys, key=lambda k: BAR_INTERVALS.index(_INTERVAL_OF[k])
-    )
-    built = build_all_bars(ticks, venues, [_INTERVAL_OF[key] for key in selected])
+        ticks = house.ticks_dataset([day])
+        selected = sorted(
+            context.selected_asset_keys, key=lambda k: BAR_INTERVALS.index(_INTERVAL_OF[k])
+        )
+        built = build_all_bars(ticks, venues, [_INTERVAL_OF[key] for key in selected])
+        trade_totals = distinct_trade_totals(ticks)
+        ticks_read = ticks.num_rows if isinstance(ticks, pa.Table) else ticks.count_rows()
     for key in selected:
         interval = _INTERVAL_OF[key]
         with retry_transient(context):
@@ -108,7 +114,7 @@ def ohlcv_bars(context: AssetExecutionContext, lakehouse: LakehouseResource, fee
                 "trade_date": day.isoformat(),
                 "bars": MetadataValue.int(stored.num_rows),
                 "symbols": MetadataValue.int(len(set(stored["symbol"].to_pylist()))),
-                "ticks_read": MetadataValue.int(ticks.num_rows),
+                "ticks_read": MetadataValue.int(ticks_read),
                 "ticks_snapshot_id": str(ticks_snapshot.snapshot_id if ticks_snapshot else None),
                 "table": commit.table,
                 "snapshot_id": str(commit.snapshot_id),
@@ -119,7 +125,7 @@ def ohlcv_bars(context: AssetExecutionContext, lakehouse: LakehouseResource, fee
             check_bar_invariants(stored), AssetCheckSeverity.ERROR, key, "ohlc_invariants"
         )
         yield findings_check_result(
-            reconcile_bars_with_ticks(stored, ticks, interval),
+            reconcile_bars_with_ticks(stored, trade_totals, interval),
             AssetCheckSeverity.ERROR,
             key,
             "reconciles_with_ticks",
