@@ -9,6 +9,7 @@ import itertools
 import logging
 import random
 import time
+import uuid
 import warnings
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
@@ -27,11 +28,21 @@ from pyiceberg.exceptions import (
     ValidationException,
 )
 from pyiceberg.expressions import And, BooleanExpression, EqualTo, In, Or
-from pyiceberg.io.pyarrow import PyArrowFileIO, _dataframe_to_data_files
+from pyiceberg.io.pyarrow import (
+    PyArrowFileIO,
+    _dataframe_to_data_files,
+    pyarrow_to_schema,
+    write_file,
+)
 from pyiceberg.manifest import DataFile
-from pyiceberg.partitioning import PartitionField, PartitionSpec
+from pyiceberg.partitioning import (
+    PartitionField,
+    PartitionFieldValue,
+    PartitionKey,
+    PartitionSpec,
+)
 from pyiceberg.schema import Schema
-from pyiceberg.table import Table, Transaction
+from pyiceberg.table import Table, Transaction, WriteTask
 from pyiceberg.table.sorting import SortField, SortOrder
 from pyiceberg.transforms import IdentityTransform
 
@@ -329,8 +340,6 @@ class Lakehouse:
         rows as the ticks table's Parquet data files (committing nothing) and return them for
         `commit_file_ticks`. None when the file carries corrections: those take
         `replace_file_ticks`, which has to see the corrections table as it commits."""
-        if any(b.column("trans_type").null_count < b.num_rows for b in parsed_batches()):
-            return None  # checked first, so no data file is written for nothing
         ingested_at = ingested_at or datetime.now(UTC)
         table = self.table(TICKS_TABLE)
         data_files: list[DataFile] = []
@@ -339,11 +348,14 @@ class Lakehouse:
         def flush() -> None:
             # Bounded pieces: a 2 GB file never sits in memory whole.
             if pending:
-                rows = pa.concat_tables(pending)
-                data_files.extend(_dataframe_to_data_files(table.metadata, rows, table.io))
+                data_files.extend(_data_files(table, pa.concat_tables(pending)))
                 pending.clear()
 
         for batch in parsed_batches():
+            if batch.column("trans_type").null_count < batch.num_rows:
+                for data_file in data_files:  # written for nothing: the file takes the other path
+                    table.io.delete(data_file.file_path)
+                return None
             pending.append(ticks_from_parsed(pa.Table.from_batches([batch]), ingested_at))
             if sum(t.num_rows for t in pending) >= WRITE_CHUNK_ROWS:
                 flush()
@@ -422,10 +434,32 @@ class Lakehouse:
 
 def ticks_from_parsed(parsed: pa.Table, ingested_at: datetime) -> pa.Table:
     """Parsed ticks as rows of the ticks table: contract columns plus the ingestion time."""
-    stamp = pa.array([ingested_at] * parsed.num_rows, pa.timestamp("us", tz="UTC"))
+    stamp = pa.repeat(pa.scalar(ingested_at, pa.timestamp("us", tz="UTC")), parsed.num_rows)
     columns = {name: parsed[name] for name in parsed.column_names}
     columns["ingested_at"] = stamp
     return pa.table([columns[f.name] for f in TICKS_ARROW], schema=TICKS_ARROW)
+
+
+def _data_files(table: Table, rows: pa.Table) -> list[DataFile]:
+    """`rows` written as the table's Parquet data files. Rows of one trade date (a landing file's
+    usual content) go straight to one partition: pyiceberg's general path would split the rows
+    by partition first, a filtered copy of all of them."""
+    spec, schema = table.metadata.spec(), table.metadata.schema()
+    days = pc.unique(rows["trade_date"])
+    if len(spec.fields) != 1 or len(days) != 1 or spec.fields[0].name != "trade_date":
+        return list(_dataframe_to_data_files(table.metadata, rows, table.io))
+    task = WriteTask(
+        write_uuid=uuid.uuid4(),
+        task_id=0,
+        schema=pyarrow_to_schema(rows.schema, name_mapping=schema.name_mapping),
+        record_batches=rows.to_batches(),
+        partition_key=PartitionKey(
+            field_values=[PartitionFieldValue(spec.fields[0], days[0].as_py())],
+            partition_spec=spec,
+            schema=schema,
+        ),
+    )
+    return list(write_file(table.io, table.metadata, iter([task])))
 
 
 def _key_mask(table: pa.Table, keys: set[tuple]) -> pa.Array:
