@@ -137,7 +137,8 @@ def read_fast(
             batches = parser.parse_batches(counter, max_rows_per_batch=batch_rows)
             for _table, batch in batches:
                 texts = _texts(batch, profile, root_attributes)
-                records = pa.array(range(rows + 1, rows + batch.num_rows + 1), pa.int64())
+                ones = pa.repeat(pa.scalar(1, pa.int64()), batch.num_rows)
+                records = pc.cumulative_sum(ones, start=rows)  # rows + 1, rows + 2, ...
                 lines = pa.nulls(batch.num_rows, pa.int64())
                 yield contract_batch(texts, records, lines, source_file, venues)
                 rows += batch.num_rows
@@ -158,7 +159,7 @@ def read_fast(
 def _column(batch: pa.RecordBatch, path: str, root_attributes: Mapping[str, str]) -> pa.Array:
     root, name = _ATTRIBUTE.match(path).groups()  # type: ignore[union-attr]
     if root:
-        return pa.array([root_attributes.get(name)] * batch.num_rows, pa.string())
+        return pa.repeat(pa.scalar(root_attributes.get(name), pa.string()), batch.num_rows)
     return batch.column(name)
 
 
