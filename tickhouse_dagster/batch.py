@@ -6,17 +6,21 @@ file's rows + append its files), then builds the bars of every trade date touche
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date
+from functools import partial
 from pathlib import Path
 
+import pyarrow as pa
+import pyarrow.compute as pc
 from pyiceberg.manifest import DataFile
 
 from tickhouse_dagster.market.bars import build_all_bars
 from tickhouse_dagster.market.venues import Venue, load_venues
-from tickhouse_dagster.parsing.profiles import load_profiles, select_profile
+from tickhouse_dagster.parsing.profiles import Profile, load_profiles, select_profile
+from tickhouse_dagster.parsing.readers import consume_tick_file
 from tickhouse_dagster.parsing.ticks_xml import sniff_root_element
 from tickhouse_dagster.storage.lakehouse import Lakehouse, LakehouseAddress
 from tickhouse_dagster.storage.staging import StagedTicks, stage_tick_file
@@ -30,26 +34,61 @@ class BatchResult:
     bars: dict[str, int] = field(default_factory=dict)
 
 
+@dataclass
+class FileTicks:
+    """What a worker made of one landing file: its ticks either written as data files, ready
+    to commit, or staged for the per-file replace (a file with corrections)."""
+
+    rows: int = 0
+    trade_dates: set[date] = field(default_factory=set)
+    data_files: list[DataFile] | None = None
+    staged: StagedTicks | None = None
+
+    def count(self, batches: Iterable[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        self.rows, self.trade_dates = 0, set()  # a reader that declined starts over
+        for batch in batches:
+            self.rows += batch.num_rows
+            self.trade_dates.update(pc.unique(batch.column("trade_date")).to_pylist())
+            yield batch
+
+
+def _profile_of(path: str, key: str) -> Profile:
+    with open(path, "rb") as stream:
+        return select_profile(key, sniff_root_element(stream.read(65536)), load_profiles())
+
+
 def parse_to_staging(path: str, key: str, staging_dir: str) -> StagedTicks:
     """Parse one file into a staged Arrow IPC file (runs in a worker process)."""
-    profiles, venues = load_profiles(), load_venues()
-    with open(path, "rb") as stream:
-        profile = select_profile(key, sniff_root_element(stream.read(65536)), profiles)
     target = Path(staging_dir) / (key.replace("/", "__") + ".arrow")
     return stage_tick_file(
-        lambda: open(path, "rb"), source_file=key, profile=profile, venues=venues, uri=str(target)
+        partial(open, path, "rb"),
+        source_file=key,
+        profile=_profile_of(path, key),
+        venues=load_venues(),
+        uri=str(target),
     )
 
 
 def parse_and_write(
     path: str, key: str, staging_dir: str, lakehouse: LakehouseAddress | None
-) -> tuple[StagedTicks, list[DataFile] | None]:
-    """Parse one file and, given the lakehouse's address, write its ticks' data files (runs in
-    a worker process, so Parquet encoding uses every core; the commit stays with the caller)."""
+) -> FileTicks:
+    """Parse one file and, given the lakehouse's address, write its ticks' data files as the
+    batches come (runs in a worker process, so Parquet encoding uses every core; the commit
+    stays with the caller). Staged instead without an address or when the file carries
+    corrections."""
+    if lakehouse is not None:
+        house, ticks = lakehouse.open(), FileTicks()
+        ticks.data_files, _parser = consume_tick_file(
+            partial(open, path, "rb"),
+            lambda batches: house.write_file_ticks(key, ticks.count(batches)),
+            source_file=key,
+            profile=_profile_of(path, key),
+            venues=load_venues(),
+        )
+        if ticks.data_files is not None:
+            return ticks
     staged = parse_to_staging(path, key, staging_dir)
-    if lakehouse is None:
-        return staged, None
-    return staged, lakehouse.open().write_file_ticks(key, staged.batches)
+    return FileTicks(staged.rows, set(staged.trade_date_values()), staged=staged)
 
 
 def ingest_paths(
@@ -76,13 +115,14 @@ def ingest_paths(
             [str(staging_dir)] * len(keys),
             [address] * len(keys),
         )
-        for key, (ticks, data_files) in zip(keys, done, strict=True):
-            if data_files is None:
-                lakehouse.replace_file_ticks(key, ticks.batches)
+        for key, ticks in zip(keys, done, strict=True):
+            if ticks.data_files is not None:
+                lakehouse.commit_file_ticks(key, ticks.data_files)
             else:
-                lakehouse.commit_file_ticks(key, data_files)
+                assert ticks.staged is not None
+                lakehouse.replace_file_ticks(key, ticks.staged.batches)
             result.ticks += ticks.rows
-            days.update(ticks.trade_date_values())
+            days.update(ticks.trade_dates)
     result.trade_dates = sorted(days)
     venues = load_venues()
     for day in result.trade_dates:

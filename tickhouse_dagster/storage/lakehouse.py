@@ -333,13 +333,14 @@ class Lakehouse:
     def write_file_ticks(
         self,
         source_file: str,
-        parsed_batches: Callable[[], Iterable[pa.RecordBatch]],
+        parsed_batches: Iterable[pa.RecordBatch],
         ingested_at: datetime | None = None,
     ) -> list[DataFile] | None:
         """Stage one of a two-stage replace, safe to run in a worker process: write the file's
         rows as the ticks table's Parquet data files (committing nothing) and return them for
         `commit_file_ticks`. None when the file carries corrections: those take
-        `replace_file_ticks`, which has to see the corrections table as it commits."""
+        `replace_file_ticks`, which has to see the corrections table as it commits. Files
+        written before a correction or an error turns up are deleted again."""
         ingested_at = ingested_at or datetime.now(UTC)
         table = self.table(TICKS_TABLE)
         data_files: list[DataFile] = []
@@ -351,15 +352,22 @@ class Lakehouse:
                 data_files.extend(_data_files(table, pa.concat_tables(pending)))
                 pending.clear()
 
-        for batch in parsed_batches():
-            if batch.column("trans_type").null_count < batch.num_rows:
-                for data_file in data_files:  # written for nothing: the file takes the other path
-                    table.io.delete(data_file.file_path)
-                return None
-            pending.append(ticks_from_parsed(pa.Table.from_batches([batch]), ingested_at))
-            if sum(t.num_rows for t in pending) >= WRITE_CHUNK_ROWS:
-                flush()
-        flush()
+        def discard() -> None:
+            for data_file in data_files:
+                table.io.delete(data_file.file_path)
+
+        try:
+            for batch in parsed_batches:
+                if batch.column("trans_type").null_count < batch.num_rows:
+                    discard()
+                    return None
+                pending.append(ticks_from_parsed(pa.Table.from_batches([batch]), ingested_at))
+                if sum(t.num_rows for t in pending) >= WRITE_CHUNK_ROWS:
+                    flush()
+            flush()
+        except BaseException:
+            discard()
+            raise
         return data_files
 
     def commit_file_ticks(self, source_file: str, data_files: Sequence[DataFile]) -> Commit:

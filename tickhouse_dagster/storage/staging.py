@@ -16,9 +16,8 @@ from pyarrow import fs
 
 from tickhouse_dagster.contract import PARSED_TICKS_ARROW
 from tickhouse_dagster.market.venues import Venue
-from tickhouse_dagster.parsing.fast_path import FastPathDeclined, read_fast
 from tickhouse_dagster.parsing.profiles import Profile
-from tickhouse_dagster.parsing.ticks_xml import parse_tick_file, sniff_root
+from tickhouse_dagster.parsing.readers import consume_tick_file
 
 
 @dataclass
@@ -81,26 +80,13 @@ def stage_tick_file(
     venues: Mapping[str, Venue],
     uri: str,
 ) -> StagedTicks:
-    """Parse one tick file into staging: with the compiled fast path when it vouches for the
-    file, else (or when it declines half-way) with the lxml reader, which also words any error."""
-    with open_source() as stream:
-        _root, root_attributes = sniff_root(stream.read(64 * 1024))
-    try:
-        fast = read_fast(
-            open_source,
-            source_file=source_file,
-            profile=profile,
-            venues=venues,
-            root_attributes=root_attributes,
-        )
-        staged = stage_ticks(fast, uri)
-        staged.parser = "xml2arrow"
-        return staged
-    except FastPathDeclined as declined:
-        reason = str(declined)
-    with open_source() as stream:
-        staged = stage_ticks(
-            parse_tick_file(stream, source_file=source_file, profile=profile, venues=venues), uri
-        )
-    staged.parser = f"lxml (fast path declined: {reason})"[:300]
+    """Parse one tick file into staging (the fast path when it vouches for the file, else lxml)."""
+    staged, parser = consume_tick_file(
+        open_source,
+        lambda batches: stage_ticks(batches, uri),
+        source_file=source_file,
+        profile=profile,
+        venues=venues,
+    )
+    staged.parser = parser
     return staged

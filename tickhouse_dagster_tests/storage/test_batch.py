@@ -4,26 +4,24 @@ corrections are on record."""
 
 from __future__ import annotations
 
+import io
 from datetime import date
 from pathlib import Path
 
+import pytest
+
 from tickhouse_dagster.batch import ingest_paths, parse_to_staging
+from tickhouse_dagster.contract import TICKS_ARROW
+from tickhouse_dagster.market.venues import load_venues
+from tickhouse_dagster.parsing import load_profiles, parse_tick_file
+from tickhouse_dagster.parsing.fast_path import FastPathDeclined
 from tickhouse_dagster.sample.generator import SampleSpec, generate
+from tickhouse_dagster.storage import lakehouse as lakehouse_module
 from tickhouse_dagster.storage.catalog import CatalogSettings, load_lakehouse_catalog
 from tickhouse_dagster.storage.lakehouse import Lakehouse
 
 DAY = date(2024, 1, 2)
-COLUMNS = [
-    "venue",
-    "symbol",
-    "trade_date",
-    "ts",
-    "trade_id",
-    "price",
-    "quantity",
-    "side",
-    "source_file",
-]
+COLUMNS = [name for name in TICKS_ARROW.names if name != "ingested_at"]  # differs per path
 
 
 def lakehouse(root: Path) -> Lakehouse:
@@ -78,3 +76,54 @@ def test_bulk_path_defers_to_corrections(tmp_path: Path):
     # Corrections are on record now: the original file takes the per-file path and is filtered.
     ingest_paths([first], landing, house, tmp_path / "staging", workers=1)
     assert [r[4] for r in rows(house)] == ["1"]
+
+
+HEAD = '<tickhouse venue="KRX" trade_date="2024-01-02">\n'
+TRADE = '<trade id="{i}" symbol="005930" ts="2024-01-02T09:00:0{i}+09:00" price="71000" qty="1"/>\n'
+
+
+def test_a_file_the_fast_path_declines_late_is_written_from_lxml_rows(tmp_path: Path):
+    landing = tmp_path / "landing"
+    landing.joinpath("KRX").mkdir(parents=True)
+    # A record nested one level deeper: the fast path reads one row, then declines.
+    nested = landing / "KRX" / "nested.xml"
+    nested.write_text(HEAD + TRADE.format(i=1) + "<g>" + TRADE.format(i=2) + "</g></tickhouse>")
+    house = lakehouse(tmp_path / "house")
+
+    result = ingest_paths([nested], landing, house, tmp_path / "staging", workers=1)
+    assert result.ticks == 2
+    assert [r[4] for r in rows(house)] == ["1", "2"]
+
+
+def test_data_files_written_before_an_error_are_deleted(tmp_path: Path, monkeypatch):
+    monkeypatch.setattr(lakehouse_module, "WRITE_CHUNK_ROWS", 1)  # a data file per batch
+    house = lakehouse(tmp_path / "house")
+    document = HEAD + TRADE.format(i=1) + TRADE.format(i=2) + "</tickhouse>"
+    parsed = parse_tick_file(
+        io.BytesIO(document.encode()),
+        source_file="KRX/a.xml",
+        profile=load_profiles()["tickhouse"],
+        venues=load_venues(),
+        batch_rows=1,
+    )
+
+    def then_fail():
+        yield next(parsed)
+        raise FastPathDeclined("declined after a data file was written")
+
+    warehouse = tmp_path / "house" / "warehouse"
+    with pytest.raises(FastPathDeclined):
+        house.write_file_ticks("KRX/a.xml", then_fail())
+    assert not list(warehouse.rglob("*.parquet"))
+    written = house.write_file_ticks(
+        "KRX/a.xml",
+        parse_tick_file(
+            io.BytesIO(document.encode()),
+            source_file="KRX/a.xml",
+            profile=load_profiles()["tickhouse"],
+            venues=load_venues(),
+            batch_rows=1,
+        ),
+    )
+    assert written is not None and len(written) == 2
+    assert len(list(warehouse.rglob("*.parquet"))) == 2
