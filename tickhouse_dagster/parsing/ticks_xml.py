@@ -340,7 +340,7 @@ def contract_batch(
         "price": _cast(texts["price"], "price"),
         "quantity": _cast(texts["quantity"], "quantity"),
         "side": texts["side"],
-        "source_file": pa.array([source_file] * rows, pa.string()),
+        "source_file": pa.repeat(pa.scalar(source_file, pa.string()), rows),
         "record": records,
         "line": lines,
         "trans_type": texts.get("trans_type", pa.nulls(rows, pa.string())),
