@@ -50,8 +50,11 @@ def _answers(url: str) -> bool:
         return False
 
 
-def step_seconds(instance: DagsterInstance, run_id: str) -> float:
-    return sum((s.end_time or 0) - (s.start_time or 0) for s in instance.get_run_step_stats(run_id))
+def step_seconds(instance: DagsterInstance, run_id: str) -> dict[str, float]:
+    return {
+        s.step_key: (s.end_time or 0) - (s.start_time or 0)
+        for s in instance.get_run_step_stats(run_id)
+    }
 
 
 def main() -> None:
@@ -94,6 +97,7 @@ def main() -> None:
         start_new_session=True,
     )
     rows = []
+    per_step: dict[str, list[float]] = {}
     try:
         instance = DagsterInstance.from_config(str(home / "dagster"))
         wait(
@@ -133,10 +137,14 @@ def main() -> None:
                 return (ingest[0], bars[0]) if ingest and bars else None
 
             ingest, bars = wait("the ingest and bar runs to finish", finished_runs, timeout=120)
-            own = step_seconds(instance, ingest.run_id) + step_seconds(instance, bars.run_id)
+            steps = step_seconds(instance, ingest.run_id) | step_seconds(instance, bars.run_id)
+            own = sum(steps.values())
             rows.append((key, latency, own))
+            for step, seconds in steps.items():
+                per_step.setdefault(step, []).append(seconds)
             print(
-                f"{key}: visible in Trino after {latency:.1f} s; project steps {own:.2f} s",
+                f"{key}: visible in Trino after {latency:.1f} s; project steps {own:.2f} s "
+                f"({', '.join(f'{step} {seconds:.2f} s' for step, seconds in steps.items())})",
                 flush=True,
             )
     finally:
@@ -175,6 +183,12 @@ def main() -> None:
             f"| {min(latencies):.1f} / {statistics.median(latencies):.1f} / "
             f"{max(latencies):.1f} s "
             f"| {min(own):.2f} / {statistics.median(own):.2f} / {max(own):.2f} s |",
+            "",
+            "Median time of each step: "
+            + ", ".join(
+                f"`{step}` {statistics.median(times):.2f} s" for step, times in per_step.items()
+            )
+            + ".",
         ]
     )
     print(table)

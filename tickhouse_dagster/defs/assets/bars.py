@@ -1,6 +1,7 @@
 """OHLCV bars per trade date: all four intervals rebuilt from the day's distinct ticks, each
 replaced in one commit and then checked as stored."""
 
+from concurrent.futures import ThreadPoolExecutor
 from datetime import date
 
 import pyarrow as pa
@@ -29,6 +30,7 @@ from tickhouse_dagster.quality.bar_rules import (
     distinct_trade_totals,
     reconcile_bars_with_ticks,
 )
+from tickhouse_dagster.storage.lakehouse import Commit
 
 PREVIEW_ROWS = 10
 BAR_KEYS = {interval: AssetKey(["market", bar_table_name(interval)]) for interval in BAR_INTERVALS}
@@ -103,11 +105,19 @@ def ohlcv_bars(context: AssetExecutionContext, lakehouse: LakehouseResource, fee
         built = build_all_bars(ticks, venues, [_INTERVAL_OF[key] for key in selected])
         trade_totals = distinct_trade_totals(ticks)
         ticks_read = ticks.num_rows if isinstance(ticks, pa.Table) else ticks.count_rows()
+
+    def store(interval: str) -> tuple[Commit, pa.Table]:
+        commit = house.replace_day_bars(interval, day, built[interval])
+        return commit, house.bars_for_day(interval, day)
+
+    # One table each, so the commits cannot conflict: made side by side, they cost one round of
+    # object-store and catalog latency instead of four.
+    with retry_transient(context), ThreadPoolExecutor(max_workers=len(selected)) as pool:
+        results = pool.map(store, [_INTERVAL_OF[key] for key in selected])
+        stored_bars = dict(zip(selected, results, strict=True))
     for key in selected:
         interval = _INTERVAL_OF[key]
-        with retry_transient(context):
-            commit = house.replace_day_bars(interval, day, built[interval])
-            stored = house.bars_for_day(interval, day)
+        commit, stored = stored_bars[key]
         yield MaterializeResult(
             asset_key=key,
             metadata={
