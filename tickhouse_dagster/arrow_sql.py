@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import threading
 from typing import Any
 
 import duckdb
@@ -19,15 +21,32 @@ def arrow_connection(**tables: ArrowSource) -> duckdb.DuckDBPyConnection:
     manager), for work that runs several statements over the same data. A dataset of local
     Parquet files is read by DuckDB's own Parquet reader, which is faster than scanning it
     through Arrow; any other dataset streams through Arrow."""
-    connection = duckdb.connect()
+    connection = _session()
     connection.execute("SET TimeZone = 'UTC'")  # timestamptz values come back in UTC
     for name, table in tables.items():
         if _local_parquet(table):
             files = ", ".join("'" + f.replace("'", "''") + "'" for f in table.files)
-            connection.execute(f'CREATE VIEW "{name}" AS SELECT * FROM read_parquet([{files}])')
+            connection.execute(
+                f'CREATE TEMP VIEW "{name}" AS SELECT * FROM read_parquet([{files}])'
+            )
         else:
             connection.register(name, table)
     return connection
+
+
+_database: tuple[int, duckdb.DuckDBPyConnection] | None = None
+_database_lock = threading.Lock()
+
+
+def _session() -> duckdb.DuckDBPyConnection:
+    """A new session (its own temporary tables and registrations) on this process's in-memory
+    DuckDB database. Opening a database costs ~16 ms, a session on an open one ~0.2 ms, and a
+    file's ingest and bars take a dozen. Per process id: a forked worker opens its own."""
+    global _database
+    with _database_lock:
+        if _database is None or _database[0] != os.getpid():
+            _database = (os.getpid(), duckdb.connect())
+        return _database[1].cursor()
 
 
 def _local_parquet(table: ArrowSource) -> bool:
