@@ -11,10 +11,7 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
-import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -26,10 +23,8 @@ from dagster import DagsterInstance, DagsterRunStatus, RunsFilter
 
 from bench.report import write_section
 from tickhouse_dagster.defs.resources import resolved_resources
+from tickhouse_dagster.devserver import dagster_home, running_dagster_dev
 from tickhouse_dagster.sample.generator import SampleSpec, generate
-from tickhouse_dagster.settings import PROJECT_ROOT
-
-BIN = Path(sys.executable).parent
 
 
 def wait(what: str, probe, timeout: float, every: float = 0.25):
@@ -68,12 +63,9 @@ def main() -> None:
 
     run = uuid.uuid4().hex[:8]
     home = Path(tempfile.mkdtemp(prefix="tickhouse-latency-"))
-    (home / "dagster").mkdir()
-    shutil.copy(PROJECT_ROOT / "infra/dagster/dagster.local.yaml", home / "dagster/dagster.yaml")
     env = {
         **os.environ,
-        "TICKHOUSE_HOME": str(home),
-        "DAGSTER_HOME": str(home / "dagster"),
+        **dagster_home(home),
         "TICKHOUSE_NAMESPACE": f"latency_{run}",
         "TICKHOUSE_LANDING_URI": f"s3://landing/latency-{run}/",
         "TICKHOUSE_SENSOR_INTERVAL_SECONDS": str(args.interval),
@@ -87,72 +79,56 @@ def main() -> None:
     namespace = env["TICKHOUSE_NAMESPACE"]
 
     port = 3400 + int(run[:2], 16) % 100
-    log = (home / "dagster-dev.log").open("w")
-    server = subprocess.Popen(
-        [BIN / "dagster", "dev", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)],
-        cwd=PROJECT_ROOT,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
     rows = []
     per_step: dict[str, list[float]] = {}
     try:
-        instance = DagsterInstance.from_config(str(home / "dagster"))
-        wait(
-            "the Dagster webserver",
-            lambda: _answers(f"http://127.0.0.1:{port}/server_info"),
-            timeout=180,
-            every=1,
-        )
-        time.sleep(args.interval)  # the daemon has started its sensors and ticked once
-        sample = home / "sample"
-        for number in range(args.files):
-            spec = SampleSpec(symbols=10, ticks_per_day=args.ticks, files_per_day=1, seed=number)
-            spec = SampleSpec(
-                **{**spec.__dict__, "start_date": spec.start_date.replace(day=2 + number)}
-            )
-            [path] = generate(spec, sample / str(number))
-            key = f"KRX/{number}/{path.name}"
-            day = spec.start_date.isoformat()
-            landed = time.monotonic()
-            store.write(key, path.read_bytes())
-
-            def visible(day: str = day) -> bool:
-                table = f"{trino.catalog}.{namespace}.ohlcv_1m"
-                [(count,)] = trino.query(
-                    f"SELECT coalesce(sum(trade_count), 0) FROM {table} "
-                    f"WHERE trade_date = DATE '{day}'"
+        with running_dagster_dev(env, port, home / "dagster-dev.log") as url:
+            instance = DagsterInstance.from_config(str(home / "dagster"))
+            wait("the Dagster webserver", lambda: _answers(f"{url}/server_info"), 180, every=1)
+            time.sleep(args.interval)  # the daemon has started its sensors and ticked once
+            sample = home / "sample"
+            for number in range(args.files):
+                spec = SampleSpec(
+                    symbols=10, ticks_per_day=args.ticks, files_per_day=1, seed=number
                 )
-                return count == args.ticks
+                spec = SampleSpec(
+                    **{**spec.__dict__, "start_date": spec.start_date.replace(day=2 + number)}
+                )
+                [path] = generate(spec, sample / str(number))
+                key = f"KRX/{number}/{path.name}"
+                day = spec.start_date.isoformat()
+                landed = time.monotonic()
+                store.write(key, path.read_bytes())
 
-            wait(f"bars of {key} in Trino", visible, timeout=args.timeout)
-            latency = time.monotonic() - landed
+                def visible(day: str = day) -> bool:
+                    table = f"{trino.catalog}.{namespace}.ohlcv_1m"
+                    [(count,)] = trino.query(
+                        f"SELECT coalesce(sum(trade_count), 0) FROM {table} "
+                        f"WHERE trade_date = DATE '{day}'"
+                    )
+                    return count == args.ticks
 
-            def finished_runs(key: str = key, day: str = day):
-                done = instance.get_runs(RunsFilter(statuses=[DagsterRunStatus.SUCCESS]))
-                ingest = [r for r in done if r.tags.get("dagster/partition") == key]
-                bars = [r for r in done if r.tags.get("dagster/partition") == day]
-                return (ingest[0], bars[0]) if ingest and bars else None
+                wait(f"bars of {key} in Trino", visible, timeout=args.timeout)
+                latency = time.monotonic() - landed
 
-            ingest, bars = wait("the ingest and bar runs to finish", finished_runs, timeout=120)
-            steps = step_seconds(instance, ingest.run_id) | step_seconds(instance, bars.run_id)
-            own = sum(steps.values())
-            rows.append((key, latency, own))
-            for step, seconds in steps.items():
-                per_step.setdefault(step, []).append(seconds)
-            print(
-                f"{key}: visible in Trino after {latency:.1f} s; project steps {own:.2f} s "
-                f"({', '.join(f'{step} {seconds:.2f} s' for step, seconds in steps.items())})",
-                flush=True,
-            )
+                def finished_runs(key: str = key, day: str = day):
+                    done = instance.get_runs(RunsFilter(statuses=[DagsterRunStatus.SUCCESS]))
+                    ingest = [r for r in done if r.tags.get("dagster/partition") == key]
+                    bars = [r for r in done if r.tags.get("dagster/partition") == day]
+                    return (ingest[0], bars[0]) if ingest and bars else None
+
+                ingest, bars = wait("the ingest and bar runs to finish", finished_runs, timeout=120)
+                steps = step_seconds(instance, ingest.run_id) | step_seconds(instance, bars.run_id)
+                own = sum(steps.values())
+                rows.append((key, latency, own))
+                for step, seconds in steps.items():
+                    per_step.setdefault(step, []).append(seconds)
+                print(
+                    f"{key}: visible in Trino after {latency:.1f} s; project steps {own:.2f} s "
+                    f"({', '.join(f'{step} {seconds:.2f} s' for step, seconds in steps.items())})",
+                    flush=True,
+                )
     finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
         for (view,) in trino.query(
             f"SELECT table_name FROM {trino.catalog}.information_schema.views "
             f"WHERE table_schema = '{namespace}'"

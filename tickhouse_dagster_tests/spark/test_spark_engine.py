@@ -23,29 +23,12 @@ from tickhouse_dagster.defs.resources import resolved_resources
 from tickhouse_dagster.defs.sensors import touched_days_sensor
 from tickhouse_dagster.market.venues import load_venues
 from tickhouse_dagster.parsing.profiles import load_profiles
-from tickhouse_dagster.sample.generator import SampleSpec, generate
 from tickhouse_dagster.spark.session import apply_runtime_conf, catalog_conf
 from tickhouse_dagster.spark.ticks import SparkIngestError, ingest_files
 from tickhouse_dagster_tests.defs.helpers import definitions_with, ingest, rebuild_bars, step_error
+from tickhouse_dagster_tests.samples import two_profile_sample
 
 pytestmark = pytest.mark.slow
-
-
-def _sample(root: Path) -> dict[str, bytes]:
-    """Two tickhouse files of one day, a gzip FIXML file of the next: landing key → bytes."""
-    generate(SampleSpec(symbols=3, ticks_per_day=3000, files_per_day=2), root)
-    generate(
-        SampleSpec(
-            symbols=2,
-            ticks_per_day=1000,
-            files_per_day=1,
-            profile="fixml",
-            gzip=True,
-            start_date=SampleSpec().start_date.replace(day=3),
-        ),
-        root / "fixml",
-    )
-    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*.xml*"))}
 
 
 def _upload(files: dict[str, bytes]) -> None:
@@ -81,7 +64,7 @@ def _spark_ingest(spark, namespace: str, keys: list[str]):
 def test_python_and_spark_paths_give_identical_ticks_and_bars(
     spark, on_stack, extra_namespaces, tmp_path: Path, monkeypatch
 ):
-    files = _sample(tmp_path / "sample")
+    files = two_profile_sample(tmp_path / "sample")
     _upload(files)
     keys = sorted(files)
     python_ns = on_stack["TICKHOUSE_NAMESPACE"]
@@ -139,7 +122,7 @@ def test_python_and_spark_paths_give_identical_ticks_and_bars(
 
 
 def test_rerun_replaces_the_files_rows(spark, on_stack, tmp_path: Path):
-    files = _sample(tmp_path / "sample")
+    files = two_profile_sample(tmp_path / "sample")
     _upload(files)
     keys = sorted(files)
     namespace = on_stack["TICKHOUSE_NAMESPACE"]
@@ -193,7 +176,7 @@ TRUNCATED = MALFORMED.replace("<oops>", "").split('price="71100"')[0]
 def test_bad_file_fails_naming_it_and_writes_nothing(
     spark, on_stack, tmp_path: Path, content: str, reason: str
 ):
-    good = _sample(tmp_path / "sample")
+    good = two_profile_sample(tmp_path / "sample")
     good_key = sorted(good)[0]
     _upload({good_key: good[good_key], "bad/trades_0900.xml": content.encode()})
     namespace = on_stack["TICKHOUSE_NAMESPACE"]
@@ -208,7 +191,7 @@ def test_bad_file_fails_naming_it_and_writes_nothing(
 
 
 def test_spark_submit_through_pipes_reports_back(on_stack, tmp_path: Path):
-    files = _sample(tmp_path / "sample")
+    files = two_profile_sample(tmp_path / "sample")
     key = sorted(files)[-1]  # the gzip FIXML file
     _upload({key: files[key], "bad/trades_0900.xml": MALFORMED.encode()})
     definitions = definitions_with(resolved_resources())

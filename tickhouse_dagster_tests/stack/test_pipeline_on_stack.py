@@ -17,8 +17,8 @@ from tickhouse_dagster.contract import BAR_INTERVALS, TICKS_ARROW, bar_table_nam
 from tickhouse_dagster.defs.assets.bi import bar_views
 from tickhouse_dagster.defs.resources import resolved_resources
 from tickhouse_dagster.defs.sensors import landing_sensor, touched_days_sensor
-from tickhouse_dagster.sample.generator import SampleSpec, generate
 from tickhouse_dagster_tests.defs.helpers import check_results, definitions_with, step_error
+from tickhouse_dagster_tests.samples import two_profile_sample
 
 pytestmark = pytest.mark.slow
 SEOUL = ZoneInfo("Asia/Seoul")
@@ -132,21 +132,8 @@ def test_sensor_ingests_from_seaweedfs_and_trino_reads_what_dagster_wrote(
     definitions = definitions_with(resources)
     store = resources["landing"].store()
     namespace = on_stack["TICKHOUSE_NAMESPACE"]
-    sample = tmp_path / "sample"
-    generate(SampleSpec(symbols=3, ticks_per_day=3000, files_per_day=2), sample)
-    generate(
-        SampleSpec(
-            symbols=2,
-            ticks_per_day=1000,
-            files_per_day=1,
-            profile="fixml",
-            gzip=True,
-            start_date=SampleSpec().start_date.replace(day=3),
-        ),
-        sample / "fixml",
-    )
-    for path in sorted(sample.rglob("*.xml*")):
-        store.write(path.relative_to(sample).as_posix(), path.read_bytes())
+    for key, data in two_profile_sample(tmp_path / "sample").items():
+        store.write(key, data)
 
     with DagsterInstance.ephemeral() as instance:
         daemon = SensorDaemon(definitions, instance, resources)
