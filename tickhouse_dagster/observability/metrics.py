@@ -15,6 +15,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import CollectorRegistry, start_http_server
@@ -22,6 +23,8 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from tickhouse_dagster import settings
+from tickhouse_dagster.storage.lakehouse import Lakehouse
+from tickhouse_dagster.storage.landing import LandingStore
 from tickhouse_dagster.storage.pipeline_status import PipelineStatus, pipeline_status
 
 log = logging.getLogger(__name__)
@@ -146,22 +149,23 @@ def _status_metrics(status: PipelineStatus) -> Iterable[Metric]:
 
 def status_from_env() -> Callable[[], PipelineStatus]:
     """The figures of the configured landing store and lakehouse (environment, as the CLI).
-    Resolved once per thread: a scrape then costs the listing and the table metadata only (every
+    Resolved once: a scrape then costs the listing and the table metadata only (every
     computation loads the table's current metadata, so new commits show)."""
     from tickhouse_dagster.defs.resources import resolved_resources
 
-    # Per thread: scrapes run in the HTTP server's threads, and an embedded (SQLite) catalog's
-    # connections may only be used by the thread that opened them.
-    opened = threading.local()
+    # The HTTP server answers each scrape in a new thread, and an embedded (SQLite) catalog's
+    # connections may only be used by the thread that opened them: every computation runs in
+    # one worker thread of its own, which opens the store and the lakehouse once.
+    worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tickhouse-metrics")
+    opened: list[tuple[LandingStore, Lakehouse]] = []
 
-    def compute() -> PipelineStatus:
-        if not hasattr(opened, "parts"):
+    def compute_in_worker() -> PipelineStatus:
+        if not opened:
             resources = resolved_resources()
-            opened.parts = (resources["landing"].store(), resources["lakehouse"].lakehouse())
-        store, lakehouse = opened.parts
-        return pipeline_status(store, lakehouse)
+            opened.append((resources["landing"].store(), resources["lakehouse"].lakehouse()))
+        return pipeline_status(*opened[0])
 
-    return compute
+    return lambda: worker.submit(compute_in_worker).result()
 
 
 def registry_for(collector: PipelineCollector) -> CollectorRegistry:
