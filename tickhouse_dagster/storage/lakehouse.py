@@ -454,7 +454,12 @@ def _data_files(table: Table, rows: pa.Table) -> list[DataFile]:
     by partition first, a filtered copy of all of them."""
     spec, schema = table.metadata.spec(), table.metadata.schema()
     days = pc.unique(rows["trade_date"])
-    if len(spec.fields) != 1 or len(days) != 1 or spec.fields[0].name != "trade_date":
+    by_trade_date = (
+        len(spec.fields) == 1
+        and isinstance(spec.fields[0].transform, IdentityTransform)
+        and schema.find_column_name(spec.fields[0].source_id) == "trade_date"
+    )
+    if not by_trade_date or len(days) != 1:
         return list(_dataframe_to_data_files(table.metadata, rows, table.io))
     task = WriteTask(
         write_uuid=uuid.uuid4(),
