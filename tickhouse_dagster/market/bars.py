@@ -53,8 +53,8 @@ FROM (
 # open is the first finer bar's open, close the last one's close, the sums add up, and vwap is
 # computed afresh. Every zone offset in use since 1972 is a whole number of minutes, so a UTC
 # minute is a local minute and the minute is found by integer arithmetic, not a zone lookup per
-# trade; `minute_bars_off_clock` catches a zone where that does not hold and the exact
-# per-venue bucket is used instead.
+# trade; `build_all_bars` checks every minute bar starts on its venue's local minute and, in a
+# zone where that does not hold, rebuilds them with the exact per-venue bucket.
 _MINUTE_BARS_SQL = """
 CREATE OR REPLACE TEMP TABLE minute_bars AS
 SELECT venue, symbol, trade_date, {bar_start} AS bar_start, open, high, low, close, volume,
