@@ -5,8 +5,8 @@ SHELL := /bin/bash
 PYTHON ?= python3.11
 CACHE ?= $(HOME)/.cache/tickhouse
 UV_VERSION := 0.13.9
-UV := $(CACHE)/bootstrap/bin/uv
-export UV_CACHE_DIR := $(CACHE)/uv
+export TICKHOUSE_CACHE := $(CACHE)
+export UV_CACHE_DIR ?= $(CACHE)/uv
 export UV_PYTHON_DOWNLOADS := never
 export TICKHOUSE_HOME ?= $(CURDIR)/.tickhouse
 export DAGSTER_HOME ?= $(TICKHOUSE_HOME)/dagster
@@ -17,13 +17,14 @@ PORT ?= 3000
 
 .PHONY: dev install test lint format sample ingest doctor clean
 
-$(UV):
-	$(PYTHON) -m venv $(CACHE)/bootstrap
-	$(CACHE)/bootstrap/bin/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+# Installs what a command needs before it runs (infra/prepare: each step says what it installs and
+# how long it took). `dev` needs the Python packages; `test` also the servers, jars, browser and
+# Superset the suite uses, so no test ever waits on a download.
+install:
+	TICKHOUSE_CACHE=$(CACHE) PYTHON=$(PYTHON) UV_VERSION=$(UV_VERSION) infra/prepare dev
 
-# Installs exactly what uv.lock pins (the project, its tools and test dependencies).
-install: $(UV)
-	$(UV) sync --frozen --python $(PYTHON)
+prepare-test:
+	TICKHOUSE_CACHE=$(CACHE) PYTHON=$(PYTHON) UV_VERSION=$(UV_VERSION) infra/prepare test
 
 # A sample trading day in the landing folder (only if it is empty), then the Dagster UI with the
 # sensors on: the sample is ingested and its bars appear without a click.
@@ -34,8 +35,17 @@ dev: install
 	@echo "Dagster UI: http://$(HOST):$(PORT)"
 	$(BIN)/dagster dev -w workspace.yaml -h $(HOST) -p $(PORT)
 
-test: install lint
+test: prepare-test lint
 	$(BIN)/pytest -q
+
+# The fresh-machine rehearsal: a clean clone of HEAD, every download cache empty, stack ports
+# shifted (infra/test-fresh). `make test-fresh-dev` does the same for `make dev`.
+.PHONY: test-fresh test-fresh-dev prepare-test
+test-fresh:
+	infra/test-fresh test
+
+test-fresh-dev:
+	infra/test-fresh dev
 
 lint:
 	$(BIN)/ruff check .

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 import shlex
 import subprocess
 from collections.abc import Iterator
@@ -66,7 +67,11 @@ def xml_stream(text: str) -> io.BytesIO:
 # The real stack (SeaweedFS S3, PostgreSQL, Trino), started by the project's own script: the
 # session fixture starts it when it is not running and stops it afterwards only if it started it.
 STACK = PROJECT_ROOT / "infra" / "local" / "stack"
-COLD_START_TIMEOUT = 1200  # a first run builds SeaweedFS and downloads Trino
+COLD_START_TIMEOUT = 1200  # `infra/prepare test` installs beforehand; this bounds a start only
+# The shared stack's ports are shifted by TICKHOUSE_STACK_PORT_OFFSET (the fresh-machine rehearsal
+# sets one, so it never collides with a stack already running); the tests' own second stacks are
+# placed relative to it.
+BASE_PORT_OFFSET = int(os.environ.get("TICKHOUSE_STACK_PORT_OFFSET") or 0)
 
 
 def stack(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:

@@ -183,3 +183,33 @@ def apply_runtime_conf(spark: object, conf: Mapping[str, str]) -> None:
             )
         else:
             spark.conf.set(key, value)  # type: ignore[attr-defined]
+
+
+def resolve_jars() -> list[str]:
+    """Resolve PACKAGES into the Ivy cache once, with a local session that stops at once, so no
+    Spark run (a test, the benchmark's peer) pays for the download inside its own time."""
+    jars = cached_jars()
+    if jars:
+        return jars
+    from pyspark.sql import SparkSession
+
+    builder = SparkSession.builder.appName("tickhouse resolve jars").master("local[1]")
+    for key, value in jar_conf().items():
+        builder = builder.config(key, value)
+    spark = builder.getOrCreate()
+    try:
+        remember_jars(spark)
+    finally:
+        spark.stop()
+    jars = cached_jars()
+    if not jars:
+        raise SparkConfigError(f"Ivy resolved no jars into {ivy_dir()} for {', '.join(PACKAGES)}")
+    return jars
+
+
+if __name__ == "__main__":
+    import sys
+
+    if sys.argv[1:] != ["resolve-jars"]:
+        raise SystemExit("usage: python -m tickhouse_dagster.spark.session resolve-jars")
+    print("\n".join(resolve_jars()))

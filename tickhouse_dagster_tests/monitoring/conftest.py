@@ -11,11 +11,16 @@ from pathlib import Path
 
 import pytest
 
-from tickhouse_dagster_tests.conftest import COLD_START_TIMEOUT, STACK, parse_env
+from tickhouse_dagster_tests.conftest import (
+    BASE_PORT_OFFSET,
+    COLD_START_TIMEOUT,
+    STACK,
+    parse_env,
+)
 
 CACHE = Path(os.environ.get("TICKHOUSE_CACHE") or Path.home() / ".cache" / "tickhouse")
 MONITORING_STACK_DIR = CACHE / "stack-monitoring"
-MONITORING_PORT_OFFSET = 20000
+MONITORING_PORT_OFFSET = BASE_PORT_OFFSET + 20000
 SERVICES = ("seaweedfs", "prometheus")
 
 

@@ -20,13 +20,13 @@ from pathlib import Path
 
 import pytest
 
-from tickhouse_dagster_tests.conftest import STACK, parse_env
+from tickhouse_dagster_tests.conftest import BASE_PORT_OFFSET, STACK, parse_env
 
 CACHE = Path(os.environ.get("TICKHOUSE_CACHE") or Path.home() / ".cache" / "tickhouse")
 FAULT_STACK_DIR = CACHE / "stack-faults"
 # 2000, not 1000: the stack's ports are 1000 apart (S3 18333 + 1000 = the shared master's 19333)
 # and SeaweedFS also listens on every port + 10000 (gRPC), so 1000 and 10000 collide.
-FAULT_PORT_OFFSET = "2000"
+FAULT_PORT_OFFSET = str(BASE_PORT_OFFSET + 2000)
 UP_TIMEOUT = 300  # SeaweedFS and PostgreSQL are installed already (the shared stack runs)
 LOCK_TIMEOUT = 900  # another session running the fault tests
 
