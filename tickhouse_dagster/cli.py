@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import shutil
 import sys
@@ -62,11 +63,29 @@ def cmd_generate(args: argparse.Namespace) -> int:
     return 0
 
 
+class _TerminalProgress(logging.Handler):
+    """The batch's progress line, rewritten in place on a terminal."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        sys.stderr.write("\r\x1b[2K" + record.getMessage())
+        sys.stderr.flush()
+
+
 def cmd_ingest(args: argparse.Namespace) -> int:
     ensure_dagster_home()
     from tickhouse_dagster.ingest import ingest_landing
 
-    report = ingest_landing(profile=args.profile, reingest=args.all, keys=args.keys or None)
+    progress = logging.getLogger("tickhouse.progress")
+    handler = _TerminalProgress() if sys.stderr.isatty() else None
+    if handler is not None:
+        progress.addHandler(handler)
+        progress.setLevel(logging.INFO)
+    try:
+        report = ingest_landing(profile=args.profile, reingest=args.all, keys=args.keys or None)
+    finally:
+        if handler is not None:
+            progress.removeHandler(handler)
+            sys.stderr.write("\n")
     print(report.render())
     return 0 if report.ok else 1
 

@@ -8,7 +8,8 @@ from dagster import Definitions, in_process_executor
 from tickhouse_dagster.defs.assets.bars import ohlcv_bars
 from tickhouse_dagster.defs.assets.bi import bar_views
 from tickhouse_dagster.defs.assets.ticks import parsed_ticks, raw_tick_xml, ticks
-from tickhouse_dagster.defs.checks import session_and_tick_grid, tick_values, trino_reads_commit
+from tickhouse_dagster.defs.checks import trino_reads_commit
+from tickhouse_dagster.defs.ingest_batch import ingest_batch_job
 from tickhouse_dagster.defs.jobs import ingest_file_job, rebuild_bars_job
 from tickhouse_dagster.defs.maintenance import MAINTENANCE_JOBS, MAINTENANCE_SCHEDULES
 from tickhouse_dagster.defs.resources import resources_from_env
@@ -24,9 +25,14 @@ def build_definitions(resources: Mapping[str, Any]) -> Definitions:
     return Definitions(
         assets=[raw_tick_xml, parsed_ticks, ticks, ohlcv_bars]
         + ([bar_views] if with_trino else []),
-        asset_checks=[tick_values, session_and_tick_grid]
-        + ([trino_reads_commit] if with_trino else []),
-        jobs=[ingest_file_job, rebuild_bars_job, *MAINTENANCE_JOBS, spark_backfill_ticks],
+        asset_checks=[trino_reads_commit] if with_trino else [],
+        jobs=[
+            ingest_batch_job,
+            ingest_file_job,
+            rebuild_bars_job,
+            *MAINTENANCE_JOBS,
+            spark_backfill_ticks,
+        ],
         schedules=MAINTENANCE_SCHEDULES,
         sensors=[landing_sensor, touched_days_sensor],
         # The Spark engine's resources cost nothing until a spark_backfill_ticks run uses them.

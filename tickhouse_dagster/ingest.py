@@ -1,18 +1,18 @@
 """One-shot catch-up: every landing file not yet ingested goes through the code location's own
-jobs, in process, on the shared Dagster instance; then the touched days' bars are rebuilt."""
+batch job (the ingest engine, as the sensor runs it), in process, on the shared Dagster
+instance; then the touched days' bars are rebuilt."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from dagster import AssetKey, AssetMaterialization, DagsterInstance, ExecuteInProcessResult
 
 from tickhouse_dagster.definitions import defs
 from tickhouse_dagster.defs.assets.ticks import TICKS
-from tickhouse_dagster.defs.jobs import BARS_DAY_TAG, ingest_file_job, rebuild_bars_job
+from tickhouse_dagster.defs.ingest_batch import ingest_batch_job
+from tickhouse_dagster.defs.jobs import BARS_DAY_TAG, rebuild_bars_job
 from tickhouse_dagster.defs.ledger import not_yet_ingested
-from tickhouse_dagster.defs.partitions import FILE_VERSION_TAG, landing_files
 from tickhouse_dagster.defs.resources import LandingResource, resolved_resources
 from tickhouse_dagster.storage.landing import LandingFile
 
@@ -59,21 +59,29 @@ def failure_reason(result: ExecuteInProcessResult) -> str:
     return "run failed"
 
 
-def _materialization(
-    result: ExecuteInProcessResult, key: Sequence[str]
-) -> AssetMaterialization | None:
-    if not result.success:
-        return None
+def _ticks_commits(result: ExecuteInProcessResult) -> list[AssetMaterialization]:
     events = [
         e.step_materialization_data.materialization
         for e in result.get_asset_materialization_events()
     ]
-    return next((m for m in events if m is not None and m.asset_key == AssetKey(key)), None)
+    return [m for m in events if m is not None and m.asset_key == AssetKey(TICKS)]
+
+
+def _refused(result: ExecuteInProcessResult) -> dict[str, str]:
+    """key → reason of the files a batch run refused (the step failure's metadata)."""
+    for event in result.all_events:
+        if event.is_step_failure and event.step_failure_data.user_failure_data is not None:
+            refused = event.step_failure_data.user_failure_data.metadata.get("refused")
+            if refused is not None:
+                return dict(refused.value)
+    return {}
 
 
 def ingest_landing(
     *, profile: str | None = None, reingest: bool = False, keys: list[str] | None = None
 ) -> IngestReport:
+    """One batch run of the engine over every file to ingest (the sensor's runs are the same),
+    then one bar rebuild per touched trade date."""
     instance = DagsterInstance.get()
     landing: LandingResource = resolved_resources()["landing"]
     files: list[LandingFile] = list(landing.store().iter_files())
@@ -81,30 +89,27 @@ def ingest_landing(
         files = [f for f in files if f.key in set(keys)]
     report = IngestReport(listed=len(files))
     todo = files if reingest else not_yet_ingested(instance, files)
-    known = set(instance.get_dynamic_partitions(landing_files.name))
-    instance.add_dynamic_partitions(landing_files.name, sorted({f.key for f in todo} - known))
-
-    job = defs.resolve_job_def(ingest_file_job.name)
-    run_config = {
-        "ops": {"staging__parsed_ticks": {"config": {"profile": profile}}},
-        "loggers": QUIET_CONSOLE,
-    }
     days: set[str] = set()
-    for file in todo:
-        result = job.execute_in_process(
+    if todo:
+        config = {"keys": [f.key for f in todo], "profile": profile, "reingest": reingest}
+        result = defs.resolve_job_def(ingest_batch_job.name).execute_in_process(
             instance=instance,
-            partition_key=file.key,
-            run_config=run_config,
-            tags={FILE_VERSION_TAG: file.version},
+            run_config={
+                "ops": {"ingest_landing_files": {"config": config}},
+                "loggers": QUIET_CONSOLE,
+            },
             raise_on_error=False,
         )
-        materialization = _materialization(result, TICKS)
-        if materialization is None:
-            report.failed.append((file.key, failure_reason(result)))
-            continue
-        metadata = materialization.metadata
-        report.ingested.append((file.key, int(metadata["rows_written"].value)))
-        days.update(d.strip() for d in str(metadata["trade_dates"].value).split(",") if d.strip())
+        for commit in _ticks_commits(result):
+            metadata = commit.metadata
+            report.ingested.append((str(commit.partition), int(metadata["rows_written"].value)))
+            days.update(
+                d.strip() for d in str(metadata["trade_dates"].value).split(",") if d.strip()
+            )
+        refused = _refused(result)
+        report.failed += sorted(refused.items())
+        if not result.success and not refused:
+            report.failed.append(("ingest run", failure_reason(result)))
 
     bars = defs.resolve_job_def(rebuild_bars_job.name)
     for day in sorted(days):

@@ -1,5 +1,6 @@
-"""Checks on parsed ticks (before anything reaches the ticks table), and Trino's read-back of
-a ticks commit (only when Trino is configured)."""
+"""Trino's read-back of a ticks commit (only when Trino is configured). The checks on parsed
+ticks and on the ticks commit are the ingest engine's, reported by the tick assets themselves
+(`defs/file_reports.py`)."""
 
 import pyarrow.compute as pc
 from dagster import (
@@ -12,64 +13,13 @@ from dagster import (
 )
 from pyiceberg.expressions import EqualTo
 
-from tickhouse_dagster.defs.assets.ticks import TICKS, parsed_ticks, set_aside
-from tickhouse_dagster.defs.check_results import findings_check_result
+from tickhouse_dagster.defs.assets.ticks import TICKS
 from tickhouse_dagster.defs.partitions import landing_files
 from tickhouse_dagster.defs.resources import (
-    FeedResource,
     LakehouseResource,
-    LandingResource,
     TrinoResource,
 )
-from tickhouse_dagster.quality.tick_rules import (
-    check_session_and_grid,
-    check_tick_values,
-    file_trading_day,
-)
-from tickhouse_dagster.storage.staging import StagedTicks
 from tickhouse_dagster.storage.trino_sql import file_rows_at_snapshot
-
-
-@asset_check(
-    asset=parsed_ticks,
-    blocking=True,
-    partitions_def=landing_files,
-    description="Contract values (pandera): positive price and quantity, side B/S/null, "
-    "non-empty ids, trade date within a day of the print and near the file's trading day. "
-    "Blocks the ticks table; a failing file is quarantined.",
-)
-def tick_values(
-    context: AssetCheckExecutionContext,
-    parsed_ticks: StagedTicks,
-    feed: FeedResource,
-    landing: LandingResource,
-) -> AssetCheckResult:
-    file_day = file_trading_day(parsed_ticks.batches())
-    findings = check_tick_values(parsed_ticks.batches(), feed.venues(), file_day)
-    if findings.passed:
-        return findings_check_result(findings, AssetCheckSeverity.ERROR)
-    reason = "; ".join(findings.examples[:3]) + f" ({findings.summary()})"
-    where = set_aside(
-        context, landing.store(), context.partition_key, reason=reason, stage="tick_values"
-    )
-    return findings_check_result(
-        findings,
-        AssetCheckSeverity.ERROR,
-        metadata={"quarantined_at": where or "(quarantine failed, file left in place)"},
-    )
-
-
-@asset_check(
-    asset=parsed_ticks,
-    partitions_def=landing_files,
-    description="Prints outside the venue's session or off its tick-size grid (warning).",
-)
-def session_and_tick_grid(
-    context: AssetCheckExecutionContext, parsed_ticks: StagedTicks, feed: FeedResource
-) -> AssetCheckResult:
-    return findings_check_result(
-        check_session_and_grid(parsed_ticks.batches(), feed.venues()), AssetCheckSeverity.WARN
-    )
 
 
 @asset_check(

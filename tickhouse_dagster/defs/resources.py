@@ -9,20 +9,13 @@ from dagster import ConfigurableResource, EnvVar
 from pydantic import PrivateAttr
 
 from tickhouse_dagster import settings
+from tickhouse_dagster.engine.feed import SNIFF_BYTES, Feed
+from tickhouse_dagster.engine.landing_file import LandingAddress, Staging
 from tickhouse_dagster.market.venues import Venue, load_venues
-from tickhouse_dagster.parsing.profiles import (
-    Profile,
-    ProfileError,
-    load_profiles,
-    parse_profile_rules,
-    select_profile,
-)
-from tickhouse_dagster.parsing.ticks_xml import sniff_root_element, unreadable_start
+from tickhouse_dagster.parsing.profiles import Profile, load_profiles
 from tickhouse_dagster.storage.catalog import CatalogSettings, load_lakehouse_catalog
 from tickhouse_dagster.storage.lakehouse import Lakehouse
-from tickhouse_dagster.storage.landing import LandingStore, landing_store
-
-_SNIFF_BYTES = 64 * 1024
+from tickhouse_dagster.storage.landing import LandingStore
 
 
 class LandingResource(ConfigurableResource):
@@ -32,8 +25,11 @@ class LandingResource(ConfigurableResource):
     s3_endpoint: str | None = None
     region: str | None = None
 
+    def address(self) -> LandingAddress:
+        return LandingAddress(self.uri, self.s3_endpoint, self.region)
+
     def store(self) -> LandingStore:
-        return landing_store(self.uri, s3_endpoint=self.s3_endpoint, region=self.region)
+        return self.address().open()
 
 
 class FeedResource(ConfigurableResource):
@@ -43,6 +39,9 @@ class FeedResource(ConfigurableResource):
     profile_rules: str | None = None
     venues_file: str | None = None
 
+    def feed(self) -> Feed:
+        return Feed.load(self.profiles_dir, self.profile_rules, self.venues_file)
+
     def profiles(self) -> dict[str, Profile]:
         return load_profiles(self.profiles_dir)
 
@@ -51,20 +50,7 @@ class FeedResource(ConfigurableResource):
 
     def profile_for(self, key: str, stream: IO[bytes], forced: str | None = None) -> Profile:
         """The profile of a landing file; reads its first bytes to see the root element."""
-        head = stream.read(_SNIFF_BYTES)
-        root = sniff_root_element(head)
-        try:
-            return select_profile(
-                key,
-                root,
-                self.profiles(),
-                forced=forced,
-                rules=parse_profile_rules(self.profile_rules),
-            )
-        except ProfileError:
-            if root is None:  # not a profile question: the file does not start as XML
-                raise unreadable_start(key, head) from None
-            raise
+        return self.feed().profile_for(key, stream.read(SNIFF_BYTES), forced)
 
 
 class LakehouseResource(ConfigurableResource):
@@ -135,9 +121,11 @@ class StagingResource(ConfigurableResource):
 
     uri: str
 
+    def for_run(self, run_id: str) -> Staging:
+        return Staging(self.uri, run_id)
+
     def uri_for(self, partition_key: str, run_id: str) -> str:
-        safe = partition_key.replace("/", "__")
-        return f"{self.uri.rstrip('/')}/parsed_ticks/{safe}.{run_id[:8]}.arrow"
+        return self.for_run(run_id).uri_for(partition_key)
 
 
 def _env_or(name: str, default: str | None) -> str | EnvVar | None:

@@ -1,4 +1,9 @@
-"""Sensors: new landing files → ingest runs; new ticks commits → bar rebuilds of the touched days.
+"""Sensors: new landing files → batch ingest runs; new ticks commits → bar rebuilds of the touched
+days.
+
+Every file waiting at a tick goes into one `ingest_landing_batch` run (up to
+TICKHOUSE_SENSOR_MAX_FILES_PER_TICK): a lone file gets a prompt run of its own, a burst one run
+that parses on both cores instead of a run process per file.
 
 Dagster has no partition mapping from per-file partitions to daily ones, so the second sensor is
 the bridge: it reads the `trade_dates` each ticks materialization recorded and requests one
@@ -6,6 +11,7 @@ the bridge: it reads the `trade_dates` each ticks materialization recorded and r
 `tickhouse/bars_day` tag, so the last rebuild always reads the latest ticks).
 """
 
+import hashlib
 import time
 from datetime import date
 
@@ -22,9 +28,10 @@ from dagster._core.definitions.partitions.utils.base import INVALID_PARTITION_SU
 
 from tickhouse_dagster import settings
 from tickhouse_dagster.defs.assets.ticks import TICKS
-from tickhouse_dagster.defs.jobs import BARS_DAY_TAG, ingest_file_job, rebuild_bars_job
+from tickhouse_dagster.defs.ingest_batch import ingest_batch_job
+from tickhouse_dagster.defs.jobs import BARS_DAY_TAG, rebuild_bars_job
 from tickhouse_dagster.defs.ledger import not_yet_ingested
-from tickhouse_dagster.defs.partitions import FILE_VERSION_TAG, landing_files, trade_dates
+from tickhouse_dagster.defs.partitions import landing_files, trade_dates
 from tickhouse_dagster.defs.resources import LandingResource
 from tickhouse_dagster.storage.landing_cursor import LandingCursor, plan_ingestion
 
@@ -32,6 +39,7 @@ SENSOR_INTERVAL = int(settings.setting("TICKHOUSE_SENSOR_INTERVAL_SECONDS") or 3
 MAX_FILES_PER_TICK = int(settings.setting("TICKHOUSE_SENSOR_MAX_FILES_PER_TICK") or 500)
 MARGIN_SECONDS = int(settings.setting("TICKHOUSE_SENSOR_MARGIN_SECONDS") or 300)
 TICKS_EVENTS_PER_TICK = 1000
+BATCH_FILES_TAG = "tickhouse/batch_files"
 
 
 def _valid_partition_key(key: str) -> bool:
@@ -39,7 +47,7 @@ def _valid_partition_key(key: str) -> bool:
 
 
 @sensor(
-    job=ingest_file_job,
+    job=ingest_batch_job,
     minimum_interval_seconds=SENSOR_INTERVAL,
     default_status=DefaultSensorStatus.RUNNING,
     description="Every new or changed XML file in the landing area is ingested once.",
@@ -64,11 +72,20 @@ def landing_sensor(context: SensorEvaluationContext, landing: LandingResource) -
     context.log.info(
         f"listed {plan.files_listed} files, {len(files)} to ingest, {plan.backlog} waiting"
     )
+    batch = hashlib.sha256("\n".join(f.run_key for f in files).encode()).hexdigest()[:16]
+    config = {"ops": {"ingest_landing_files": {"config": {"keys": [f.key for f in files]}}}}
     return SensorResult(
-        run_requests=[
-            RunRequest(run_key=f.run_key, partition_key=f.key, tags={FILE_VERSION_TAG: f.version})
-            for f in files
-        ],
+        run_requests=(
+            [
+                RunRequest(
+                    run_key=f"batch-{batch}",
+                    run_config=config,
+                    tags={BATCH_FILES_TAG: str(len(files))},
+                )
+            ]
+            if files
+            else []
+        ),
         dynamic_partitions_requests=[landing_files.build_add_request(new_keys)] if new_keys else [],
         cursor=plan.cursor.to_json(),
     )

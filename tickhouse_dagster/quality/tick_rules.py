@@ -12,7 +12,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from tickhouse_dagster.arrow_sql import query_rows
+from tickhouse_dagster.arrow_sql import ArrowSource, query_rows
 from tickhouse_dagster.contract import TRADE_KEY
 from tickhouse_dagster.market.venues import Venue
 from tickhouse_dagster.quality.findings import MAX_EXAMPLES, Findings
@@ -216,3 +216,86 @@ def find_duplicate_trades(ticks: pa.Table, involving: str | None = None) -> Find
             count=copies - 1,
         )
     return findings
+
+
+_COPIES_SQL = """
+WITH mine AS (
+    SELECT venue, symbol, trade_date, trade_id, ts, price, quantity, side, $file AS source_file,
+           record
+    FROM own WHERE coalesce(trans_type, 'N') NOT IN ('C', 'R')
+), explained AS (  -- keys a correction names, on record or in the file itself
+    SELECT venue, symbol, trade_date, trade_id FROM corrected
+    UNION ALL
+    SELECT venue, symbol, trade_date, trade_id FROM own WHERE trans_type IN ('C', 'R')
+), theirs AS (
+    SELECT venue, symbol, trade_date, trade_id, ts, price, quantity, side, source_file,
+           NULL::BIGINT AS record
+    FROM others
+    UNION ALL  -- a second copy inside the file itself
+    SELECT * FROM mine
+), pairs AS (
+    SELECT m.venue, m.symbol, m.trade_date, m.trade_id, m.record,
+           m.ts AS my_ts, m.price AS my_price, m.quantity AS my_quantity, m.side AS my_side,
+           t.source_file AS other_file, t.record AS other_record,
+           t.ts, t.price, t.quantity, t.side,
+           (m.ts, m.price, m.quantity, m.side) IS DISTINCT FROM (t.ts, t.price, t.quantity, t.side)
+               AS differs
+    FROM mine m JOIN theirs t USING (venue, symbol, trade_date, trade_id)
+    WHERE t.record IS NULL OR t.record > m.record
+)
+SELECT p.* FROM pairs p
+WHERE NOT EXISTS (
+    SELECT 1 FROM explained c
+    WHERE c.venue = p.venue AND c.symbol = p.symbol AND c.trade_date = p.trade_date
+      AND c.trade_id = p.trade_id
+)
+ORDER BY venue, symbol, trade_date, trade_id, record, other_file
+"""
+
+
+def trade_copies(
+    own: ArrowSource, others: pa.Table, corrected: pa.Table, source_file: str
+) -> tuple[Findings, Findings]:
+    """A file's trades (`own`: its parsed rows, a table or a dataset streamed from staging)
+    carried by another row too — by `others` (rows of other files, e.g.
+    `Lakehouse.trades_near`) or by the file itself.
+    Returns (duplicates, conflicts): identical copies, which the bars count once (a warning), and
+    copies whose ts, price, quantity or side differ, which no correction in `corrected` (columns
+    of TRADE_KEY) explains — a conflict: which copy is right cannot be told, so the file must not
+    go in. Each example names the key and both files."""
+    checked = own.num_rows if isinstance(own, pa.Table) else own.count_rows()
+    duplicates = Findings("duplicate trades", rows_checked=checked)
+    conflicts = Findings("conflicting trades", rows_checked=checked)
+    columns = [*TRADE_KEY, "ts", "price", "quantity", "side"]
+    rows = query_rows(
+        _COPIES_SQL,
+        {"file": source_file},
+        own=own,
+        others=others.select([*columns, "source_file"]),
+        corrected=corrected.select(list(TRADE_KEY)),
+    )
+    names = [
+        "venue", "symbol", "trade_date", "trade_id", "record", "my_ts", "my_price",
+        "my_quantity", "my_side", "other_file", "other_record", "ts", "price", "quantity",
+        "side", "differs",
+    ]  # fmt: skip
+    for values in rows:
+        row = dict(zip(names, values, strict=True))
+        trade = f"{row['venue']} {row['symbol']} {row['trade_date']} trade {row['trade_id']}"
+        other = row["other_file"] + (
+            f" record {row['other_record']}" if row["other_record"] is not None else ""
+        )
+        if not row["differs"]:
+            duplicates.add(f"{trade}: {source_file} record {row['record']} and {other}")
+            continue
+        mine = _copy_text(row["my_price"], row["my_quantity"], row["my_ts"], row["my_side"])
+        theirs = _copy_text(row["price"], row["quantity"], row["ts"], row["side"])
+        conflicts.add(
+            f"{trade}: {source_file} record {row['record']} has {mine}, {other} has {theirs}"
+            " (not a correction: neither copy can be chosen)"
+        )
+    return duplicates, conflicts
+
+
+def _copy_text(price: object, quantity: object, ts: object, side: object) -> str:
+    return f"{quantity} @ {price} at {ts}" + (f" side {side}" if side else "")

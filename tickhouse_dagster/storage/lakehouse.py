@@ -27,7 +27,16 @@ from pyiceberg.exceptions import (
     TableAlreadyExistsError,
     ValidationException,
 )
-from pyiceberg.expressions import And, BooleanExpression, EqualTo, In, Or
+from pyiceberg.expressions import (
+    And,
+    BooleanExpression,
+    EqualTo,
+    GreaterThanOrEqual,
+    In,
+    LessThanOrEqual,
+    NotEqualTo,
+    Or,
+)
 from pyiceberg.io.pyarrow import (
     PyArrowFileIO,
     _dataframe_to_data_files,
@@ -388,6 +397,50 @@ class Lakehouse:
 
     def has_corrections(self) -> bool:
         return self._has_rows(CORRECTIONS_TABLE)
+
+    def corrections_for_days(self, days: Iterable[date]) -> pa.Table:
+        """Every correction on record for these trade dates (one partition-pruned read)."""
+        return self._corrections_for_days(set(days))
+
+    def file_rows(
+        self, source_file: str, trade_dates: Iterable[date], snapshot_id: int | None
+    ) -> int:
+        """Rows of one landing file at a snapshot. Data files carry full bounds of source_file
+        and hold one landing file each, so only that file's data files are opened: the cost is
+        the file's, not the day's."""
+        table = self.table(TICKS_TABLE)
+        if table.current_snapshot() is None:
+            return 0
+        days = [d.isoformat() for d in trade_dates]
+        row_filter = And(In("trade_date", days), EqualTo("source_file", source_file))
+        scan = table.scan(
+            row_filter=row_filter, selected_fields=("source_file",), snapshot_id=snapshot_id
+        )
+        return scan.to_arrow().num_rows
+
+    def trades_near(
+        self, id_ranges: Sequence[tuple[date, str, str]], excluding_file: str
+    ) -> pa.Table:
+        """Rows of other landing files whose trade_id lies, on its trade date, in one of the
+        ranges `(trade date, lowest id, highest id)` a file spans. Iceberg prunes data files by
+        their trade_id bounds, so with the increasing trade ids exchanges send, a lookup reads
+        the files whose ids overlap, not the whole day. Exact whatever the ids: pruning only
+        ever skips files that cannot match."""
+        columns = ("venue", "symbol", "trade_date", "trade_id", "ts", "price", "quantity", "side")
+        schema = pa.schema([TICKS_ARROW.field(n) for n in (*columns, "source_file")])
+        table = self.table(TICKS_TABLE)
+        if table.current_snapshot() is None or not id_ranges:
+            return schema.empty_table()
+        by_day = [
+            And(
+                EqualTo("trade_date", day.isoformat()),
+                And(GreaterThanOrEqual("trade_id", low), LessThanOrEqual("trade_id", high)),
+            )
+            for day, low, high in id_ranges
+        ]
+        row_filter = And(reduce(Or, by_day), NotEqualTo("source_file", excluding_file))
+        scan = table.scan(row_filter=row_filter, selected_fields=(*columns, "source_file"))
+        return scan.to_arrow().select(schema.names).cast(schema)
 
     def replace_day_bars(self, interval: str, trade_date: date, bars: pa.Table) -> Commit:
         return self._replace(

@@ -5,6 +5,7 @@ than a copy (Parquet encoding cost ~1.2 s per million ticks)."""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import date
@@ -43,6 +44,12 @@ class StagedTicks:
         reader = self._open()
         for index in range(reader.num_record_batches):
             yield reader.get_batch(index)
+
+    def delete(self) -> None:
+        """Remove the staged file once its rows are committed or refused (idempotent)."""
+        filesystem, path = fs.FileSystem.from_uri(self.uri)
+        with contextlib.suppress(FileNotFoundError):
+            filesystem.delete_file(path)
 
     def read(self) -> pa.Table:
         return self._open().read_all().cast(PARSED_TICKS_ARROW)

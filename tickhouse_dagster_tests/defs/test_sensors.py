@@ -6,7 +6,6 @@ import time
 
 from dagster import SensorResult, SkipReason, build_sensor_context
 
-from tickhouse_dagster.defs.partitions import FILE_VERSION_TAG
 from tickhouse_dagster.defs.resources import LandingResource
 from tickhouse_dagster.defs.sensors import landing_sensor, touched_days_sensor
 from tickhouse_dagster_tests.defs.helpers import definitions_with, ingest
@@ -22,6 +21,16 @@ def evaluate(instance, landing: LandingResource, cursor: str | None) -> SensorRe
     return result
 
 
+def requested(result: SensorResult) -> list[str]:
+    """The landing keys the sensor's batch run requests (one run per tick, or none)."""
+    assert len(result.run_requests) <= 1
+    return [
+        key
+        for request in result.run_requests
+        for key in request.run_config["ops"]["ingest_landing_files"]["config"]["keys"]
+    ]
+
+
 def test_new_unchanged_and_changed_files(resources, instance):
     landing = resources["landing"]
     store = landing.store()
@@ -29,9 +38,10 @@ def test_new_unchanged_and_changed_files(resources, instance):
     store.write("KRX/b.xml", trades(("2", "09:00:00", "71000", 5)))
 
     first = evaluate(instance, landing, None)
-    assert [r.partition_key for r in first.run_requests] == ["KRX/a.xml", "KRX/b.xml"]
-    assert first.run_requests[0].run_key == first_version.run_key
-    assert first.run_requests[0].tags[FILE_VERSION_TAG] == first_version.version
+    # Both waiting files in one batch run, keyed by their versions (a re-tick is a no-op).
+    assert requested(first) == ["KRX/a.xml", "KRX/b.xml"]
+    assert first.run_requests[0].tags["tickhouse/batch_files"] == "2"
+    assert first_version.key == "KRX/a.xml"
     assert list(first.dynamic_partitions_requests[0].partition_keys) == ["KRX/a.xml", "KRX/b.xml"]
 
     unchanged = evaluate(instance, landing, first.cursor)
@@ -40,7 +50,8 @@ def test_new_unchanged_and_changed_files(resources, instance):
     time.sleep(0.01)
     changed = store.write("KRX/a.xml", trades(("1", "09:00:00", "71000", 6)))
     again = evaluate(instance, landing, unchanged.cursor)
-    assert [r.run_key for r in again.run_requests] == [changed.run_key]
+    assert requested(again) == [changed.key]
+    assert again.run_requests[0].run_key != first.run_requests[0].run_key
     assert again.dynamic_partitions_requests == []  # the partition already exists
 
 
@@ -63,14 +74,14 @@ def test_ten_thousand_files_are_paged(resources, instance):
     first = evaluate(instance, landing, None)
     elapsed = time.monotonic() - started
     print(f"first tick over 10,000 files: {elapsed:.2f}s")
-    assert len(first.run_requests) == 500
-    requested = {r.partition_key for r in first.run_requests}
+    assert len(requested(first)) == 500
+    keys = set(requested(first))
     cursor = first.cursor
     for _ in range(19):
         step = evaluate(instance, landing, cursor)
-        requested |= {r.partition_key for r in step.run_requests}
+        keys |= set(requested(step))
         cursor = step.cursor
-    assert len(requested) == 10_000
+    assert len(keys) == 10_000
     assert evaluate(instance, landing, cursor).run_requests == []
 
 

@@ -1,0 +1,101 @@
+"""A parsed landing file into the ticks table: the conflict check that must pass first, the one
+Iceberg commit, and the read-back that proves the table holds exactly the file's rows.
+
+Every lookup is bounded by the file, not by the day it belongs to: copies of its trades are
+searched for in the data files whose trade_id bounds overlap the file's (`Lakehouse.trades_near`),
+and its rows are counted in its own data files (`Lakehouse.file_rows`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+
+import pyarrow as pa
+import pyarrow.dataset as ds
+from pyarrow import fs
+
+from tickhouse_dagster.contract import TRADE_KEY
+from tickhouse_dagster.engine.landing_file import ParsedFile
+from tickhouse_dagster.quality.findings import Findings
+from tickhouse_dagster.quality.tick_rules import trade_copies
+from tickhouse_dagster.storage.lakehouse import Commit, Lakehouse
+from tickhouse_dagster.storage.staging import StagedTicks
+
+
+@dataclass(frozen=True)
+class TradeCopies:
+    duplicates: Findings  # identical copies elsewhere: counted once in the bars (a warning)
+    conflicts: Findings  # differing copies no correction explains: blocking
+
+
+@dataclass(frozen=True)
+class CommittedFile:
+    commit: Commit
+    parsed_rows: int
+    expected_rows: int  # the parsed rows, or with corrections the rows the commit planned
+    stored_rows: int  # the file's rows in the table at the commit's snapshot
+
+    @property
+    def rows_match(self) -> bool:
+        return self.stored_rows == self.expected_rows and self.stored_rows <= self.parsed_rows
+
+
+def _staged_dataset(staged: StagedTicks) -> ds.Dataset:
+    filesystem, path = fs.FileSystem.from_uri(staged.uri)
+    return ds.dataset(path, format="ipc", filesystem=filesystem)
+
+
+def _id_ranges(staged: StagedTicks) -> list[tuple[date, str, str]]:
+    """(trade date, lowest trade_id, highest trade_id) of the file, per trade date."""
+    bounds: dict[date, tuple[str, str]] = {}
+    for batch in staged.batches():
+        table = pa.Table.from_batches([batch]).select(["trade_date", "trade_id"])
+        grouped = table.group_by("trade_date").aggregate([("trade_id", "min"), ("trade_id", "max")])
+        for row in grouped.to_pylist():
+            day, low, high = row["trade_date"], row["trade_id_min"], row["trade_id_max"]
+            if day in bounds:
+                low, high = min(low, bounds[day][0]), max(high, bounds[day][1])
+            bounds[day] = (low, high)
+    return [(day, low, high) for day, (low, high) in sorted(bounds.items())]
+
+
+def trade_copies_of(house: Lakehouse, key: str, staged: StagedTicks) -> TradeCopies:
+    """The file's trades other rows also carry (other files', or its own second copies)."""
+    others = house.trades_near(_id_ranges(staged), excluding_file=key)
+    days = staged.trade_date_values()
+    corrected = house.corrections_for_days(days).select(list(TRADE_KEY))
+    duplicates, conflicts = trade_copies(_staged_dataset(staged), others, corrected, key)
+    return TradeCopies(duplicates, conflicts)
+
+
+def commit_parsed(house: Lakehouse, parsed: ParsedFile) -> Commit:
+    """Replace the file's rows in the ticks table in one commit: its encoded data files when it
+    has them and no correction touches its trade dates, else from staging with the corrections
+    applied (`Lakehouse.replace_file_ticks`)."""
+    staged = parsed.staged
+    assert staged is not None and parsed.ok, "only a parsed file that passed its checks commits"
+    if parsed.data_files is not None:
+        if not house.corrections_for_days(staged.trade_date_values()).num_rows:
+            return house.commit_file_ticks(parsed.key, parsed.data_files)
+        discard_data_files(house, parsed)
+    return house.replace_file_ticks(parsed.key, staged.batches)
+
+
+def discard_data_files(house: Lakehouse, parsed: ParsedFile) -> None:
+    """Delete data files encoded for a file that will not commit them."""
+    if parsed.data_files:
+        io = house.table("ticks").io
+        for data_file in parsed.data_files:
+            io.delete(data_file.file_path)
+    parsed.data_files = None
+
+
+def verify_commit(house: Lakehouse, parsed: ParsedFile, commit: Commit) -> CommittedFile:
+    staged = parsed.staged
+    assert staged is not None
+    stored = house.file_rows(parsed.key, staged.trade_date_values(), commit.snapshot_id)
+    # Cancels leave no row and replaces stand in for other files' rows: with corrections the
+    # file's rows are what the commit planned, and it planned at most the parsed rows.
+    expected = staged.rows if commit.file_rows is None else commit.file_rows
+    return CommittedFile(commit, staged.rows, expected, stored)

@@ -1,0 +1,183 @@
+"""One landing file through parsing and the checks that decide whether it may go in.
+
+`parse_landing_file` runs where the CPU is (a worker process, or the run's own): it reads the
+file once while hashing it, parses it into staging (the compiled fast path when it vouches for
+the file, lxml otherwise), runs the value rules and the session/tick-grid rule over the parsed
+rows and, when they pass and a lakehouse address is given, encodes the rows as the ticks table's
+Parquet data files, ready for the committer. Bad input comes back as a `Refusal` naming the
+file, record, line, field and reason; nothing of it is written.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import IO
+
+import pyarrow as pa
+import pyarrow.compute as pc
+from pyiceberg.manifest import DataFile
+
+from tickhouse_dagster.engine.feed import SNIFF_BYTES, Feed
+from tickhouse_dagster.market.corrections import is_correction
+from tickhouse_dagster.parsing import TickFileError
+from tickhouse_dagster.parsing.profiles import ProfileError
+from tickhouse_dagster.quality.findings import Findings
+from tickhouse_dagster.quality.tick_rules import (
+    check_session_and_grid,
+    check_tick_values,
+    file_trading_day,
+)
+from tickhouse_dagster.storage.lakehouse import LakehouseAddress
+from tickhouse_dagster.storage.landing import LandingStore, landing_store
+from tickhouse_dagster.storage.staging import StagedTicks, stage_tick_file
+
+
+@dataclass(frozen=True)
+class LandingAddress:
+    """What another process needs to open the same landing store (clients do not pickle)."""
+
+    uri: str
+    s3_endpoint: str | None = None
+    region: str | None = None
+
+    def open(self) -> LandingStore:
+        return landing_store(self.uri, s3_endpoint=self.s3_endpoint, region=self.region)
+
+
+class HashingReader:
+    """Passes bytes through while hashing them, so the checksum is of exactly what was parsed."""
+
+    def __init__(self, stream: IO[bytes]) -> None:
+        self._stream = stream
+        self.sha256 = hashlib.sha256()
+        self.size = 0
+
+    def __enter__(self) -> HashingReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stream.close()
+
+    def read(self, n: int = -1) -> bytes:
+        data = self._stream.read(n)
+        self.sha256.update(data)
+        self.size += len(data)
+        return data
+
+    def peek(self, n: int = 0) -> bytes:
+        return self._stream.peek(n)  # type: ignore[attr-defined]
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """Why a file cannot go in. `stage`: which rule refused it (parse, tick_values, conflicts)."""
+
+    stage: str
+    reason: str
+    record: int | None = None
+    line: int | None = None
+    field: str | None = None
+
+    @classmethod
+    def of_error(cls, error: TickFileError | ProfileError, stage: str = "parse") -> Refusal:
+        return cls(
+            stage,
+            str(error),
+            **{name: getattr(error, name, None) for name in ("record", "line", "field")},
+        )
+
+    @classmethod
+    def of_findings(cls, findings: Findings, stage: str) -> Refusal:
+        return cls(stage, "; ".join(findings.examples[:3]) + f" ({findings.summary()})")
+
+
+@dataclass
+class ParsedFile:
+    """What parsing made of one landing file version."""
+
+    key: str
+    version: str
+    size: int
+    profile: str = ""
+    sha256: str = ""
+    staged: StagedTicks | None = None
+    values: Findings | None = None  # contract values: blocking
+    session_grid: Findings | None = None  # session and tick grid: a warning
+    data_files: list[DataFile] | None = None  # encoded, not committed (None: commit from staging)
+    refusal: Refusal | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.refusal is None
+
+
+def check_parsed(staged: StagedTicks, feed: Feed) -> tuple[Findings, Findings]:
+    """(contract values, session and tick grid) of a file's parsed rows."""
+    file_day = file_trading_day(staged.batches())
+    values = check_tick_values(staged.batches(), feed.venues, file_day)
+    return values, check_session_and_grid(staged.batches(), feed.venues)
+
+
+def new_trades(staged: StagedTicks) -> Iterator[pa.Table]:
+    """The file's rows that report trades (not its cancels / replaces), with their record."""
+    for batch in staged.batches():
+        table = pa.Table.from_batches([batch])
+        if table["trans_type"].null_count < table.num_rows:
+            table = table.filter(pc.invert(is_correction(table["trans_type"])))
+        yield table
+
+
+def parse_landing_file(
+    landing: LandingAddress | LandingStore,
+    key: str,
+    *,
+    feed: Feed,
+    staging_uri: str,
+    encode_for: LakehouseAddress | None = None,
+    forced_profile: str | None = None,
+) -> ParsedFile:
+    """Parse and check one landing file (see the module docstring). Transient storage errors
+    propagate (the caller retries); bad input never does: it is the `refusal`."""
+    store = landing.open() if isinstance(landing, LandingAddress) else landing
+    file = store.stat(key)
+    parsed = ParsedFile(key, file.version, file.size)
+    readers: list[HashingReader] = []
+
+    def open_source() -> HashingReader:
+        readers.append(HashingReader(store.open(key)))
+        return readers[-1]
+
+    try:
+        with store.open(key) as stream:
+            profile = feed.profile_for(key, stream.read(SNIFF_BYTES), forced_profile)
+        parsed.profile = profile.name
+        staged = stage_tick_file(
+            open_source, source_file=key, profile=profile, venues=feed.venues, uri=staging_uri
+        )
+    except (TickFileError, ProfileError) as exc:
+        parsed.refusal = Refusal.of_error(exc)
+        return parsed
+    staged.file_version = file.version
+    staged.sha256 = parsed.sha256 = readers[-1].sha256.hexdigest()  # the reading that made rows
+    parsed.staged = staged
+    parsed.values, parsed.session_grid = check_parsed(staged, feed)
+    if not parsed.values.passed:
+        parsed.refusal = Refusal.of_findings(parsed.values, "tick_values")
+        return parsed
+    if encode_for is not None:
+        parsed.data_files = encode_for.open().write_file_ticks(key, staged.batches())
+    return parsed
+
+
+@dataclass(frozen=True)
+class Staging:
+    """Where a run stages parsed ticks: one Arrow IPC file per landing file and run."""
+
+    uri: str
+    run_id: str
+
+    def uri_for(self, key: str) -> str:
+        safe = key.replace("/", "__")
+        return f"{self.uri.rstrip('/')}/parsed_ticks/{safe}.{self.run_id[:8]}.arrow"
