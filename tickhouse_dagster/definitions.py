@@ -9,7 +9,7 @@ from tickhouse_dagster.defs.assets.bars import ohlcv_bars
 from tickhouse_dagster.defs.assets.bi import bar_views
 from tickhouse_dagster.defs.assets.ticks import parsed_ticks, raw_tick_xml, ticks
 from tickhouse_dagster.defs.checks import trino_reads_commit
-from tickhouse_dagster.defs.ingest_batch import ingest_batch_job
+from tickhouse_dagster.defs.ingest_batch import build_batch_job
 from tickhouse_dagster.defs.jobs import ingest_file_job, rebuild_bars_job
 from tickhouse_dagster.defs.maintenance import MAINTENANCE_JOBS, MAINTENANCE_SCHEDULES
 from tickhouse_dagster.defs.resources import resources_from_env
@@ -27,7 +27,7 @@ def build_definitions(resources: Mapping[str, Any]) -> Definitions:
         + ([bar_views] if with_trino else []),
         asset_checks=[trino_reads_commit] if with_trino else [],
         jobs=[
-            ingest_batch_job,
+            build_batch_job(with_trino),
             ingest_file_job,
             rebuild_bars_job,
             *MAINTENANCE_JOBS,

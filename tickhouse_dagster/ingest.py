@@ -10,7 +10,7 @@ from dagster import AssetKey, AssetMaterialization, DagsterInstance, ExecuteInPr
 
 from tickhouse_dagster.definitions import defs
 from tickhouse_dagster.defs.assets.ticks import TICKS
-from tickhouse_dagster.defs.ingest_batch import ingest_batch_job
+from tickhouse_dagster.defs.ingest_batch import BATCH_JOB
 from tickhouse_dagster.defs.jobs import BARS_DAY_TAG, rebuild_bars_job
 from tickhouse_dagster.defs.ledger import not_yet_ingested
 from tickhouse_dagster.defs.resources import LandingResource, resolved_resources
@@ -92,7 +92,7 @@ def ingest_landing(
     days: set[str] = set()
     if todo:
         config = {"keys": [f.key for f in todo], "profile": profile, "reingest": reingest}
-        result = defs.resolve_job_def(ingest_batch_job.name).execute_in_process(
+        result = defs.resolve_job_def(BATCH_JOB).execute_in_process(
             instance=instance,
             run_config={
                 "ops": {"ingest_landing_files": {"config": config}},

@@ -4,37 +4,41 @@ One op runs the ingest engine over the files (parsed on both cores, committed on
 file, in key order) and records, for every file, the materializations and check results the
 per-file tick assets would — so the lineage graph, the partitions and the checks look the same
 whichever way a file came in, and the touched-days sensor rebuilds the bars once per burst.
+With Trino configured the run ends with one Trino query that reads every committed file back
+(`trino_reads_commit`, per file).
 """
 
 import logging
 from collections.abc import Iterator
+from datetime import date
 
 from dagster import (
     AssetCheckEvaluation,
+    AssetCheckSeverity,
+    AssetKey,
     AssetMaterialization,
     Config,
     Failure,
+    JobDefinition,
     MetadataValue,
     OpExecutionContext,
     job,
     op,
 )
 
-from tickhouse_dagster.defs.file_reports import file_events
+from tickhouse_dagster.defs.file_reports import TICKS, file_events
 from tickhouse_dagster.defs.ledger import not_yet_ingested
 from tickhouse_dagster.defs.partitions import landing_files
-from tickhouse_dagster.defs.resources import (
-    FeedResource,
-    LakehouseResource,
-    LandingResource,
-    StagingResource,
-)
 from tickhouse_dagster.defs.retries import retry_transient
-from tickhouse_dagster.engine.catch_up import Progress, iter_ingest_files
+from tickhouse_dagster.engine.catch_up import FileOutcome, Progress, iter_ingest_files
+from tickhouse_dagster.storage.lakehouse import Lakehouse
+from tickhouse_dagster.storage.trino_sql import files_rows_at_snapshot
 
+BATCH_JOB = "ingest_landing_batch"
 # `tickhouse ingest` shows these lines on a terminal as a progress display.
 progress_log = logging.getLogger("tickhouse.progress")
 MAX_REASONS_SHOWN = 5
+TRINO_FILES_PER_QUERY = 500
 
 
 class BatchConfig(Config):
@@ -44,65 +48,120 @@ class BatchConfig(Config):
     workers: int | None = None  # parse processes (default: one per core)
 
 
-@op(
-    description="Ingest landing files: parse, check, commit and verify each, in one run.",
-    out={},
-)
-def ingest_landing_files(
-    context: OpExecutionContext,
-    config: BatchConfig,
-    landing: LandingResource,
-    feed: FeedResource,
-    lakehouse: LakehouseResource,
-    staging: StagingResource,
-) -> Iterator[AssetMaterialization | AssetCheckEvaluation]:
-    store = landing.store()
-    keys = list(dict.fromkeys(config.keys))
-    if context.retry_number or not config.reingest:
-        # A retry after a storage outage carries on where the last attempt stopped.
-        files = [store.stat(key) for key in keys if store.exists(key)]
-        keys = [f.key for f in not_yet_ingested(context.instance, files)]
-    known = set(context.instance.get_dynamic_partitions(landing_files.name))
-    context.instance.add_dynamic_partitions(landing_files.name, [k for k in keys if k not in known])
-    progress = Progress(len(keys))
-    outcomes = []
-    with retry_transient(context):
-        # Each file's events are yielded as it settles: a run that fails later has still
-        # recorded every file it committed.
-        for outcome in iter_ingest_files(
-            keys,
-            landing=landing.address(),
-            lakehouse=lakehouse.lakehouse().address(),
-            feed=feed.feed(),
-            staging=staging.for_run(context.run_id),
-            forced_profile=config.profile,
-            workers=config.workers,
-        ):
-            outcomes.append(outcome)
-            yield from file_events(outcome, store.uri)
-            progress.add(outcome)
-            progress_log.info(progress.line())
-            if not outcome.ok:
-                context.log.error(f"{outcome.key}: {outcome.reason()}")
-    context.log.info(progress.line())
-    refused = [o for o in outcomes if not o.ok]
-    if refused:
-        shown = "; ".join(f"{o.key}: {o.reason()}" for o in refused[:MAX_REASONS_SHOWN])
-        more = f" (and {len(refused) - MAX_REASONS_SHOWN} more)" if len(refused) > 5 else ""
-        raise Failure(
-            description=f"{len(refused)} of {len(outcomes)} landing files refused: {shown}{more}",
+def _trino_read_back(
+    trino: object, house: Lakehouse, committed: list[FileOutcome]
+) -> Iterator[AssetCheckEvaluation]:
+    """Trino reads every committed file as pyiceberg does, at the batch's last ticks snapshot;
+    Trino being down fails these checks (saying why), never the ingest."""
+    snapshot = house.table("ticks").current_snapshot()
+    if snapshot is None or not committed:
+        return
+    expected = {}
+    for outcome in committed:
+        assert outcome.parsed.staged is not None
+        days = [date.fromisoformat(d) for d in outcome.parsed.staged.trade_dates]
+        expected[outcome.key] = house.file_totals(outcome.key, days, snapshot.snapshot_id)
+    seen: dict[str, tuple[int, int]] = {}
+    error = None
+    keys = list(expected)
+    try:
+        for start in range(0, len(keys), TRINO_FILES_PER_QUERY):
+            chunk = keys[start : start + TRINO_FILES_PER_QUERY]
+            sql = files_rows_at_snapshot(
+                trino.catalog,  # type: ignore[attr-defined]
+                house.namespace,
+                snapshot.snapshot_id,
+                len(chunk),
+            )
+            for key, rows, quantity in trino.query(sql, chunk):  # type: ignore[attr-defined]
+                seen[key] = (rows, quantity)
+    except Exception as exc:  # Trino down must not stop ingestion: the checks say why
+        error = f"Trino unreachable or failing: {type(exc).__name__}: {exc}"[:500]
+    for key, totals in expected.items():
+        yield AssetCheckEvaluation(
+            asset_key=AssetKey(TICKS),
+            check_name="trino_reads_commit",
+            passed=error is None and seen.get(key, (0, 0)) == totals,
+            severity=AssetCheckSeverity.ERROR,
+            description=error,
             metadata={
-                "refused": MetadataValue.json({o.key: o.reason() for o in refused}),
-                "ingested": MetadataValue.int(len(outcomes) - len(refused)),
+                "snapshot_id": str(snapshot.snapshot_id),
+                "pyiceberg_rows_quantity": str(totals),
+                "trino_rows_quantity": str(seen.get(key)),
             },
-            allow_retries=False,
+            partition=key,
         )
 
 
-@job(
-    name="ingest_landing_batch",
-    description="Landing files (a burst, a catch-up): the ingest engine over all of them in one "
-    "run, each file's ticks in one commit with every check; bars follow per touched day.",
-)
-def ingest_batch_job() -> None:
-    ingest_landing_files()
+def build_batch_job(with_trino: bool) -> JobDefinition:
+    """The batch job; with Trino configured it also reads every commit back through Trino."""
+    resources = {"landing", "feed", "lakehouse", "staging"} | ({"trino"} if with_trino else set())
+
+    @op(
+        name="ingest_landing_files",
+        description="Ingest landing files: parse, check, commit and verify each, in one run.",
+        out={},
+        required_resource_keys=resources,
+    )
+    def ingest_landing_files(
+        context: OpExecutionContext, config: BatchConfig
+    ) -> Iterator[AssetMaterialization | AssetCheckEvaluation]:
+        landing, feed = context.resources.landing, context.resources.feed
+        house = context.resources.lakehouse.lakehouse()
+        store = landing.store()
+        keys = list(dict.fromkeys(config.keys))
+        if context.retry_number or not config.reingest:
+            # A retry after a storage outage carries on where the last attempt stopped.
+            files = [store.stat(key) for key in keys if store.exists(key)]
+            keys = [f.key for f in not_yet_ingested(context.instance, files)]
+        known = set(context.instance.get_dynamic_partitions(landing_files.name))
+        context.instance.add_dynamic_partitions(
+            landing_files.name, [k for k in keys if k not in known]
+        )
+        progress = Progress(len(keys))
+        outcomes = []
+        with retry_transient(context):
+            # Each file's events are yielded as it settles: a run that fails later has still
+            # recorded every file it committed.
+            for outcome in iter_ingest_files(
+                keys,
+                landing=landing.address(),
+                lakehouse=house.address(),
+                feed=feed.feed(),
+                staging=context.resources.staging.for_run(context.run_id),
+                forced_profile=config.profile,
+                workers=config.workers,
+            ):
+                outcomes.append(outcome)
+                yield from file_events(outcome, store.uri)
+                progress.add(outcome)
+                progress_log.info(progress.line())
+                if not outcome.ok:
+                    context.log.error(f"{outcome.key}: {outcome.reason()}")
+        context.log.info(progress.line())
+        if with_trino:
+            committed = [o for o in outcomes if o.committed is not None]
+            yield from _trino_read_back(context.resources.trino, house, committed)
+        refused = [o for o in outcomes if not o.ok]
+        if refused:
+            shown = "; ".join(f"{o.key}: {o.reason()}" for o in refused[:MAX_REASONS_SHOWN])
+            more = len(refused) - MAX_REASONS_SHOWN
+            raise Failure(
+                description=f"{len(refused)} of {len(outcomes)} landing files refused: {shown}"
+                + (f" (and {more} more)" if more > 0 else ""),
+                metadata={
+                    "refused": MetadataValue.json({o.key: o.reason() for o in refused}),
+                    "ingested": MetadataValue.int(len(outcomes) - len(refused)),
+                },
+                allow_retries=False,
+            )
+
+    @job(
+        name=BATCH_JOB,
+        description="Landing files (a burst, a catch-up): the ingest engine over all of them in "
+        "one run, each file's ticks in one commit with every check; bars follow per touched day.",
+    )
+    def ingest_batch_job() -> None:
+        ingest_landing_files()
+
+    return ingest_batch_job

@@ -28,7 +28,7 @@ from dagster._core.definitions.partitions.utils.base import INVALID_PARTITION_SU
 
 from tickhouse_dagster import settings
 from tickhouse_dagster.defs.assets.ticks import TICKS
-from tickhouse_dagster.defs.ingest_batch import ingest_batch_job
+from tickhouse_dagster.defs.ingest_batch import BATCH_JOB
 from tickhouse_dagster.defs.jobs import BARS_DAY_TAG, rebuild_bars_job
 from tickhouse_dagster.defs.ledger import not_yet_ingested
 from tickhouse_dagster.defs.partitions import landing_files, trade_dates
@@ -47,7 +47,7 @@ def _valid_partition_key(key: str) -> bool:
 
 
 @sensor(
-    job=ingest_batch_job,
+    job_name=BATCH_JOB,
     minimum_interval_seconds=SENSOR_INTERVAL,
     default_status=DefaultSensorStatus.RUNNING,
     description="Every new or changed XML file in the landing area is ingested once.",

@@ -418,6 +418,22 @@ class Lakehouse:
         )
         return scan.to_arrow().num_rows
 
+    def file_totals(
+        self, source_file: str, trade_dates: Iterable[date], snapshot_id: int | None
+    ) -> tuple[int, int]:
+        """(rows, sum of quantity) of one landing file at a snapshot, read from its own data
+        files (see `file_rows`)."""
+        table = self.table(TICKS_TABLE)
+        if table.current_snapshot() is None:
+            return 0, 0
+        days = [d.isoformat() for d in trade_dates]
+        row_filter = And(In("trade_date", days), EqualTo("source_file", source_file))
+        scan = table.scan(
+            row_filter=row_filter, selected_fields=("quantity",), snapshot_id=snapshot_id
+        )
+        rows = scan.to_arrow()
+        return rows.num_rows, pc.sum(rows["quantity"]).as_py() or 0
+
     def trades_near(
         self, id_ranges: Sequence[tuple[date, str, str]], excluding_file: str
     ) -> pa.Table:

@@ -46,3 +46,13 @@ def file_rows_at_snapshot(catalog: str, namespace: str, snapshot_id: int) -> str
         f"SELECT count(*), coalesce(sum(quantity), 0) FROM {catalog}.{namespace}.ticks "
         f"FOR VERSION AS OF {int(snapshot_id)} WHERE source_file = ?"
     )
+
+
+def files_rows_at_snapshot(catalog: str, namespace: str, snapshot_id: int, files: int) -> str:
+    """Row count and quantity sum per source file as of one ticks snapshot (bind: the files)."""
+    marks = ", ".join("?" for _ in range(files))
+    return (
+        f"SELECT source_file, count(*), coalesce(sum(quantity), 0) "
+        f"FROM {catalog}.{namespace}.ticks FOR VERSION AS OF {int(snapshot_id)} "
+        f"WHERE source_file IN ({marks}) GROUP BY source_file"
+    )

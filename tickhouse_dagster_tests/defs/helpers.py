@@ -51,3 +51,13 @@ def step_error(result: ExecuteInProcessResult) -> str:
         if event.is_step_failure:
             return event.step_failure_data.error.message
     return ""
+
+
+def requested_keys(result) -> list[str]:
+    """The landing keys a landing-sensor tick requests (one batch run per tick, or none)."""
+    assert len(result.run_requests) <= 1
+    return [
+        key
+        for request in result.run_requests
+        for key in request.run_config["ops"]["ingest_landing_files"]["config"]["keys"]
+    ]

@@ -8,7 +8,7 @@ from dagster import SensorResult, SkipReason, build_sensor_context
 
 from tickhouse_dagster.defs.resources import LandingResource
 from tickhouse_dagster.defs.sensors import landing_sensor, touched_days_sensor
-from tickhouse_dagster_tests.defs.helpers import definitions_with, ingest
+from tickhouse_dagster_tests.defs.helpers import definitions_with, ingest, requested_keys
 from tickhouse_dagster_tests.defs.test_ingest_assets import trades
 
 
@@ -21,16 +21,6 @@ def evaluate(instance, landing: LandingResource, cursor: str | None) -> SensorRe
     return result
 
 
-def requested(result: SensorResult) -> list[str]:
-    """The landing keys the sensor's batch run requests (one run per tick, or none)."""
-    assert len(result.run_requests) <= 1
-    return [
-        key
-        for request in result.run_requests
-        for key in request.run_config["ops"]["ingest_landing_files"]["config"]["keys"]
-    ]
-
-
 def test_new_unchanged_and_changed_files(resources, instance):
     landing = resources["landing"]
     store = landing.store()
@@ -39,7 +29,7 @@ def test_new_unchanged_and_changed_files(resources, instance):
 
     first = evaluate(instance, landing, None)
     # Both waiting files in one batch run, keyed by their versions (a re-tick is a no-op).
-    assert requested(first) == ["KRX/a.xml", "KRX/b.xml"]
+    assert requested_keys(first) == ["KRX/a.xml", "KRX/b.xml"]
     assert first.run_requests[0].tags["tickhouse/batch_files"] == "2"
     assert first_version.key == "KRX/a.xml"
     assert list(first.dynamic_partitions_requests[0].partition_keys) == ["KRX/a.xml", "KRX/b.xml"]
@@ -50,7 +40,7 @@ def test_new_unchanged_and_changed_files(resources, instance):
     time.sleep(0.01)
     changed = store.write("KRX/a.xml", trades(("1", "09:00:00", "71000", 6)))
     again = evaluate(instance, landing, unchanged.cursor)
-    assert requested(again) == [changed.key]
+    assert requested_keys(again) == [changed.key]
     assert again.run_requests[0].run_key != first.run_requests[0].run_key
     assert again.dynamic_partitions_requests == []  # the partition already exists
 
@@ -74,12 +64,12 @@ def test_ten_thousand_files_are_paged(resources, instance):
     first = evaluate(instance, landing, None)
     elapsed = time.monotonic() - started
     print(f"first tick over 10,000 files: {elapsed:.2f}s")
-    assert len(requested(first)) == 500
-    keys = set(requested(first))
+    assert len(requested_keys(first)) == 500
+    keys = set(requested_keys(first))
     cursor = first.cursor
     for _ in range(19):
         step = evaluate(instance, landing, cursor)
-        keys |= set(requested(step))
+        keys |= set(requested_keys(step))
         cursor = step.cursor
     assert len(keys) == 10_000
     assert evaluate(instance, landing, cursor).run_requests == []

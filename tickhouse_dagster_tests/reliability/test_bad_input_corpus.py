@@ -34,6 +34,7 @@ from tickhouse_dagster_tests.defs.helpers import (
     definitions_with,
     ingest,
     rebuild_bars,
+    requested_keys,
     step_error,
 )
 from tickhouse_dagster_tests.reliability.tally import record
@@ -344,7 +345,7 @@ def _offered_by_sensor(lake: Lakehouse) -> set[str]:
     context = build_sensor_context(
         instance=lake.instance, resources={"landing": lake.resources["landing"]}
     )
-    return {request.partition_key for request in landing_sensor(context).run_requests}
+    return set(requested_keys(landing_sensor(context)))
 
 
 @pytest.mark.parametrize(

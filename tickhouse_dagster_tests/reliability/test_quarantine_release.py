@@ -12,7 +12,12 @@ from tickhouse_dagster.cli import main
 from tickhouse_dagster.defs.resources import resources_from_env
 from tickhouse_dagster.defs.sensors import landing_sensor
 from tickhouse_dagster.storage.quarantine import quarantined_key, reason_key
-from tickhouse_dagster_tests.defs.helpers import definitions_with, ingest, step_error
+from tickhouse_dagster_tests.defs.helpers import (
+    definitions_with,
+    ingest,
+    requested_keys,
+    step_error,
+)
 
 KEY = "XTKS/2024-01-04/prints.xml"
 TOKYO_FILE = (
@@ -31,7 +36,7 @@ TOKYO_VENUE = """XTKS:
 
 def offered(resources, instance) -> set[str]:
     context = build_sensor_context(instance=instance, resources={"landing": resources["landing"]})
-    return {r.partition_key for r in landing_sensor(context).run_requests}
+    return set(requested_keys(landing_sensor(context)))
 
 
 def test_quarantine_list_and_release(

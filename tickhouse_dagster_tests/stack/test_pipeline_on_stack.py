@@ -17,7 +17,12 @@ from tickhouse_dagster.contract import BAR_INTERVALS, TICKS_ARROW, bar_table_nam
 from tickhouse_dagster.defs.assets.bi import bar_views
 from tickhouse_dagster.defs.resources import resolved_resources
 from tickhouse_dagster.defs.sensors import landing_sensor, touched_days_sensor
-from tickhouse_dagster_tests.defs.helpers import check_results, definitions_with, step_error
+from tickhouse_dagster_tests.defs.helpers import (
+    check_results,
+    definitions_with,
+    requested_keys,
+    step_error,
+)
 from tickhouse_dagster_tests.samples import two_profile_sample
 
 pytestmark = pytest.mark.slow
@@ -45,11 +50,11 @@ class SensorDaemon:
             self.instance.add_dynamic_partitions(
                 request.partitions_def_name, list(request.partition_keys)
             )
-        job = self.definitions.resolve_job_def("ingest_landing_file")
+        job = self.definitions.resolve_job_def("ingest_landing_batch")
         for request in result.run_requests:
             run = job.execute_in_process(
                 instance=self.instance,
-                partition_key=request.partition_key,
+                run_config=request.run_config,
                 tags=request.tags,
                 raise_on_error=False,
             )
@@ -70,7 +75,7 @@ class SensorDaemon:
                 )
                 assert run.success, step_error(run)
                 assert all(check_results(run).values())
-        return [r.partition_key for r in result.run_requests]
+        return requested_keys(result)
 
 
 def normalised(row: tuple) -> tuple:
