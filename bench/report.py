@@ -131,7 +131,12 @@ def fmt_bytes(n: int | None) -> str:
 
 
 def fmt_rate(value: float | None, digits: int = 0) -> str:
-    return "—" if value is None else f"{value:,.{digits}f}"
+    """Thousands separated; small figures to three significant digits, never a false zero."""
+    if value is None:
+        return "—"
+    if value and abs(value) < 10 ** max(digits, 1) * 10:
+        return f"{value:.3g}"
+    return f"{value:,.{digits}f}"
 
 
 def fmt_ratio(ratio: float) -> str:
