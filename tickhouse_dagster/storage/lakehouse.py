@@ -73,13 +73,13 @@ log = logging.getLogger(__name__)
 COMMIT_ATTEMPTS = 10
 WRITE_CHUNK_ROWS = 2_000_000  # rows encoded to Parquet at a time by `write_file_ticks`
 
-_TABLE_PROPERTIES = {
+TABLE_PROPERTIES = {
     "format-version": "2",
     "write.parquet.compression-codec": "zstd",
 }
 # Full bounds for source_file, so replacing a file's ticks drops its data files whole instead of
 # rewriting them (bounds truncated to 16 characters cannot prove a data file holds one file only).
-_TICKS_PROPERTIES = {**_TABLE_PROPERTIES, "write.metadata.metrics.column.source_file": "full"}
+_TICKS_PROPERTIES = {**TABLE_PROPERTIES, "write.metadata.metrics.column.source_file": "full"}
 
 
 def _trade_date_spec(schema: Schema) -> PartitionSpec:
@@ -150,7 +150,7 @@ class Lakehouse:
         self._ensure(CORRECTIONS_TABLE, CORRECTIONS_SCHEMA, ("symbol", "ts"), _TICKS_PROPERTIES)
         for interval in BAR_INTERVALS:
             self._ensure(
-                bar_table_name(interval), BARS_SCHEMA, ("symbol", "bar_start"), _TABLE_PROPERTIES
+                bar_table_name(interval), BARS_SCHEMA, ("symbol", "bar_start"), TABLE_PROPERTIES
             )
 
     def _ensure(
@@ -349,7 +349,7 @@ class Lakehouse:
         def flush() -> None:
             # Bounded pieces: a 2 GB file never sits in memory whole.
             if pending:
-                data_files.extend(_data_files(table, pa.concat_tables(pending)))
+                data_files.extend(write_data_files(table, pa.concat_tables(pending)))
                 pending.clear()
 
         def discard() -> None:
@@ -376,15 +376,26 @@ class Lakehouse:
         files are reused). Only while the lakehouse `has_corrections()` is false: new rows must
         otherwise be checked against them, which `replace_file_ticks` does."""
 
+        commit = self.replace_data_files(
+            TICKS_TABLE, EqualTo("source_file", source_file), data_files
+        )
+        return replace(commit, file_rows=commit.rows_written)
+
+    def replace_data_files(
+        self, name: str, predicate: BooleanExpression, data_files: Sequence[DataFile]
+    ) -> Commit:
+        """Delete the rows of table `name` matching `predicate` and add already written data
+        files, in one atomic commit (delete + fast append), retried on a concurrent writer's
+        conflict (the files are reused)."""
+
         def apply(tx: Transaction) -> int:
-            tx.delete(EqualTo("source_file", source_file))
+            tx.delete(predicate)
             with tx.update_snapshot().fast_append() as append:
                 for data_file in data_files:
                     append.append_data_file(data_file)
             return sum(f.record_count for f in data_files)
 
-        commit = self._commit(TICKS_TABLE, apply)
-        return replace(commit, file_rows=commit.rows_written)
+        return self._commit(name, apply)
 
     def has_corrections(self) -> bool:
         return self._has_rows(CORRECTIONS_TABLE)
@@ -448,7 +459,7 @@ def ticks_from_parsed(parsed: pa.Table, ingested_at: datetime) -> pa.Table:
     return pa.table([columns[f.name] for f in TICKS_ARROW], schema=TICKS_ARROW)
 
 
-def _data_files(table: Table, rows: pa.Table) -> list[DataFile]:
+def write_data_files(table: Table, rows: pa.Table) -> list[DataFile]:
     """`rows` written as the table's Parquet data files. Rows of one trade date (a landing file's
     usual content) go straight to one partition: pyiceberg's general path would split the rows
     by partition first, a filtered copy of all of them."""
