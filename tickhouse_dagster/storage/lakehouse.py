@@ -102,6 +102,7 @@ class Commit:
     attempts: int
     file_rows: int | None = None  # rows the landing file holds in the table after this commit
     corrections: int = 0  # cancels / replaces the file carried
+    table_rows: int | None = None  # rows the whole table holds after this commit
 
 
 def _is_retryable(exc: Exception) -> bool:
@@ -143,9 +144,19 @@ class Lakehouse:
     def identifier(self, table: str) -> str:
         return f"{self.namespace}.{table}"
 
-    def ensure_tables(self) -> None:
-        with contextlib.suppress(NamespaceAlreadyExistsError):
+    def ensure_namespace(self) -> None:
+        try:
             self.catalog.create_namespace(self.namespace)
+        except NamespaceAlreadyExistsError:
+            pass
+        except Exception:
+            # A SQL catalog reports a namespace another writer created a moment before as an
+            # integrity error, not as NamespaceAlreadyExistsError.
+            if not self.catalog.namespace_exists(self.namespace):
+                raise
+
+    def ensure_tables(self) -> None:
+        self.ensure_namespace()
         self._ensure(TICKS_TABLE, TICKS_SCHEMA, ("symbol", "ts"), _TICKS_PROPERTIES)
         self._ensure(CORRECTIONS_TABLE, CORRECTIONS_SCHEMA, ("symbol", "ts"), _TICKS_PROPERTIES)
         for interval in BAR_INTERVALS:
@@ -208,8 +219,9 @@ class Lakehouse:
             table = self.table(name)
             before = table.current_snapshot()
             try:
-                with table.transaction() as tx, warnings.catch_warnings():
-                    # A first ingest deletes nothing; that is expected, not worth a warning.
+                # A first ingest deletes nothing; that is expected, not worth a warning (also
+                # not when pyiceberg replays the delete on its own retry, as the commit ends).
+                with warnings.catch_warnings(), table.transaction() as tx:
                     warnings.filterwarnings("ignore", message="Delete operation did not match")
                     rows = apply(tx)
                 return self._commit_summary(name, table, before, rows, attempt)
@@ -234,12 +246,15 @@ class Lakehouse:
                 removed += int(summary.additional_properties.get("deleted-records", 0))
             parent = current.parent_snapshot_id
             current = table.snapshot_by_id(parent) if parent is not None else None
+        summary = snapshot.summary if snapshot else None
+        total = summary.additional_properties.get("total-records") if summary else None
         return Commit(
             self.identifier(name),
             snapshot.snapshot_id if snapshot else None,
             rows,
             removed,
             attempts,
+            table_rows=int(total) if total is not None else None,
         )
 
     def replace_file_ticks(
@@ -464,12 +479,12 @@ def write_data_files(table: Table, rows: pa.Table) -> list[DataFile]:
     usual content) go straight to one partition: pyiceberg's general path would split the rows
     by partition first, a filtered copy of all of them."""
     spec, schema = table.metadata.spec(), table.metadata.schema()
-    days = pc.unique(rows["trade_date"])
     by_trade_date = (
         len(spec.fields) == 1
         and isinstance(spec.fields[0].transform, IdentityTransform)
         and schema.find_column_name(spec.fields[0].source_id) == "trade_date"
     )
+    days = pc.unique(rows["trade_date"]) if by_trade_date else []
     if not by_trade_date or len(days) != 1:
         return list(_dataframe_to_data_files(table.metadata, rows, table.io))
     task = WriteTask(
