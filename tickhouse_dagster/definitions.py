@@ -9,6 +9,7 @@ from tickhouse_dagster.defs.assets.bars import ohlcv_bars
 from tickhouse_dagster.defs.assets.bi import bar_views
 from tickhouse_dagster.defs.assets.ticks import parsed_ticks, raw_tick_xml, ticks
 from tickhouse_dagster.defs.checks import session_and_tick_grid, tick_values, trino_reads_commit
+from tickhouse_dagster.defs.io_managers import iceberg_io_managers
 from tickhouse_dagster.defs.jobs import ingest_file_job, rebuild_bars_job
 from tickhouse_dagster.defs.maintenance import MAINTENANCE_JOBS, MAINTENANCE_SCHEDULES
 from tickhouse_dagster.defs.resources import resources_from_env
@@ -30,7 +31,12 @@ def build_definitions(resources: Mapping[str, Any]) -> Definitions:
         schedules=MAINTENANCE_SCHEDULES,
         sensors=[landing_sensor, touched_days_sensor],
         # The Spark engine's resources cost nothing until a spark_backfill_ticks run uses them.
-        resources={**spark_resources(), **resources},
+        # The Iceberg IO manager stores on the `lakehouse` resource's catalog and warehouse.
+        resources={
+            **spark_resources(),
+            **iceberg_io_managers(resources["lakehouse"]),
+            **resources,
+        },
         # A run's steps (one file, or one day's bars) run one after another; a process per step
         # would only add start-up time. Parallelism comes from concurrent runs.
         executor=in_process_executor,
