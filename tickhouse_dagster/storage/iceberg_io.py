@@ -26,7 +26,15 @@ from pyiceberg.exceptions import (
     NoSuchTableError,
     TableAlreadyExistsError,
 )
-from pyiceberg.expressions import AlwaysTrue, BooleanExpression, EqualTo, In
+from pyiceberg.expressions import (
+    AlwaysTrue,
+    And,
+    BooleanExpression,
+    EqualTo,
+    GreaterThanOrEqual,
+    In,
+    LessThanOrEqual,
+)
 from pyiceberg.manifest import DataFile
 from pyiceberg.schema import Schema
 from pyiceberg.table import Table
@@ -42,6 +50,7 @@ from tickhouse_dagster.storage.lakehouse import (
 )
 
 PARTITION_COLUMN = "trade_date"
+IN_LIST_LIMIT = 64  # more trade dates than this are read as their range (see `_read_filter`)
 
 WritableRows = pa.Table | pa.RecordBatchReader
 
@@ -139,18 +148,20 @@ class IcebergTables:
             empty = target.empty_table()
             rows = pa.RecordBatchReader.from_batches(target, []) if stream else empty
             return TableRead(identifier, snapshot_read, rows)
+        row_filter, keep = _read_filter(days)
+        fields = names if keep is None or PARTITION_COLUMN in names else [*names, PARTITION_COLUMN]
         scan = table.scan(
-            row_filter=_partition_filter(days),
-            selected_fields=tuple(names),
-            snapshot_id=snapshot.snapshot_id,
+            row_filter=row_filter, selected_fields=tuple(fields), snapshot_id=snapshot.snapshot_id
         )
         if stream:
-            batches = scan.to_arrow_batch_reader()
-            reader = pa.RecordBatchReader.from_batches(
-                target, (_conformed_batch(b, target) for b in batches)
+            batches = (
+                _conformed_batch(_only_days(b, keep), target) for b in scan.to_arrow_batch_reader()
             )
-            return TableRead(identifier, snapshot_read, reader)
-        return TableRead(identifier, snapshot_read, scan.to_arrow().select(names).cast(target))
+            return TableRead(
+                identifier, snapshot_read, pa.RecordBatchReader.from_batches(target, batches)
+            )
+        rows = _only_days(scan.to_arrow(), keep)
+        return TableRead(identifier, snapshot_read, rows.select(names).cast(target))
 
     def _load(self, name: str) -> Table:
         identifier = self.lakehouse.identifier(name)
@@ -271,6 +282,26 @@ def _partition_filter(days: tuple[date, ...] | None) -> BooleanExpression:
     if len(days) == 1:
         return EqualTo(PARTITION_COLUMN, days[0].isoformat())
     return In(PARTITION_COLUMN, [d.isoformat() for d in days])
+
+
+def _read_filter(days: tuple[date, ...] | None) -> tuple[BooleanExpression, pa.Array | None]:
+    """The scan's filter for `days`, and the days to keep from what it returns (None: all).
+    pyiceberg tests every literal of an `In` against every data file, which for a long list
+    costs more than the read (2,500 days: 1.9 s against 0.06 s for the same rows without a
+    filter), so many days are scanned as their range and the days between dropped here."""
+    if days is None or len(days) <= IN_LIST_LIMIT:
+        return _partition_filter(days), None
+    in_range = And(
+        GreaterThanOrEqual(PARTITION_COLUMN, days[0].isoformat()),
+        LessThanOrEqual(PARTITION_COLUMN, days[-1].isoformat()),
+    )
+    return in_range, pa.array(days, pa.date32())
+
+
+def _only_days(rows: pa.Table | pa.RecordBatch, keep: pa.Array | None) -> pa.Table | pa.RecordBatch:
+    if keep is None:
+        return rows
+    return rows.filter(pc.is_in(rows.column(PARTITION_COLUMN), keep))
 
 
 def _snapshot(

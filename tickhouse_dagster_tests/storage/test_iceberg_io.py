@@ -42,8 +42,12 @@ def day_rows(day: date, values: list[int], symbol: str = "A") -> pa.Table:
 
 
 def rows_by_day(tables: IcebergTables, name: str) -> dict[date, list[int]]:
+    return rows_by_day_of(tables.read(name).rows)
+
+
+def rows_by_day_of(rows: pa.Table) -> dict[date, list[int]]:
     out: dict[date, list[int]] = {}
-    for row in tables.read(name).rows.to_pylist():
+    for row in rows.to_pylist():
         out.setdefault(row["trade_date"], []).append(row["value"])
     return {day: sorted(values) for day, values in sorted(out.items())}
 
@@ -285,3 +289,16 @@ def test_reading_what_does_not_exist_says_so(tmp_path):
     assert tables.read("prices", [D2]).rows.num_rows == 0
     with pytest.raises(TableContractError, match="has no column nope"):
         tables.read("prices", columns=["nope"])
+
+
+def test_many_trade_dates_read_exactly_those_days(tmp_path):
+    """Past IN_LIST_LIMIT days the scan covers their range; a day inside it that was not asked
+    for is still left out."""
+    tables = open_tables(tmp_path)
+    for day in (D1, D2, D3):
+        tables.write("prices", day_rows(day, [day.day]), [day])
+    asked = [D1 - timedelta(days=i) for i in range(iceberg_io.IN_LIST_LIMIT + 10)] + [D3]
+    assert rows_by_day_of(tables.read("prices", asked).rows) == {D1: [2], D3: [4]}
+    streamed = tables.read("prices", asked, stream=True, columns=["value"]).rows.read_all()
+    assert sorted(streamed.column("value").to_pylist()) == [2, 4]
+    assert streamed.column_names == ["value"]
