@@ -9,13 +9,21 @@ from decimal import ROUND_HALF_EVEN, Decimal
 from zoneinfo import ZoneInfo
 
 import polars as pl
-from dagster import AssetIn, AssetKey, asset, evaluate_automation_conditions, materialize
+from dagster import (
+    AssetIn,
+    AssetKey,
+    Definitions,
+    asset,
+    evaluate_automation_conditions,
+    materialize,
+)
 
 from tickhouse_dagster.definitions import build_definitions
 from tickhouse_dagster.defs.assets.bars import BAR_KEYS, ohlcv_bars
 from tickhouse_dagster.defs.assets.ohlcv_15m import ohlcv_15m
 from tickhouse_dagster.defs.io_managers import IO_MANAGER_KEY
 from tickhouse_dagster.defs.partitions import trade_dates
+from tickhouse_dagster.settings import PROJECT_ROOT
 from tickhouse_dagster.storage.iceberg_io import IcebergTables
 from tickhouse_dagster_tests.defs.helpers import ingest, rebuild_bars, step_error
 
@@ -65,13 +73,19 @@ def independent_15m_bars(trades: list[tuple]) -> list[tuple]:
     return bars
 
 
-def test_15m_bars_from_the_stored_1m_bars_equal_an_independent_computation(resources, instance):
+def bars_of_the_day(resources, instance, trades: list[tuple]) -> Definitions:
+    """The trades ingested as a landing file and the day's bars built, by the project's jobs."""
     definitions = build_definitions(resources)
-    trades = sample_trades()
     resources["landing"].store().write("KRX/session.xml", as_xml(trades))
     assert ingest(definitions, instance, "KRX/session.xml").success
     bars = rebuild_bars(definitions, instance, DAY.isoformat())
     assert bars.success, step_error(bars)
+    return definitions
+
+
+def test_15m_bars_from_the_stored_1m_bars_equal_an_independent_computation(resources, instance):
+    trades = sample_trades()
+    definitions = bars_of_the_day(resources, instance, trades)
 
     # A user's asset reading the same bars as polars, to compare with what the bars asset stored.
     @asset(
@@ -86,7 +100,7 @@ def test_15m_bars_from_the_stored_1m_bars_equal_an_independent_computation(resou
         [ohlcv_bars, ohlcv_15m, minute_bars_seen],
         selection=[ohlcv_15m, minute_bars_seen],
         partition_key=DAY.isoformat(),
-        resources={**resources, **definitions.resources},
+        resources=definitions.resources,
         instance=instance,
     )
     assert result.success
@@ -125,3 +139,29 @@ def test_15m_bars_follow_the_1m_bars_of_any_day(resources, instance):
     after = evaluate_automation_conditions(defs=definitions, instance=instance, cursor=first.cursor)
     assert after.total_requested == 1
     assert after.get_requested_partitions(OHLCV_15M) == {DAY.isoformat()}
+
+
+def test_the_readme_example_asset_runs(resources, instance):
+    """The "Add your own asset" example of the README, as printed there."""
+    readme = (PROJECT_ROOT / "README.md").read_text()
+    section = readme.split("## Add your own asset", 1)[1]
+    code = section.split("```python\n", 1)[1].split("```", 1)[0]
+    namespace: dict = {}
+    exec(compile(code, "README.md", "exec"), namespace)
+    daily_range = namespace["daily_range"]
+
+    definitions = bars_of_the_day(resources, instance, sample_trades(count=50))
+    result = materialize(
+        [ohlcv_bars, daily_range],
+        selection=[daily_range],
+        partition_key=DAY.isoformat(),
+        resources=definitions.resources,
+        instance=instance,
+    )
+    assert result.success
+    house = resources["lakehouse"].lakehouse()
+    ranges = IcebergTables(house).read("daily_range", [DAY]).rows.to_pylist()
+    expected = house.bars_for_day("1d", DAY).to_pylist()
+    assert sorted((r["symbol"], r["range"]) for r in ranges) == sorted(
+        (b["symbol"], b["high"] - b["low"]) for b in expected
+    )
