@@ -34,6 +34,12 @@ def arrow_connection(**tables: ArrowSource) -> duckdb.DuckDBPyConnection:
     return connection
 
 
+def relation(rows: ArrowSource) -> duckdb.DuckDBPyRelation:
+    """A DuckDB relation over `rows` (nothing runs until it is queried), on a session of its
+    own that lives as long as the relation does."""
+    return arrow_connection(rows=rows).view("rows")
+
+
 _database: tuple[int, duckdb.DuckDBPyConnection] | None = None
 _database_lock = threading.Lock()
 

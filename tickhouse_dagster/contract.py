@@ -64,7 +64,7 @@ BARS_SCHEMA = Schema(
 )
 
 
-def _arrow_schema(schema: Schema) -> pa.Schema:
+def arrow_schema(schema: Schema) -> pa.Schema:
     """Arrow form of an Iceberg schema: plain `string` (not `large_string`) and no field-id
     metadata, which is what the parser, DuckDB and pyiceberg's writer all accept directly."""
     fields = []
@@ -74,9 +74,9 @@ def _arrow_schema(schema: Schema) -> pa.Schema:
     return pa.schema(fields)
 
 
-TICKS_ARROW: Final[pa.Schema] = _arrow_schema(TICKS_SCHEMA)
-BARS_ARROW: Final[pa.Schema] = _arrow_schema(BARS_SCHEMA)
-CORRECTIONS_ARROW: Final[pa.Schema] = _arrow_schema(CORRECTIONS_SCHEMA)
+TICKS_ARROW: Final[pa.Schema] = arrow_schema(TICKS_SCHEMA)
+BARS_ARROW: Final[pa.Schema] = arrow_schema(BARS_SCHEMA)
+CORRECTIONS_ARROW: Final[pa.Schema] = arrow_schema(CORRECTIONS_SCHEMA)
 
 # Parsed ticks are the ticks before ingestion, plus where in the file each row came from, so that
 # a rejected value can be traced to its record (and line, where the parser knows it).

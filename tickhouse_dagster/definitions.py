@@ -7,9 +7,12 @@ from dagster import Definitions, in_process_executor
 
 from tickhouse_dagster.defs.assets.bars import ohlcv_bars
 from tickhouse_dagster.defs.assets.bi import bar_views
+from tickhouse_dagster.defs.assets.ohlcv_15m import ohlcv_15m
 from tickhouse_dagster.defs.assets.ticks import parsed_ticks, raw_tick_xml, ticks
+from tickhouse_dagster.defs.automation import automation_sensor
 from tickhouse_dagster.defs.checks import trino_reads_commit
 from tickhouse_dagster.defs.ingest_batch import build_batch_job
+from tickhouse_dagster.defs.io_managers import iceberg_io_managers
 from tickhouse_dagster.defs.jobs import ingest_file_job, rebuild_bars_job
 from tickhouse_dagster.defs.maintenance import MAINTENANCE_JOBS, MAINTENANCE_SCHEDULES
 from tickhouse_dagster.defs.resources import resources_from_env
@@ -23,7 +26,7 @@ def build_definitions(resources: Mapping[str, Any]) -> Definitions:
     # read-back check are absent (`tickhouse doctor` says so); everything else runs as is.
     with_trino = "trino" in resources
     return Definitions(
-        assets=[raw_tick_xml, parsed_ticks, ticks, ohlcv_bars]
+        assets=[raw_tick_xml, parsed_ticks, ticks, ohlcv_bars, ohlcv_15m]
         + ([bar_views] if with_trino else []),
         asset_checks=[trino_reads_commit] if with_trino else [],
         jobs=[
@@ -34,9 +37,14 @@ def build_definitions(resources: Mapping[str, Any]) -> Definitions:
             spark_backfill_ticks,
         ],
         schedules=MAINTENANCE_SCHEDULES,
-        sensors=[landing_sensor, touched_days_sensor],
+        sensors=[landing_sensor, touched_days_sensor, automation_sensor],
         # The Spark engine's resources cost nothing until a spark_backfill_ticks run uses them.
-        resources={**spark_resources(), **resources},
+        # The Iceberg IO manager stores on the `lakehouse` resource's catalog and warehouse.
+        resources={
+            **spark_resources(),
+            **iceberg_io_managers(resources["lakehouse"]),
+            **resources,
+        },
         # A run's steps (one file, or one day's bars) run one after another; a process per step
         # would only add start-up time. Parallelism comes from concurrent runs.
         executor=in_process_executor,

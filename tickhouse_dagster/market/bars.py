@@ -9,6 +9,7 @@ carried by several files counts once.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 import pyarrow as pa
 
@@ -16,7 +17,15 @@ from tickhouse_dagster.arrow_sql import ArrowSource, arrow_connection
 from tickhouse_dagster.contract import BAR_INTERVALS, BARS_ARROW
 from tickhouse_dagster.market.venues import Venue
 
-INTERVAL_WIDTH: dict[str, str] = {"1m": "1 minute", "5m": "5 minutes", "1h": "1 hour"}
+if TYPE_CHECKING:
+    import duckdb
+
+INTERVAL_WIDTH: dict[str, str] = {
+    "1m": "1 minute",
+    "5m": "5 minutes",
+    "15m": "15 minutes",
+    "1h": "1 hour",
+}
 
 # Which copy of a trade carried by several files counts: the first ingested, then by file name,
 # so a bar never changes because a later file repeats a trade it already has. Most days have no
@@ -134,9 +143,7 @@ def build_all_bars(
 ) -> dict[str, pa.Table]:
     """Bars of each interval for all ticks given (any venues): one pass picks each trade's
     counting copy and builds 1-minute bars, which every coarser interval rolls up."""
-    unknown = [i for i in intervals if i not in (*INTERVAL_WIDTH, "1d")]
-    if unknown:
-        raise ValueError(f"unknown bar interval {unknown[0]!r}")
+    _check_intervals(intervals)
     first_copy = (
         "ingested_at, source_file" if "ingested_at" in ticks.schema.names else "source_file"
     )
@@ -152,18 +159,32 @@ def build_all_bars(
         if connection.execute(off_clock).fetchall() != [(0,)]:
             bucket = _bucket_expression("1m", venues, "ts")
             connection.execute(_MINUTE_BARS_SQL.format(bucket=bucket, bar_start="bucket"))
-        return {
-            interval: connection.sql(
-                _WITH_VWAP_SQL.format(
-                    bars=_ROLLUP_SQL.format(
-                        bucket=_bucket_expression(interval, venues, "bar_start")
-                    )
-                )
-            )
-            .to_arrow_table()
-            .cast(BARS_ARROW)
-            for interval in intervals
-        }
+        return {interval: _rolled_up(connection, interval, venues) for interval in intervals}
+
+
+def roll_up_bars(minute_bars: ArrowSource, interval: str, venues: Mapping[str, Venue]) -> pa.Table:
+    """Bars of `interval` rolled up from 1-minute bars (e.g. a day of `ohlcv_1m` as stored),
+    exactly as `build_all_bars` rolls up its own: open / close of the first / last minute by
+    bar_start, high / low the extremes, volume, turnover and trade count summed, vwap afresh
+    from turnover / volume (half-even, 6 places), bars starting on the venue's local clock."""
+    _check_intervals([interval])
+    with arrow_connection(minute_bars=minute_bars) as connection:
+        return _rolled_up(connection, interval, venues)
+
+
+def _check_intervals(intervals: Sequence[str]) -> None:
+    unknown = [i for i in intervals if i not in (*INTERVAL_WIDTH, "1d")]
+    if unknown:
+        raise ValueError(f"unknown bar interval {unknown[0]!r}")
+
+
+def _rolled_up(
+    connection: duckdb.DuckDBPyConnection, interval: str, venues: Mapping[str, Venue]
+) -> pa.Table:
+    """`interval` bars from the `minute_bars` the connection holds."""
+    bucket = _bucket_expression(interval, venues, "bar_start")
+    rollup = _WITH_VWAP_SQL.format(bars=_ROLLUP_SQL.format(bucket=bucket))
+    return connection.sql(rollup).to_arrow_table().cast(BARS_ARROW)
 
 
 def build_bars(ticks: pa.Table, interval: str, venues: Mapping[str, Venue]) -> pa.Table:

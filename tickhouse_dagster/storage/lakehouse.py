@@ -82,13 +82,13 @@ log = logging.getLogger(__name__)
 COMMIT_ATTEMPTS = 10
 WRITE_CHUNK_ROWS = 2_000_000  # rows encoded to Parquet at a time by `write_file_ticks`
 
-_TABLE_PROPERTIES = {
+TABLE_PROPERTIES = {
     "format-version": "2",
     "write.parquet.compression-codec": "zstd",
 }
 # Full bounds for source_file, so replacing a file's ticks drops its data files whole instead of
 # rewriting them (bounds truncated to 16 characters cannot prove a data file holds one file only).
-_TICKS_PROPERTIES = {**_TABLE_PROPERTIES, "write.metadata.metrics.column.source_file": "full"}
+_TICKS_PROPERTIES = {**TABLE_PROPERTIES, "write.metadata.metrics.column.source_file": "full"}
 
 
 def _trade_date_spec(schema: Schema) -> PartitionSpec:
@@ -111,6 +111,7 @@ class Commit:
     attempts: int
     file_rows: int | None = None  # rows the landing file holds in the table after this commit
     corrections: int = 0  # cancels / replaces the file carried
+    table_rows: int | None = None  # rows the whole table holds after this commit
 
 
 def _is_retryable(exc: Exception) -> bool:
@@ -152,14 +153,24 @@ class Lakehouse:
     def identifier(self, table: str) -> str:
         return f"{self.namespace}.{table}"
 
-    def ensure_tables(self) -> None:
-        with contextlib.suppress(NamespaceAlreadyExistsError):
+    def ensure_namespace(self) -> None:
+        try:
             self.catalog.create_namespace(self.namespace)
+        except NamespaceAlreadyExistsError:
+            pass
+        except Exception:
+            # A SQL catalog reports a namespace another writer created a moment before as an
+            # integrity error, not as NamespaceAlreadyExistsError.
+            if not self.catalog.namespace_exists(self.namespace):
+                raise
+
+    def ensure_tables(self) -> None:
+        self.ensure_namespace()
         self._ensure(TICKS_TABLE, TICKS_SCHEMA, ("symbol", "ts"), _TICKS_PROPERTIES)
         self._ensure(CORRECTIONS_TABLE, CORRECTIONS_SCHEMA, ("symbol", "ts"), _TICKS_PROPERTIES)
         for interval in BAR_INTERVALS:
             self._ensure(
-                bar_table_name(interval), BARS_SCHEMA, ("symbol", "bar_start"), _TABLE_PROPERTIES
+                bar_table_name(interval), BARS_SCHEMA, ("symbol", "bar_start"), TABLE_PROPERTIES
             )
 
     def _ensure(
@@ -217,8 +228,9 @@ class Lakehouse:
             table = self.table(name)
             before = table.current_snapshot()
             try:
-                with table.transaction() as tx, warnings.catch_warnings():
-                    # A first ingest deletes nothing; that is expected, not worth a warning.
+                # A first ingest deletes nothing; that is expected, not worth a warning (also
+                # not when pyiceberg replays the delete on its own retry, as the commit ends).
+                with warnings.catch_warnings(), table.transaction() as tx:
                     warnings.filterwarnings("ignore", message="Delete operation did not match")
                     rows = apply(tx)
                 return self._commit_summary(name, table, before, rows, attempt)
@@ -243,12 +255,15 @@ class Lakehouse:
                 removed += int(summary.additional_properties.get("deleted-records", 0))
             parent = current.parent_snapshot_id
             current = table.snapshot_by_id(parent) if parent is not None else None
+        summary = snapshot.summary if snapshot else None
+        total = summary.additional_properties.get("total-records") if summary else None
         return Commit(
             self.identifier(name),
             snapshot.snapshot_id if snapshot else None,
             rows,
             removed,
             attempts,
+            table_rows=int(total) if total is not None else None,
         )
 
     def replace_file_ticks(
@@ -358,7 +373,7 @@ class Lakehouse:
         def flush() -> None:
             # Bounded pieces: a 2 GB file never sits in memory whole.
             if pending:
-                data_files.extend(_data_files(table, pa.concat_tables(pending)))
+                data_files.extend(write_data_files(table, pa.concat_tables(pending)))
                 pending.clear()
 
         def discard() -> None:
@@ -385,15 +400,26 @@ class Lakehouse:
         files are reused). Only while the lakehouse `has_corrections()` is false: new rows must
         otherwise be checked against them, which `replace_file_ticks` does."""
 
+        commit = self.replace_data_files(
+            TICKS_TABLE, EqualTo("source_file", source_file), data_files
+        )
+        return replace(commit, file_rows=commit.rows_written)
+
+    def replace_data_files(
+        self, name: str, predicate: BooleanExpression, data_files: Sequence[DataFile]
+    ) -> Commit:
+        """Delete the rows of table `name` matching `predicate` and add already written data
+        files, in one atomic commit (delete + fast append), retried on a concurrent writer's
+        conflict (the files are reused)."""
+
         def apply(tx: Transaction) -> int:
-            tx.delete(EqualTo("source_file", source_file))
+            tx.delete(predicate)
             with tx.update_snapshot().fast_append() as append:
                 for data_file in data_files:
                     append.append_data_file(data_file)
             return sum(f.record_count for f in data_files)
 
-        commit = self._commit(TICKS_TABLE, apply)
-        return replace(commit, file_rows=commit.rows_written)
+        return self._commit(name, apply)
 
     def has_corrections(self) -> bool:
         return self._has_rows(CORRECTIONS_TABLE)
@@ -517,17 +543,17 @@ def ticks_from_parsed(parsed: pa.Table, ingested_at: datetime) -> pa.Table:
     return pa.table([columns[f.name] for f in TICKS_ARROW], schema=TICKS_ARROW)
 
 
-def _data_files(table: Table, rows: pa.Table) -> list[DataFile]:
+def write_data_files(table: Table, rows: pa.Table) -> list[DataFile]:
     """`rows` written as the table's Parquet data files. Rows of one trade date (a landing file's
     usual content) go straight to one partition: pyiceberg's general path would split the rows
     by partition first, a filtered copy of all of them."""
     spec, schema = table.metadata.spec(), table.metadata.schema()
-    days = pc.unique(rows["trade_date"])
     by_trade_date = (
         len(spec.fields) == 1
         and isinstance(spec.fields[0].transform, IdentityTransform)
         and schema.find_column_name(spec.fields[0].source_id) == "trade_date"
     )
+    days = pc.unique(rows["trade_date"]) if by_trade_date else []
     if not by_trade_date or len(days) != 1:
         return list(_dataframe_to_data_files(table.metadata, rows, table.io))
     task = WriteTask(

@@ -14,6 +14,16 @@ def test_lineage_graph():
     assert parents[AssetKey(["market", "ticks"])] == {AssetKey(["staging", "parsed_ticks"])}
     for interval in ["1m", "5m", "1h", "1d"]:
         assert parents[AssetKey(["market", f"ohlcv_{interval}"])] == {AssetKey(["market", "ticks"])}
+    # The example of extending the graph (defs/assets/ohlcv_15m.py).
+    assert parents[AssetKey(["market", "ohlcv_15m"])] == {AssetKey(["market", "ohlcv_1m"])}
+
+
+def test_bars_are_read_and_written_through_the_iceberg_io_manager():
+    graph = defs.resolve_asset_graph()
+    for interval in ["1m", "5m", "15m", "1h", "1d"]:
+        node = graph.get(AssetKey(["market", f"ohlcv_{interval}"]))
+        assert node.io_manager_key == "iceberg_io_manager"
+    assert "iceberg_io_manager" in defs.resources
 
 
 def test_checks_jobs_and_sensors():
@@ -24,7 +34,7 @@ def test_checks_jobs_and_sensors():
     assert (("market", "ticks"), "duplicate_trades") in checks
     assert (("market", "ohlcv_1m"), "reconciles_with_ticks") in checks
     assert (("market", "ohlcv_1d"), "ohlc_invariants") in checks
-    for name in ["landing_sensor", "touched_days_sensor"]:
+    for name in ["landing_sensor", "touched_days_sensor", "automation_sensor"]:
         assert defs.resolve_sensor_def(name).default_status == DefaultSensorStatus.RUNNING
     assert defs.resolve_job_def("ingest_landing_file") and defs.resolve_job_def("rebuild_bars")
 

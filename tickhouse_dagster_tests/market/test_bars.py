@@ -227,3 +227,46 @@ def test_a_repeated_dst_hour_gives_two_bars(venues):
         (datetime(2024, 10, 27, 0, 0, tzinfo=UTC), 1),
         (datetime(2024, 10, 27, 1, 0, tzinfo=UTC), 1),
     ]
+
+
+def test_rolling_up_stored_minute_bars_gives_the_builders_own_bars(venues):
+    """`roll_up_bars` over minute bars as stored (vwap column and all) is exactly what the
+    builder rolls up itself, for every coarser interval and both venues' clocks."""
+    import random
+
+    from tickhouse_dagster.market.bars import build_all_bars, roll_up_bars
+
+    rng = random.Random(7)
+    rows = []
+    for n in range(400):
+        local = f"{rng.randint(9, 15):02d}:{rng.randint(0, 59):02d}:{rng.randint(0, 59):02d}"
+        price = f"{rng.randint(70000, 72000)}.{rng.randint(0, 99):02d}"
+        venue, zone = rng.choice([("KRX", SEOUL), ("NYMEX", ZoneInfo("America/New_York"))])
+        symbol = rng.choice(["A", "B"])
+        rows.append(
+            tick(local, str(n), price, rng.randint(1, 500), symbol=symbol, venue=venue, zone=zone)
+        )
+    intervals = ("1m", "5m", "15m", "1h", "1d")
+    built = build_all_bars(table(rows), venues, intervals)
+    for interval in intervals[1:]:
+        assert roll_up_bars(built["1m"], interval, venues).equals(built[interval]), interval
+    assert built["15m"].num_rows > built["1h"].num_rows
+
+
+def test_fifteen_minute_bars_start_on_the_local_quarter_hour(venues):
+    from tickhouse_dagster.market.bars import roll_up_bars
+
+    monrovia = ZoneInfo("Africa/Monrovia")
+    liberia = {**venues, "LBX": replace(venues["KRX"], name="LBX", timezone=monrovia)}
+    day = date(1970, 6, 1)
+    rows = [
+        tick("09:14:10", "1", "100", 1, venue="LBX", zone=monrovia, day=day),
+        tick("09:14:50", "2", "103", 3, venue="LBX", zone=monrovia, day=day),
+        tick("09:15:10", "3", "102", 1, venue="LBX", zone=monrovia, day=day),
+    ]
+    bars = roll_up_bars(build_bars(table(rows), "1m", liberia), "15m", liberia).to_pylist()
+    nine = datetime(1970, 6, 1, 9, 0, tzinfo=monrovia)
+    assert [(b["bar_start"], b["open"], b["close"], b["volume"], b["vwap"]) for b in bars] == [
+        (nine, Decimal("100"), Decimal("103"), 4, Decimal("102.250000")),
+        (nine + timedelta(minutes=15), Decimal("102"), Decimal("102"), 1, Decimal("102")),
+    ]

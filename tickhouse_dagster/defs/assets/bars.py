@@ -21,6 +21,7 @@ from dagster import (
 from tickhouse_dagster.contract import BAR_INTERVALS, bar_table_name
 from tickhouse_dagster.defs.assets.ticks import TICKS
 from tickhouse_dagster.defs.check_results import findings_check_result
+from tickhouse_dagster.defs.io_managers import IO_MANAGER_KEY
 from tickhouse_dagster.defs.partitions import trade_dates
 from tickhouse_dagster.defs.resources import FeedResource, LakehouseResource
 from tickhouse_dagster.defs.retries import retry_transient
@@ -38,6 +39,8 @@ _INTERVAL_OF = {key: interval for interval, key in BAR_KEYS.items()}
 
 
 def _bar_spec(interval: str) -> AssetSpec:
+    # The asset commits its tables itself (docs/decisions/0006-iceberg-io-managers.md); the IO
+    # manager key is how assets downstream read them.
     return AssetSpec(
         BAR_KEYS[interval],
         # Any landing file may carry trades of any day: a day depends on all file partitions.
@@ -46,7 +49,7 @@ def _bar_spec(interval: str) -> AssetSpec:
         group_name="bars",
         description=f"market.{bar_table_name(interval)}: {interval} OHLCV bars of one trade date.",
         skippable=True,
-    )
+    ).with_io_manager_key(IO_MANAGER_KEY)
 
 
 def _check_specs() -> list[AssetCheckSpec]:
