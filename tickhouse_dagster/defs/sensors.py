@@ -24,7 +24,12 @@ from tickhouse_dagster import settings
 from tickhouse_dagster.defs.assets.ticks import TICKS
 from tickhouse_dagster.defs.jobs import BARS_DAY_TAG, ingest_file_job, rebuild_bars_job
 from tickhouse_dagster.defs.ledger import not_yet_ingested
-from tickhouse_dagster.defs.partitions import FILE_VERSION_TAG, landing_files, trade_dates
+from tickhouse_dagster.defs.partitions import (
+    FILE_VERSION_TAG,
+    landing_files,
+    trade_dates,
+    why_not_a_partition,
+)
 from tickhouse_dagster.defs.resources import LandingResource
 from tickhouse_dagster.storage.landing_cursor import LandingCursor, plan_ingestion
 
@@ -94,7 +99,9 @@ def touched_days_sensor(context: SensorEvaluationContext) -> SensorResult | Skip
     valid = set(trade_dates.get_partition_keys(dynamic_partitions_store=context.instance))
     outside = sorted(d for d in days if d not in valid)
     if outside:
-        context.log.warning(f"trade dates outside the bars partitions, not rebuilt: {outside}")
+        # Never dropped silently: each such day, and why it has no bars partition.
+        reasons = "; ".join(f"{day}: {why_not_a_partition(day)}" for day in outside)
+        context.log.warning(f"trade dates outside the bars partitions, not rebuilt: {reasons}")
     return SensorResult(
         run_requests=[
             RunRequest(

@@ -110,7 +110,7 @@ def test_graph_sensor_ingest_and_checks(dagster_dev):
         {
             "params": {
                 "assetSelection": bar_keys,
-                "partitionNames": ["2024-01-01", "2024-01-02", "2024-01-03"],
+                "partitionNames": ["2023-12-29", "2024-01-02", "2024-01-03"],
             }
         },
     )
