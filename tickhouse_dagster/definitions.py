@@ -9,6 +9,11 @@ from tickhouse_dagster.defs.assets.bars import ohlcv_bars
 from tickhouse_dagster.defs.assets.bi import bar_views
 from tickhouse_dagster.defs.assets.ticks import parsed_ticks, raw_tick_xml, ticks
 from tickhouse_dagster.defs.checks import session_and_tick_grid, tick_values, trino_reads_commit
+from tickhouse_dagster.defs.freshness import (
+    bars_freshness,
+    bars_freshness_sensor,
+    check_bars_freshness_job,
+)
 from tickhouse_dagster.defs.jobs import ingest_file_job, rebuild_bars_job
 from tickhouse_dagster.defs.maintenance import MAINTENANCE_JOBS, MAINTENANCE_SCHEDULES
 from tickhouse_dagster.defs.resources import resources_from_env
@@ -24,11 +29,17 @@ def build_definitions(resources: Mapping[str, Any]) -> Definitions:
     return Definitions(
         assets=[raw_tick_xml, parsed_ticks, ticks, ohlcv_bars]
         + ([bar_views] if with_trino else []),
-        asset_checks=[tick_values, session_and_tick_grid]
+        asset_checks=[tick_values, session_and_tick_grid, bars_freshness]
         + ([trino_reads_commit] if with_trino else []),
-        jobs=[ingest_file_job, rebuild_bars_job, *MAINTENANCE_JOBS, spark_backfill_ticks],
+        jobs=[
+            ingest_file_job,
+            rebuild_bars_job,
+            check_bars_freshness_job,
+            *MAINTENANCE_JOBS,
+            spark_backfill_ticks,
+        ],
         schedules=MAINTENANCE_SCHEDULES,
-        sensors=[landing_sensor, touched_days_sensor],
+        sensors=[landing_sensor, touched_days_sensor, bars_freshness_sensor],
         # The Spark engine's resources cost nothing until a spark_backfill_ticks run uses them.
         resources={**spark_resources(), **resources},
         # A run's steps (one file, or one day's bars) run one after another; a process per step
