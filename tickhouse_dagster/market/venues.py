@@ -48,7 +48,6 @@ _WEEKDAY_OF = {name.lower(): number for number, name in enumerate(WEEKDAY_NAMES)
 }
 DEFAULT_WEEKEND = frozenset({5, 6})  # Saturday, Sunday
 _DAY = 86_400  # seconds
-_US_PER_DAY = _DAY * 1_000_000
 # A trading calendar has gaps of days, not months: searching further means a broken calendar.
 _MAX_CLOSED_RUN = 366
 
@@ -232,14 +231,13 @@ class Venue:
         arithmetic runs in Arrow, the calendar once per distinct candidate day (a file spans a
         few), so a million rows cost a few Arrow passes."""
         local = pc.local_timestamp(ts.cast(pa.timestamp("us", tz=self.timezone.key)))
-        days = local.cast(pa.date32()).cast(pa.int32())
         roll = self.roll
         if roll is not None:
-            since_midnight = pc.subtract(
-                local.cast(pa.int64()), pc.multiply(days.cast(pa.int64()), _US_PER_DAY)
-            )
-            rolled = pc.greater_equal(since_midnight, _seconds(roll) * 1_000_000)
-            days = pc.add(days, rolled.cast(pa.int32()))
+            # The wall clock moved by (24 h - roll) crosses midnight exactly when it is at or
+            # after the roll: the local date then is the rolled day, in one pass.
+            shift = pa.scalar(timedelta(seconds=_DAY - _seconds(roll)), pa.duration("us"))
+            local = pc.add(local, shift)
+        days = local.cast(pa.date32()).cast(pa.int32())
         candidates = pc.unique(days).to_pylist()
         epoch = date(1970, 1, 1)
         targets = [
@@ -299,9 +297,16 @@ def trade_dates_of(
     names = [name for name in pc.unique(venue_names).to_pylist() if name is not None]
     if len(names) == 1 and venue_names.null_count == 0:
         return venues[names[0]].trade_dates(ts)
+    if isinstance(venue_names, pa.ChunkedArray):
+        venue_names = venue_names.combine_chunks()
+    if isinstance(ts, pa.ChunkedArray):
+        ts = ts.combine_chunks()
+    # Each venue converts only its own rows, scattered back in place (replace_with_mask fills
+    # the masked slots in order): a mixed batch costs one conversion per row, not per venue.
     derived = pa.nulls(len(ts), pa.date32())
     for name in names:
-        derived = pc.if_else(pc.equal(venue_names, name), venues[name].trade_dates(ts), derived)
+        mine = pc.fill_null(pc.equal(venue_names, name), False)
+        derived = pc.replace_with_mask(derived, mine, venues[name].trade_dates(ts.filter(mine)))
     return derived
 
 
