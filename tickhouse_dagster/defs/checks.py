@@ -35,7 +35,8 @@ from tickhouse_dagster.storage.trino_sql import file_rows_at_snapshot
     blocking=True,
     partitions_def=landing_files,
     description="Contract values (pandera): positive price and quantity, side B/S/null, "
-    "non-empty ids, trade date within a day of the print and near the file's trading day. "
+    "non-empty ids, trade date within a day of the print's local date or its venue-rule trade "
+    "date, and near the file's trading day. "
     "Blocks the ticks table; a failing file is quarantined.",
 )
 def tick_values(
