@@ -11,6 +11,11 @@ from tickhouse_dagster.defs.assets.ohlcv_15m import ohlcv_15m
 from tickhouse_dagster.defs.assets.ticks import parsed_ticks, raw_tick_xml, ticks
 from tickhouse_dagster.defs.automation import automation_sensor
 from tickhouse_dagster.defs.checks import trino_reads_commit
+from tickhouse_dagster.defs.freshness import (
+    bars_freshness,
+    bars_freshness_sensor,
+    check_bars_freshness_job,
+)
 from tickhouse_dagster.defs.ingest_batch import build_batch_job
 from tickhouse_dagster.defs.io_managers import iceberg_io_managers
 from tickhouse_dagster.defs.jobs import ingest_file_job, rebuild_bars_job
@@ -28,16 +33,17 @@ def build_definitions(resources: Mapping[str, Any]) -> Definitions:
     return Definitions(
         assets=[raw_tick_xml, parsed_ticks, ticks, ohlcv_bars, ohlcv_15m]
         + ([bar_views] if with_trino else []),
-        asset_checks=[trino_reads_commit] if with_trino else [],
+        asset_checks=[bars_freshness] + ([trino_reads_commit] if with_trino else []),
         jobs=[
             build_batch_job(with_trino),
             ingest_file_job,
             rebuild_bars_job,
+            check_bars_freshness_job,
             *MAINTENANCE_JOBS,
             spark_backfill_ticks,
         ],
         schedules=MAINTENANCE_SCHEDULES,
-        sensors=[landing_sensor, touched_days_sensor, automation_sensor],
+        sensors=[landing_sensor, touched_days_sensor, automation_sensor, bars_freshness_sensor],
         # The Spark engine's resources cost nothing until a spark_backfill_ticks run uses them.
         # The Iceberg IO manager stores on the `lakehouse` resource's catalog and warehouse.
         resources={

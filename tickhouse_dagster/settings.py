@@ -61,7 +61,17 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("TICKHOUSE_PROFILES_DIR", None, "folder of extra input profiles (*.yaml)"),
     Setting("TICKHOUSE_PROFILE_RULES", None, "key pattern → profile rules: 'glob=profile,…'"),
     Setting("TICKHOUSE_VENUES_FILE", None, "extra venue reference data (YAML)"),
-    Setting("TICKHOUSE_FIRST_TRADE_DATE", "2020-01-01", "first daily partition of the bars"),
+    Setting(
+        "TICKHOUSE_FIRST_TRADE_DATE",
+        "2020-01-01",
+        "first daily partition of the bars (the first trading day on or after it)",
+    ),
+    Setting(
+        "TICKHOUSE_BARS_FRESHNESS_MINUTES",
+        "30",
+        "bars are stale when a venue's session has run this long without its trade date's "
+        "bars being rebuilt (the fresh_in_session check)",
+    ),
     Setting(
         "TICKHOUSE_SNAPSHOT_RETENTION_HOURS",
         "168",

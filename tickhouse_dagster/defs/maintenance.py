@@ -18,6 +18,7 @@ from dagster import (
     OpExecutionContext,
     RunRequest,
     ScheduleEvaluationContext,
+    SkipReason,
     job,
     op,
     partitioned_config,
@@ -165,8 +166,10 @@ def expire_snapshots() -> None:
     default_status=DefaultScheduleStatus.RUNNING,
     description="Nightly: compact yesterday's trade date (UTC calendar) in every table.",
 )
-def nightly_compaction(context: ScheduleEvaluationContext) -> RunRequest:
+def nightly_compaction(context: ScheduleEvaluationContext) -> RunRequest | SkipReason:
     day = (context.scheduled_execution_time.date() - timedelta(days=1)).isoformat()
+    if not trade_dates.has_partition_key(day):
+        return SkipReason(f"{day} is not a trade date partition (no venue trades that day)")
     return RunRequest(run_key=f"compact-{day}", partition_key=day, tags={BARS_DAY_TAG: day})
 
 

@@ -31,7 +31,7 @@ from tickhouse_dagster.defs.assets.ticks import TICKS
 from tickhouse_dagster.defs.ingest_batch import BATCH_JOB
 from tickhouse_dagster.defs.jobs import BARS_DAY_TAG, rebuild_bars_job
 from tickhouse_dagster.defs.ledger import not_yet_ingested
-from tickhouse_dagster.defs.partitions import landing_files, trade_dates
+from tickhouse_dagster.defs.partitions import landing_files, trade_dates, why_not_a_partition
 from tickhouse_dagster.defs.resources import LandingResource
 from tickhouse_dagster.storage.landing_cursor import LandingCursor, plan_ingestion
 
@@ -111,7 +111,9 @@ def touched_days_sensor(context: SensorEvaluationContext) -> SensorResult | Skip
     valid = set(trade_dates.get_partition_keys(dynamic_partitions_store=context.instance))
     outside = sorted(d for d in days if d not in valid)
     if outside:
-        context.log.warning(f"trade dates outside the bars partitions, not rebuilt: {outside}")
+        # Never dropped silently: each such day, and why it has no bars partition.
+        reasons = "; ".join(f"{day}: {why_not_a_partition(day)}" for day in outside)
+        context.log.warning(f"trade dates outside the bars partitions, not rebuilt: {reasons}")
     return SensorResult(
         run_requests=[
             RunRequest(

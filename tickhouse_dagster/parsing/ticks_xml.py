@@ -20,7 +20,7 @@ import pyarrow.compute as pc
 from lxml import etree
 
 from tickhouse_dagster.contract import PARSED_TICKS_ARROW
-from tickhouse_dagster.market.venues import Venue
+from tickhouse_dagster.market.venues import Venue, trade_dates_of
 from tickhouse_dagster.parsing.errors import TickFileError
 from tickhouse_dagster.parsing.profiles import PROFILE_COLUMNS, FieldRule, Profile
 
@@ -301,16 +301,12 @@ def _cast(texts: pa.Array, column: str) -> pa.Array:
 def _trade_dates(
     given_texts: pa.Array, venue: pa.Array, ts: pa.Array, venues: Mapping[str, Venue]
 ) -> pa.Array:
-    """The feed's trade date where it has one, else the venue-local date of the print."""
+    """The feed's trade date where it has one, else the venue's trade date of the print
+    (`market.venues.trade_dates_of`: local clock, roll time for evening prints, trading days)."""
     given = _cast(given_texts, "trade_date")
     if given.null_count == 0:
         return given
-    derived = given
-    for name in pc.unique(venue).to_pylist():
-        zone = venues[name].timezone.key
-        local = pc.local_timestamp(ts.cast(pa.timestamp("us", tz=zone)))
-        derived = pc.if_else(pc.equal(venue, name), local.cast(pa.date32()), derived)
-    return pc.coalesce(given, derived)
+    return pc.coalesce(given, trade_dates_of(venue, ts, venues))
 
 
 def contract_batch(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable, Mapping
-from datetime import date, timedelta
+from datetime import UTC, date, timedelta
 
 import pandera.errors
 import pandera.polars as pdp
@@ -14,11 +14,11 @@ import pyarrow.compute as pc
 
 from tickhouse_dagster.arrow_sql import ArrowSource, query_rows
 from tickhouse_dagster.contract import TRADE_KEY
-from tickhouse_dagster.market.venues import Venue
+from tickhouse_dagster.market.venues import Venue, trade_dates_of
 from tickhouse_dagster.quality.findings import MAX_EXAMPLES, Findings
 
-# How far a feed's trade date may sit from the venue-local date of the print: overnight
-# sessions (e.g. NYMEX evening) book the next day's trade date.
+# How far a feed's trade date may sit outside [the venue-local date of the print, the trade date
+# the venue's rule gives it]: the rule already books evening prints to the next trading day.
 MAX_TRADE_DATE_SKEW = timedelta(days=1)
 # How far a print's trade date may sit from the file's trading day (the date most of its prints
 # carry): files are collection windows of a session, so a date years away is a feed error.
@@ -58,6 +58,18 @@ def _local_dates(ticks: pa.Table, venues: Mapping[str, Venue]) -> pa.Array:
     return dates
 
 
+def _trade_date_skew(ticks: pa.Table, venues: Mapping[str, Venue]) -> pa.Array:
+    """Days by which a print's trade date lies outside [its local date, the trade date the
+    venue's rule gives it] (0 inside): an evening print may carry either, a feed that books it
+    a day further either way is tolerated, anything beyond is a feed error."""
+    given = ticks["trade_date"].cast(pa.int32())
+    local = _local_dates(ticks, venues).cast(pa.int32())
+    derived = trade_dates_of(ticks["venue"], ticks["ts"], venues).cast(pa.int32())
+    below = pc.min_element_wise(pc.subtract(given, local), 0)
+    above = pc.max_element_wise(pc.subtract(given, derived), 0)
+    return pc.add(below, above).cast(pa.int64())
+
+
 def file_trading_day(batches: Iterable[pa.RecordBatch]) -> date | None:
     """The trade date most prints of a file carry (the earliest on a tie)."""
     counts: Counter[date] = Counter()
@@ -81,7 +93,7 @@ def _value_reason(column: str, row: dict, case: dict, file_day: date | None) -> 
     if column == "trade_date_skew_days":
         return "trade_date", (
             f"trade date {row['trade_date']} is more than {MAX_TRADE_DATE_SKEW.days} day "
-            f"from the print's local date"
+            f"from the print's local date and from the venue's trade date for it"
         )
     if column == "days_from_file_day":
         return "trade_date", (
@@ -101,9 +113,7 @@ def check_tick_values(
     findings = Findings("tick values")
     for batch in batches:
         table = pa.Table.from_batches([batch])
-        skew = pc.subtract(
-            table["trade_date"].cast(pa.int32()), _local_dates(table, venues).cast(pa.int32())
-        ).cast(pa.int64())
+        skew = _trade_date_skew(table, venues)
         checked = table.append_column("trade_date_skew_days", skew).append_column(
             "days_from_file_day", _days_from(table, file_day).fill_null(0)
         )
@@ -128,22 +138,54 @@ def check_tick_values(
 
 
 _SESSION_AND_GRID_SQL = """
-WITH located AS (
-    SELECT source_file, record, symbol, trade_id, ts, price,
-           timezone($zone, (trade_date - {open_shift_days}) + CAST($opens AS TIME)) AS session_open,
-           timezone($zone, trade_date + CAST($closes AS TIME)) AS session_close,
+WITH judged AS (
+    SELECT source_file, record, symbol, trade_id, ts, price, trade_date,
+           NOT EXISTS (
+               SELECT 1 FROM sessions s
+               WHERE s.trade_date = t.trade_date AND t.ts BETWEEN s.opens AND s.closes
+           ) AS outside,
            CASE {tick_case} END AS tick
-    FROM ticks WHERE venue = $venue
-), judged AS (
-    SELECT *, NOT (ts BETWEEN session_open AND session_close) AS outside,
-           CAST(price * 1000000 AS HUGEINT) % CAST(tick * 1000000 AS HUGEINT) <> 0 AS off_grid
-    FROM located
+    FROM ticks t WHERE venue = $venue
+), graded AS (
+    SELECT *, CAST(price * 1000000 AS HUGEINT) % CAST(tick * 1000000 AS HUGEINT) <> 0 AS off_grid
+    FROM judged
 )
 SELECT count(*) FILTER (WHERE outside), count(*) FILTER (WHERE off_grid),
-       list(struct_pack(source_file, record, symbol, trade_id, ts, price, tick, outside, off_grid)
+       list(struct_pack(source_file, record, symbol, trade_id, ts, price, trade_date, tick,
+                        outside, off_grid)
             ORDER BY record) FILTER (WHERE outside OR off_grid)[1:{examples}]
-FROM judged
+FROM graded
 """
+
+_SESSIONS_SCHEMA = pa.schema(
+    [
+        ("trade_date", pa.date32()),
+        ("opens", pa.timestamp("us", tz="UTC")),
+        ("closes", pa.timestamp("us", tz="UTC")),
+    ]
+)
+
+
+def _sessions_table(venue: Venue, trade_dates: Iterable[date]) -> pa.Table:
+    """The sessions (UTC instants) of each trade date: none on a day the venue does not trade."""
+    rows = [
+        # In UTC explicitly: Arrow would read an aware datetime's wall clock as UTC.
+        {"trade_date": day, "opens": opens.astimezone(UTC), "closes": closes.astimezone(UTC)}
+        for day in trade_dates
+        for opens, closes in venue.sessions_of(day)
+    ]
+    return pa.Table.from_pylist(rows, schema=_SESSIONS_SCHEMA)
+
+
+def _describe_sessions(venue: Venue, trade_date: date) -> str:
+    sessions = venue.sessions_of(trade_date)
+    if not sessions:
+        return f"{trade_date} is not a {venue.name} trading day"
+    spans = ", ".join(
+        (f"{opens:%a} " if opens.date() != trade_date else "") + f"{opens:%H:%M}–{closes:%H:%M}"
+        for opens, closes in sessions
+    )
+    return f"{trade_date}: {spans}"
 
 
 def _session_and_grid_examples(row: dict, venue: Venue) -> list[str]:
@@ -151,7 +193,10 @@ def _session_and_grid_examples(row: dict, venue: Venue) -> list[str]:
     examples = []
     if row["outside"]:
         local = row["ts"].astimezone(venue.timezone).time()
-        examples.append(f"{where}: {local} is outside the {venue.name} session")
+        examples.append(
+            f"{where}: {local} is outside the {venue.name} session "
+            f"({_describe_sessions(venue, row['trade_date'])})"
+        )
     if row["off_grid"]:
         tick = row["tick"].normalize()
         examples.append(f"{where}: price {row['price']} is off the {tick:f} grid")
@@ -161,30 +206,25 @@ def _session_and_grid_examples(row: dict, venue: Venue) -> list[str]:
 def check_session_and_grid(
     batches: Iterable[pa.RecordBatch], venues: Mapping[str, Venue]
 ) -> Findings:
-    """Prints outside the venue's session for their trade date (the close is inclusive: the
-    closing auction prints at it), or off its tick-size grid."""
+    """Prints outside every session of the venue for their trade date (in a break, on a day the
+    venue does not trade, after an early close; the close is inclusive: the closing auction
+    prints at it), or off its tick-size grid."""
     findings = Findings("session and tick grid")
     for batch in batches:
         table = pa.Table.from_batches([batch])
         findings.rows_checked += table.num_rows
         for name in pc.unique(table["venue"]).to_pylist():
             venue = venues[name]
+            mine = table.filter(pc.equal(table["venue"], name))
+            sessions = _sessions_table(venue, pc.unique(mine["trade_date"]).to_pylist())
             tick_case = " ".join(
                 f"WHEN price >= {lower} THEN CAST({tick} AS DECIMAL(18, 6))"
                 for lower, tick in reversed(venue.tick_sizes)
             )
-            sql = _SESSION_AND_GRID_SQL.format(
-                open_shift_days=1 if venue.crosses_midnight() else 0,
-                tick_case=tick_case,
-                examples=MAX_EXAMPLES,
+            sql = _SESSION_AND_GRID_SQL.format(tick_case=tick_case, examples=MAX_EXAMPLES)
+            [(outside, off_grid, examples)] = query_rows(
+                sql, {"venue": name}, ticks=mine, sessions=sessions
             )
-            params = {
-                "venue": name,
-                "zone": venue.timezone.key,
-                "opens": venue.session_open.isoformat(),
-                "closes": venue.session_close.isoformat(),
-            }
-            [(outside, off_grid, examples)] = query_rows(sql, params, ticks=table)
             findings.count += outside + off_grid
             for row in examples or []:
                 for example in _session_and_grid_examples(row, venue):

@@ -289,6 +289,30 @@ def _quote(text: Column) -> Column:
     return F.concat(F.lit("'"), text, F.lit("'"))
 
 
+def trade_date_column(venue: Column, ts: Column, venues: Mapping[str, Venue]) -> Column:
+    """The trade date of each print by its venue's rule, `Venue.trade_date_rule()`: the rule of
+    the Python readers (`market.venues.trade_dates_of`) handed over as data, so both engines
+    book every print to the same day. Local date on the venue clock, plus one from the roll
+    time on, moved past the weekend (a per-weekday skip), then a holiday to the first trading
+    day after it (a map lookup). No Python UDF: it stays in Spark's generated code."""
+    result: Column = F.lit(None).cast("date")
+    for name in sorted(venues):
+        rule = venues[name].trade_date_rule()
+        local = F.from_utc_timestamp(ts, venues[name].timezone.key)
+        day = F.to_date(local)
+        if rule.roll_seconds is not None:
+            clock = F.hour(local) * 3600 + F.minute(local) * 60 + F.second(local)
+            day = F.when(clock >= rule.roll_seconds, F.date_add(day, 1)).otherwise(day)
+        # Spark's dayofweek: 1 = Sunday ... 7 = Saturday; the rule's weekdays: Monday = 0.
+        skips = F.array(*(F.lit(rule.days_to_weekday[(dow + 5) % 7]) for dow in range(1, 8)))
+        weekday = F.date_add(day, F.element_at(skips, F.dayofweek(day)))
+        if rule.holiday_targets:
+            targets = F.create_map(*(F.lit(v) for pair in rule.holiday_targets for v in pair))
+            weekday = F.coalesce(F.try_element_at(targets, weekday), weekday)
+        result = F.when(venue == name, weekday).otherwise(result)
+    return result
+
+
 def contract_frame(
     raw: DataFrame, profile: Profile, venues: Mapping[str, Venue], ingested_at: datetime
 ) -> DataFrame:
@@ -390,7 +414,12 @@ def contract_frame(
         local_date = F.when(
             t["venue"] == name, F.to_date(F.from_utc_timestamp(ts, zone))
         ).otherwise(local_date)
-    trade_date = F.coalesce(given_date, local_date)
+    rule_date = trade_date_column(t["venue"], ts, venues)
+    trade_date = F.coalesce(given_date, rule_date)
+    # As quality.tick_rules: the days a trade date lies outside [local date, the rule's date].
+    skew = F.least(F.datediff(trade_date, local_date), F.lit(0)) + F.greatest(
+        F.datediff(trade_date, rule_date), F.lit(0)
+    )
 
     # The blocking `tick_values` rules of the Python path: such a file never reaches the table.
     rules = [
@@ -401,8 +430,9 @@ def contract_frame(
         ("trade_id", F.length(t["trade_id"]) == 0, "trade id is empty"),
         (
             "trade_date",
-            F.abs(F.datediff(trade_date, local_date)) > MAX_TRADE_DATE_SKEW_DAYS,
-            "trade date more than a day from the venue-local date of the print",
+            F.abs(skew) > MAX_TRADE_DATE_SKEW_DAYS,
+            "trade date more than a day from the venue-local date of the print and from the "
+            "venue's trade date for it",
         ),
     ]
     for column, broken, reason in rules:

@@ -34,7 +34,13 @@ def test_checks_jobs_and_sensors():
     assert (("market", "ticks"), "duplicate_trades") in checks
     assert (("market", "ohlcv_1m"), "reconciles_with_ticks") in checks
     assert (("market", "ohlcv_1d"), "ohlc_invariants") in checks
-    for name in ["landing_sensor", "touched_days_sensor", "automation_sensor"]:
+    assert (("market", "ohlcv_5m"), "fresh_in_session") in checks
+    for name in [
+        "landing_sensor",
+        "touched_days_sensor",
+        "automation_sensor",
+        "bars_freshness_sensor",
+    ]:
         assert defs.resolve_sensor_def(name).default_status == DefaultSensorStatus.RUNNING
     assert defs.resolve_job_def("ingest_landing_file") and defs.resolve_job_def("rebuild_bars")
 

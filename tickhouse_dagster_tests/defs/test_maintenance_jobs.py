@@ -89,6 +89,17 @@ def test_nightly_schedules_compact_yesterday_then_expire(instance):
     assert request.job_name in (None, "expire_snapshots")
 
 
+def test_nightly_compaction_skips_a_day_without_a_partition(instance):
+    compaction = defs.resolve_schedule_def("nightly_compaction")
+    sunday_night = build_schedule_context(
+        instance=instance,
+        scheduled_execution_time=datetime(2024, 1, 7, 2, tzinfo=UTC),  # yesterday: a Saturday
+        repository_def=defs.get_repository_def(),
+    )
+    result = compaction.evaluate_tick(sunday_night)
+    assert not result.run_requests and "2024-01-06 is not a trade date" in result.skip_message
+
+
 def test_the_bars_day_tag_is_limited_to_one_run_per_day_in_every_instance_config():
     for name in ("dagster.yaml", "dagster.local.yaml"):
         config = yaml.safe_load((PROJECT_ROOT / "infra" / "dagster" / name).read_text())

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
 import pyarrow as pa
@@ -108,3 +108,21 @@ def test_reconciliation_is_exact(venues):
     findings = reconcile_bars_with_ticks(short, totals, "1m")
     assert findings.count == 1
     assert "ticks volume 7 / trades 2, bars volume 3 / trades 1" in findings.examples[0]
+
+
+def test_trade_date_skew_is_measured_against_the_venue_rule(venues):
+    """A Friday-evening CBOT print (19:30 CDT, after the 19:00 roll) is Monday's by the rule; a
+    feed may book it to Friday or Monday (or a day beyond either), not to Wednesday."""
+    from zoneinfo import ZoneInfo
+
+    evening = datetime(2026, 10, 30, 19, 30, tzinfo=ZoneInfo("America/Chicago")).astimezone(UTC)
+    rows = [
+        {**tick("00:00:00", str(n), "450.25", 1, symbol="ZCZ6", venue="CBOT"), "ts": evening}
+        | {"trade_date": day}
+        for n, day in enumerate(
+            [date(2026, 10, 30), date(2026, 11, 2), date(2026, 11, 3), date(2026, 11, 4)], 1
+        )
+    ]
+    findings = check_tick_values(parsed(rows).to_batches(), venues)
+    assert findings.count == 1, findings.examples
+    assert "record 4, line 5, field trade_date: trade date 2026-11-04" in findings.examples[0]

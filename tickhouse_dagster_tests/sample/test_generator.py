@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from lxml import etree
 
-from tickhouse_dagster.market.venues import Venue, venue
+from tickhouse_dagster.market.venues import Session, Venue, venue
 from tickhouse_dagster.sample.generator import (
     KNOWN_SYMBOLS,
     DayContext,
@@ -300,8 +300,7 @@ def test_offset_follows_a_dst_switch_inside_the_session() -> None:
     berlin = Venue(
         name="XTEST",
         timezone=ZoneInfo("Europe/Berlin"),
-        session_open=time(1, 0),
-        session_close=time(5, 0),
+        sessions=(Session.of(time(1, 0), time(5, 0)),),
         tick_sizes=((Decimal(0), Decimal("0.01")),),
     )
     grid = PriceGrid.of(berlin)

@@ -113,8 +113,9 @@ def raw_tick_xml(
             asset=PARSED_TICKS,
             blocking=True,
             description="Contract values (pandera): positive price and quantity, side B/S/null, "
-            "non-empty ids, trade date within a day of the print and near the file's trading "
-            "day. Blocks the ticks table; a failing file is quarantined.",
+            "non-empty ids, trade date within a day of the print's local date or its venue-rule "
+            "trade date, and near the file's trading day. Blocks the ticks table; a failing file "
+            "is quarantined.",
         ),
         AssetCheckSpec(
             "session_and_tick_grid",
