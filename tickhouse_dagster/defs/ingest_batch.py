@@ -56,11 +56,13 @@ def _trino_read_back(
     snapshot = house.table("ticks").current_snapshot()
     if snapshot is None or not committed:
         return
-    expected = {}
-    for outcome in committed:
-        assert outcome.parsed.staged is not None
-        days = [date.fromisoformat(d) for d in outcome.parsed.staged.trade_dates]
-        expected[outcome.key] = house.file_totals(outcome.key, days, snapshot.snapshot_id)
+    days = {
+        date.fromisoformat(d)
+        for o in committed
+        if o.parsed.staged
+        for d in o.parsed.staged.trade_dates
+    }
+    expected = house.file_totals([o.key for o in committed], days, snapshot.snapshot_id)
     seen: dict[str, tuple[int, int]] = {}
     error = None
     keys = list(expected)

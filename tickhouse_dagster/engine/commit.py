@@ -8,6 +8,7 @@ and its rows are counted in its own data files (`Lakehouse.file_rows`).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
 
@@ -15,10 +16,9 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 from pyarrow import fs
 
-from tickhouse_dagster.contract import TRADE_KEY
 from tickhouse_dagster.engine.landing_file import ParsedFile
 from tickhouse_dagster.quality.findings import Findings
-from tickhouse_dagster.quality.tick_rules import trade_copies
+from tickhouse_dagster.quality.tick_rules import group_trade_copies, trade_copies
 from tickhouse_dagster.storage.lakehouse import Commit, Lakehouse
 from tickhouse_dagster.storage.staging import StagedTicks
 
@@ -60,11 +60,39 @@ def _id_ranges(staged: StagedTicks) -> list[tuple[date, str, str]]:
     return [(day, low, high) for day, (low, high) in sorted(bounds.items())]
 
 
+def id_ranges(staged_files: Sequence[StagedTicks]) -> list[tuple[date, str, str]]:
+    """The trade_id ranges several files span, merged per trade date."""
+    bounds: dict[date, tuple[str, str]] = {}
+    for staged in staged_files:
+        for day, low, high in _id_ranges(staged):
+            if day in bounds:
+                low, high = min(low, bounds[day][0]), max(high, bounds[day][1])
+            bounds[day] = (low, high)
+    return [(day, low, high) for day, (low, high) in sorted(bounds.items())]
+
+
+def group_copies_of(house: Lakehouse, files: Sequence[ParsedFile]) -> dict[str, TradeCopies]:
+    """Copies of the trades of a group of files about to commit together (in this order): one
+    lookup of the table's rows near the group's trade ids, one query for the group."""
+    staged = [p.staged for p in files if p.staged is not None]
+    assert len(staged) == len(files)
+    others = house.trades_near(id_ranges(staged), excluding=[p.key for p in files])
+    days = {d for s in staged for d in s.trade_date_values()}
+    corrected = house.corrections_for_days(days)
+    filesystem, _ = fs.FileSystem.from_uri(staged[0].uri)
+    paths = [fs.FileSystem.from_uri(s.uri)[1] for s in staged]
+    own = ds.dataset(paths, format="ipc", filesystem=filesystem)
+    found = group_trade_copies(
+        own, {p.key: s.rows for p, s in zip(files, staged, strict=True)}, others, corrected
+    )
+    return {key: TradeCopies(*pair) for key, pair in found.items()}
+
+
 def trade_copies_of(house: Lakehouse, key: str, staged: StagedTicks) -> TradeCopies:
-    """The file's trades other rows also carry (other files', or its own second copies)."""
-    others = house.trades_near(_id_ranges(staged), excluding_file=key)
-    days = staged.trade_date_values()
-    corrected = house.corrections_for_days(days).select(list(TRADE_KEY))
+    """The file's trades other rows also carry: other files' in the table, or its own second
+    copies."""
+    others = house.trades_near(_id_ranges(staged), excluding=[key])
+    corrected = house.corrections_for_days(staged.trade_date_values())
     duplicates, conflicts = trade_copies(_staged_dataset(staged), others, corrected, key)
     return TradeCopies(duplicates, conflicts)
 
@@ -92,10 +120,22 @@ def discard_data_files(house: Lakehouse, parsed: ParsedFile) -> None:
 
 
 def verify_commit(house: Lakehouse, parsed: ParsedFile, commit: Commit) -> CommittedFile:
-    staged = parsed.staged
-    assert staged is not None
-    stored = house.file_rows(parsed.key, staged.trade_date_values(), commit.snapshot_id)
-    # Cancels leave no row and replaces stand in for other files' rows: with corrections the
-    # file's rows are what the commit planned, and it planned at most the parsed rows.
-    expected = staged.rows if commit.file_rows is None else commit.file_rows
-    return CommittedFile(commit, staged.rows, expected, stored)
+    [committed] = verify_group(house, [parsed], commit)
+    return committed
+
+
+def verify_group(
+    house: Lakehouse, parsed_files: Sequence[ParsedFile], commit: Commit
+) -> list[CommittedFile]:
+    """Each file's rows in the table at the commit's snapshot (one scan for a group)."""
+    days = {d for p in parsed_files if p.staged for d in p.staged.trade_date_values()}
+    stored = house.file_totals([p.key for p in parsed_files], days, commit.snapshot_id)
+    committed = []
+    for parsed in parsed_files:
+        staged = parsed.staged
+        assert staged is not None
+        # Cancels leave no row and replaces stand in for other files' rows: with corrections
+        # the file's rows are what the commit planned, and it planned at most the parsed rows.
+        expected = staged.rows if commit.file_rows is None else commit.file_rows
+        committed.append(CommittedFile(commit, staged.rows, expected, stored[parsed.key][0]))
+    return committed

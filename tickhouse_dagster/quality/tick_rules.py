@@ -260,81 +260,105 @@ def find_duplicate_trades(ticks: pa.Table, involving: str | None = None) -> Find
 
 _COPIES_SQL = """
 WITH mine AS (
-    SELECT venue, symbol, trade_date, trade_id, ts, price, quantity, side, $file AS source_file,
-           record
-    FROM own WHERE coalesce(trans_type, 'N') NOT IN ('C', 'R')
-), explained AS (  -- keys a correction names, on record or in the file itself
+    SELECT o.venue, o.symbol, o.trade_date, o.trade_id, o.ts, o.price, o.quantity, o.side,
+           o.source_file, o.record, f.file_order
+    FROM own o JOIN files f ON o.source_file = f.source_file
+    WHERE coalesce(o.trans_type, 'N') NOT IN ('C', 'R')
+), explained AS (  -- keys a correction names, on record or in the files themselves
     SELECT venue, symbol, trade_date, trade_id FROM corrected
     UNION ALL
     SELECT venue, symbol, trade_date, trade_id FROM own WHERE trans_type IN ('C', 'R')
 ), theirs AS (
     SELECT venue, symbol, trade_date, trade_id, ts, price, quantity, side, source_file,
-           NULL::BIGINT AS record
+           NULL::BIGINT AS record, -1 AS file_order
     FROM others
-    UNION ALL  -- a second copy inside the file itself
+    UNION ALL  -- a copy in an earlier file of the group, or a second one inside the file
     SELECT * FROM mine
 ), pairs AS (
-    SELECT m.venue, m.symbol, m.trade_date, m.trade_id, m.record,
+    SELECT m.venue, m.symbol, m.trade_date, m.trade_id, m.source_file, m.record,
            m.ts AS my_ts, m.price AS my_price, m.quantity AS my_quantity, m.side AS my_side,
            t.source_file AS other_file, t.record AS other_record,
            t.ts, t.price, t.quantity, t.side,
            (m.ts, m.price, m.quantity, m.side) IS DISTINCT FROM (t.ts, t.price, t.quantity, t.side)
-               AS differs
+               AS differs,
+           m.file_order
     FROM mine m JOIN theirs t USING (venue, symbol, trade_date, trade_id)
-    WHERE t.record IS NULL OR t.record > m.record
+    WHERE t.file_order < m.file_order OR (t.file_order = m.file_order AND t.record > m.record)
 )
-SELECT p.* FROM pairs p
+SELECT p.* EXCLUDE (file_order) FROM pairs p
 WHERE NOT EXISTS (
     SELECT 1 FROM explained c
     WHERE c.venue = p.venue AND c.symbol = p.symbol AND c.trade_date = p.trade_date
       AND c.trade_id = p.trade_id
 )
-ORDER BY venue, symbol, trade_date, trade_id, record, other_file
+ORDER BY file_order, venue, symbol, trade_date, trade_id, record, other_file
 """
+_COPY_COLUMNS = [
+    "venue", "symbol", "trade_date", "trade_id", "source_file", "record", "my_ts", "my_price",
+    "my_quantity", "my_side", "other_file", "other_record", "ts", "price", "quantity", "side",
+    "differs",
+]  # fmt: skip
+
+
+def group_trade_copies(
+    own: ArrowSource,
+    rows: Mapping[str, int],
+    others: pa.Table,
+    corrected: pa.Table,
+) -> dict[str, tuple[Findings, Findings]]:
+    """Trades of a group of files carried by another row too. `own`: the files' parsed rows (a
+    table or a dataset streamed from staging); `rows`: each file's row count, in the group's
+    order; `others`: rows of files outside the group (e.g. `Lakehouse.trades_near`). A file's
+    row is compared with `others`, with the files before it in the group and with its own other
+    rows. Returns per file (duplicates, conflicts): identical copies, which the bars count once
+    (a warning), and copies whose ts, price, quantity or side differ, which no correction in
+    `corrected` (columns of TRADE_KEY) or in the files explains — a conflict: which copy is
+    right cannot be told, so the (later) file must not go in. Each example names the key and
+    both files. One query for the whole group."""
+    found = {
+        name: (
+            Findings("duplicate trades", rows_checked=count),
+            Findings("conflicting trades", rows_checked=count),
+        )
+        for name, count in rows.items()
+    }
+    files = pa.table(
+        {"source_file": list(rows), "file_order": pa.array(range(len(rows)), pa.int64())}
+    )
+    columns = [*TRADE_KEY, "ts", "price", "quantity", "side"]
+    result = query_rows(
+        _COPIES_SQL,
+        own=own,
+        files=files,
+        others=others.select([*columns, "source_file"]),
+        corrected=corrected.select(list(TRADE_KEY)),
+    )
+    for values in result:
+        row = dict(zip(_COPY_COLUMNS, values, strict=True))
+        duplicates, conflicts = found[row["source_file"]]
+        trade = f"{row['venue']} {row['symbol']} {row['trade_date']} trade {row['trade_id']}"
+        mine = f"{row['source_file']} record {row['record']}"
+        other = row["other_file"] + (
+            f" record {row['other_record']}" if row["other_record"] is not None else ""
+        )
+        if not row["differs"]:
+            duplicates.add(f"{trade}: {mine} and {other}")
+            continue
+        said = _copy_text(row["my_price"], row["my_quantity"], row["my_ts"], row["my_side"])
+        theirs = _copy_text(row["price"], row["quantity"], row["ts"], row["side"])
+        conflicts.add(
+            f"{trade}: {mine} has {said}, {other} has {theirs}"
+            " (not a correction: neither copy can be chosen)"
+        )
+    return found
 
 
 def trade_copies(
     own: ArrowSource, others: pa.Table, corrected: pa.Table, source_file: str
 ) -> tuple[Findings, Findings]:
-    """A file's trades (`own`: its parsed rows, a table or a dataset streamed from staging)
-    carried by another row too — by `others` (rows of other files, e.g.
-    `Lakehouse.trades_near`) or by the file itself.
-    Returns (duplicates, conflicts): identical copies, which the bars count once (a warning), and
-    copies whose ts, price, quantity or side differ, which no correction in `corrected` (columns
-    of TRADE_KEY) explains — a conflict: which copy is right cannot be told, so the file must not
-    go in. Each example names the key and both files."""
-    checked = own.num_rows if isinstance(own, pa.Table) else own.count_rows()
-    duplicates = Findings("duplicate trades", rows_checked=checked)
-    conflicts = Findings("conflicting trades", rows_checked=checked)
-    columns = [*TRADE_KEY, "ts", "price", "quantity", "side"]
-    rows = query_rows(
-        _COPIES_SQL,
-        {"file": source_file},
-        own=own,
-        others=others.select([*columns, "source_file"]),
-        corrected=corrected.select(list(TRADE_KEY)),
-    )
-    names = [
-        "venue", "symbol", "trade_date", "trade_id", "record", "my_ts", "my_price",
-        "my_quantity", "my_side", "other_file", "other_record", "ts", "price", "quantity",
-        "side", "differs",
-    ]  # fmt: skip
-    for values in rows:
-        row = dict(zip(names, values, strict=True))
-        trade = f"{row['venue']} {row['symbol']} {row['trade_date']} trade {row['trade_id']}"
-        other = row["other_file"] + (
-            f" record {row['other_record']}" if row["other_record"] is not None else ""
-        )
-        if not row["differs"]:
-            duplicates.add(f"{trade}: {source_file} record {row['record']} and {other}")
-            continue
-        mine = _copy_text(row["my_price"], row["my_quantity"], row["my_ts"], row["my_side"])
-        theirs = _copy_text(row["price"], row["quantity"], row["ts"], row["side"])
-        conflicts.add(
-            f"{trade}: {source_file} record {row['record']} has {mine}, {other} has {theirs}"
-            " (not a correction: neither copy can be chosen)"
-        )
-    return duplicates, conflicts
+    """`group_trade_copies` for one file."""
+    rows = own.num_rows if isinstance(own, pa.Table) else own.count_rows()
+    return group_trade_copies(own, {source_file: rows}, others, corrected)[source_file]
 
 
 def _copy_text(price: object, quantity: object, ts: object, side: object) -> str:

@@ -11,7 +11,7 @@ import random
 import time
 import uuid
 import warnings
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
 from functools import reduce
@@ -34,7 +34,7 @@ from pyiceberg.expressions import (
     GreaterThanOrEqual,
     In,
     LessThanOrEqual,
-    NotEqualTo,
+    NotIn,
     Or,
 )
 from pyiceberg.io.pyarrow import (
@@ -88,7 +88,14 @@ TABLE_PROPERTIES = {
 }
 # Full bounds for source_file, so replacing a file's ticks drops its data files whole instead of
 # rewriting them (bounds truncated to 16 characters cannot prove a data file holds one file only).
-_TICKS_PROPERTIES = {**TABLE_PROPERTIES, "write.metadata.metrics.column.source_file": "full"}
+_TICKS_PROPERTIES = {
+    **TABLE_PROPERTIES,
+    "write.metadata.metrics.column.source_file": "full",
+    # A manifest per commit would make every later lookup and commit of the day read one more:
+    # appends merge small manifests once 16 pile up, so their number stays bounded.
+    "commit.manifest-merge.enabled": "true",
+    "commit.manifest.min-count-to-merge": "16",
+}
 
 
 def _trade_date_spec(schema: Schema) -> PartitionSpec:
@@ -414,7 +421,9 @@ class Lakehouse:
 
         def apply(tx: Transaction) -> int:
             tx.delete(predicate)
-            with tx.update_snapshot().fast_append() as append:
+            snapshot = tx.update_snapshot()
+            merging = tx.table_metadata.properties.get("commit.manifest-merge.enabled") == "true"
+            with snapshot.merge_append() if merging else snapshot.fast_append() as append:
                 for data_file in data_files:
                     append.append_data_file(data_file)
             return sum(f.record_count for f in data_files)
@@ -428,40 +437,44 @@ class Lakehouse:
         """Every correction on record for these trade dates (one partition-pruned read)."""
         return self._corrections_for_days(set(days))
 
-    def file_rows(
-        self, source_file: str, trade_dates: Iterable[date], snapshot_id: int | None
-    ) -> int:
-        """Rows of one landing file at a snapshot. Data files carry full bounds of source_file
-        and hold one landing file each, so only that file's data files are opened: the cost is
-        the file's, not the day's."""
-        table = self.table(TICKS_TABLE)
-        if table.current_snapshot() is None:
-            return 0
-        days = [d.isoformat() for d in trade_dates]
-        row_filter = And(In("trade_date", days), EqualTo("source_file", source_file))
-        scan = table.scan(
-            row_filter=row_filter, selected_fields=("source_file",), snapshot_id=snapshot_id
-        )
-        return scan.to_arrow().num_rows
-
     def file_totals(
-        self, source_file: str, trade_dates: Iterable[date], snapshot_id: int | None
-    ) -> tuple[int, int]:
-        """(rows, sum of quantity) of one landing file at a snapshot, read from its own data
-        files (see `file_rows`)."""
+        self, source_files: Sequence[str], trade_dates: Iterable[date], snapshot_id: int | None
+    ) -> dict[str, tuple[int, int]]:
+        """(rows, sum of quantity) of each landing file at a snapshot, in one scan. Data files
+        carry full bounds of source_file and hold one landing file each, so only those files'
+        data files are opened: the cost is theirs, not the day's."""
+        totals = dict.fromkeys(source_files, (0, 0))
         table = self.table(TICKS_TABLE)
-        if table.current_snapshot() is None:
-            return 0, 0
-        days = [d.isoformat() for d in trade_dates]
-        row_filter = And(In("trade_date", days), EqualTo("source_file", source_file))
+        if table.current_snapshot() is None or not source_files:
+            return totals
+        days = sorted({d.isoformat() for d in trade_dates})
+        row_filter = And(In("trade_date", days), In("source_file", list(source_files)))
         scan = table.scan(
-            row_filter=row_filter, selected_fields=("quantity",), snapshot_id=snapshot_id
+            row_filter=row_filter,
+            selected_fields=("source_file", "quantity"),
+            snapshot_id=snapshot_id,
         )
-        rows = scan.to_arrow()
-        return rows.num_rows, pc.sum(rows["quantity"]).as_py() or 0
+        grouped = (
+            scan.to_arrow()
+            .group_by("source_file")
+            .aggregate([("quantity", "count"), ("quantity", "sum")])
+        )
+        for row in grouped.to_pylist():
+            totals[row["source_file"]] = (row["quantity_count"], row["quantity_sum"] or 0)
+        return totals
+
+    def commit_files_ticks(self, files: Mapping[str, Sequence[DataFile]]) -> Commit:
+        """`commit_file_ticks` for several landing files at once: each file's rows replaced by
+        its data files, all in one atomic commit (a burst pays one commit, and the table one
+        snapshot, per group instead of per file)."""
+        if len(files) == 1:
+            [(source_file, data_files)] = files.items()
+            return self.commit_file_ticks(source_file, data_files)
+        every = [data_file for data_files in files.values() for data_file in data_files]
+        return self.replace_data_files(TICKS_TABLE, In("source_file", list(files)), every)
 
     def trades_near(
-        self, id_ranges: Sequence[tuple[date, str, str]], excluding_file: str
+        self, id_ranges: Sequence[tuple[date, str, str]], excluding: Sequence[str]
     ) -> pa.Table:
         """Rows of other landing files whose trade_id lies, on its trade date, in one of the
         ranges `(trade date, lowest id, highest id)` a file spans. Iceberg prunes data files by
@@ -480,7 +493,7 @@ class Lakehouse:
             )
             for day, low, high in id_ranges
         ]
-        row_filter = And(reduce(Or, by_day), NotEqualTo("source_file", excluding_file))
+        row_filter = And(reduce(Or, by_day), NotIn("source_file", list(excluding)))
         scan = table.scan(row_filter=row_filter, selected_fields=(*columns, "source_file"))
         return scan.to_arrow().select(schema.names).cast(schema)
 

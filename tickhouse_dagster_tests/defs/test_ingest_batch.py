@@ -9,7 +9,7 @@ from datetime import date
 from dagster import AssetKey, build_sensor_context
 
 from tickhouse_dagster.defs.sensors import touched_days_sensor
-from tickhouse_dagster_tests.defs.helpers import check_results, definitions_with, materialized
+from tickhouse_dagster_tests.defs.helpers import definitions_with, materialized
 from tickhouse_dagster_tests.defs.test_ingest_assets import trades
 
 RAW, PARSED, TICKS = (
@@ -17,6 +17,16 @@ RAW, PARSED, TICKS = (
     AssetKey(["staging", "parsed_ticks"]),
     AssetKey(["market", "ticks"]),
 )
+
+
+def verdicts(result) -> dict[tuple[str, str], bool]:
+    """(check, file) → passed, for every check evaluation of a batch run."""
+    out = {}
+    for event in result.all_events:
+        if event.event_type_value == "ASSET_CHECK_EVALUATION":
+            data = event.event_specific_data
+            out[(data.check_name, data.partition)] = data.passed
+    return out
 
 
 def run_batch(definitions, instance, keys):
@@ -46,10 +56,14 @@ def test_batch_records_every_file_like_the_per_file_job(resources, instance):
             assert key in instance.get_materialized_partitions(asset), (asset, key)
     assert "KRX/bad.xml" not in instance.get_materialized_partitions(TICKS)
     assert {RAW, PARSED, TICKS} <= materialized(result)
-    checks = check_results(result)  # the last file's verdict per check
-    assert checks[("staging/parsed_ticks", "tick_values")] is False
-    assert checks[("market/ticks", "rows_match_parsed")] is True
-    assert checks[("market/ticks", "duplicate_trades")] is True
+    checks = verdicts(result)
+    assert checks[("tick_values", "KRX/bad.xml")] is False
+    for key in ("KRX/a.xml", "KRX/b.xml"):
+        assert checks[("tick_values", key)] is True
+        assert checks[("trade_key_conflicts", key)] is True
+        assert checks[("rows_match_parsed", key)] is True
+        assert checks[("duplicate_trades", key)] is True
+    assert ("rows_match_parsed", "KRX/bad.xml") not in checks
     rows = resources["lakehouse"].lakehouse().ticks_for_days([date(2024, 1, 2)])
     assert sorted(set(rows["source_file"].to_pylist())) == ["KRX/a.xml", "KRX/b.xml"]
 

@@ -70,12 +70,13 @@ def test_identical_copies_count_once_and_differing_copies_are_refused(tmp_path, 
     assert a.ok and b.ok and not c.ok
     assert b.copies is not None and b.copies.duplicates.count == 1
     assert b.copies.duplicates.examples == [
-        "KRX 005930 2024-01-02 trade 1: KRX/b.xml record 1 and KRX/a.xml"
-    ]
+        "KRX 005930 2024-01-02 trade 1: KRX/b.xml record 1 and KRX/a.xml record 1"
+    ]  # a and b committed together: the copy is named by its record
     assert c.parsed.refusal is not None and c.parsed.refusal.stage == "conflicts"
     reason = c.reason()
     assert "KRX 005930 2024-01-02 trade 2" in reason
-    assert "KRX/c.xml record 1 has 30 @ 71100" in reason and "KRX/a.xml has 3 @ 71100" in reason
+    assert "KRX/c.xml record 1 has 30 @ 71100" in reason
+    assert "KRX/a.xml record 2 has 3 @ 71100" in reason
     # Nothing of c is in the table; it waits in the quarantine with its reason.
     ticks = house.ticks_for_days([DAY])
     assert sorted(set(ticks["source_file"].to_pylist())) == ["KRX/a.xml", "KRX/b.xml"]
@@ -126,5 +127,6 @@ def test_the_copy_lookup_reads_the_files_whose_trade_ids_overlap(tmp_path, house
     everything = {t.file.file_path for t in table.scan().plan_files()}
     assert len(everything) >= 20
     assert len(planned) <= 2, f"{len(planned)} of {len(everything)} data files read"
-    assert house.trades_near([(DAY, low, high)], excluding_file=last).num_rows == 0
-    assert house.file_rows(last, [DAY], table.current_snapshot().snapshot_id) == own.num_rows
+    assert house.trades_near([(DAY, low, high)], excluding=[last]).num_rows == 0
+    snapshot = table.current_snapshot().snapshot_id
+    assert house.file_totals([last], [DAY], snapshot)[last][0] == own.num_rows
