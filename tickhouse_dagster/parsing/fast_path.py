@@ -1,119 +1,601 @@
-"""The compiled fast path: xml2arrow (Rust, streaming, GIL released) reads a profile's attributes
-as text, and the same strict Arrow casts as the lxml reader turn them into the contract.
+"""The compiled fast path: xml2arrow (Rust, streaming, GIL released) reads a profile's values as
+text, and the same strict Arrow casts as the lxml reader turn them into the contract.
 
-It accelerates, it never judges. It applies only to profiles that name their `record_parent` and
-read plain attributes, and it declines (FastPathDeclined) on any doubt: a DOCTYPE, a namespace
-prefix on records, a parse or conversion error, or a row count that differs from the number of
-record start tags in the bytes. The caller then reads the file with lxml, which gives the same
-rows or the precise file / record / line error.
+It accelerates, it never judges: it gives exactly the lxml reader's rows or declines
+(FastPathDeclined), and the caller then reads the file with lxml, which gives the same rows or
+the precise file / record / line error.
+
+How it reads a file. xml2arrow needs absolute element paths, and a layout's record path varies
+from file to file (/FIXML/TrdCaptRpt, /FIXML/Batch/TrdCaptRpt), so the path of the first record
+is read from the file's first 64 KiB (by lxml, which also vouches for that prefix being
+well-formed) and a parser is compiled per (profile, layout). Names are matched as written
+(`strip_namespaces: false`): with prefixes stripped xml2arrow would also read `p:Side` as
+`Side` (lxml's `get("Side")` does not) and parses a third slower.
+
+Two shapes:
+- a profile that reads only record (and root) attributes: one row per record;
+- a profile that also reads child elements ("Instrmt/@Sym", "Code"): one row per child element
+  (the record's own attributes land in its first row), with the record's index beside it. lxml
+  reads the FIRST child of a name; xml2arrow, asked for one row per record, would join the
+  attribute values of repeated children ("1" + "2" -> "12") and refuse repeated text, so each
+  record's first row of each child name is picked out in Arrow.
+
+What it checks before it vouches (anything else declines):
+- the first 64 KiB parse with lxml; no DOCTYPE; XML 1.0 in UTF-8; the root is the profile's;
+- every `<record` start tag in the bytes is a row at the detected path (records elsewhere, or
+  nested, are lxml's to find), and with child rows each record has one (a record without a
+  known child would leak its attributes into the next record's row);
+- the root closes exactly once and only whitespace follows it (xml2arrow accepts a file cut
+  short or with content after the root, lxml does not);
+- the bytes are valid UTF-8 without NUL, U+FFFE or U+FFFF; every `&` starts a predefined
+  entity or a valid character reference; from the first record on there is no `<!` or `<?`
+  (comment, CDATA, PI, DOCTYPE) and no prefixed record name;
+- every value read is XML character data (no control character, no `<` in an attribute) and,
+  for element text, has no line end (XML normalises CR LF, xml2arrow keeps it) and comes from
+  an element without child elements (lxml's `.text` stops at the first child);
+- with two or more child names, every child row can be told apart by its values.
+What it does not re-check past the first 64 KiB: markup in elements the profile does not read
+that libxml2 refuses and xml2arrow skips over (an invalid name, a missing space between
+attributes, a repeated attribute, a `<` in an attribute value, an undeclared prefix, a control
+character other than NUL); and a child element written with another prefix than the first
+record's children.
 """
 
 from __future__ import annotations
 
+import codecs
+import os
 import re
 import tempfile
+import zlib
 from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import IO
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import yaml
+from lxml import etree
 from xml2arrow import XmlToArrowParser
 
 from tickhouse_dagster.market.venues import Venue
 from tickhouse_dagster.parsing.profiles import FieldRule, Profile
 from tickhouse_dagster.parsing.ticks_xml import (
+    _GZIP_MAGIC,
+    _SAFE_PARSER_OPTIONS,
     DEFAULT_BATCH_ROWS,
     TEXT_COLUMNS,
     contract_batch,
+    local_name,
     open_tick_stream,
 )
 
-_ATTRIBUTE = re.compile(r"^(/?)@([A-Za-z_][\w.-]*)$")
-_SCAN_CHUNK = 1 << 22
+HEAD_BYTES = 64 * 1024
+_NAME = r"[A-Za-z_][\w.-]*"
+_PATH = re.compile(
+    rf"^(?P<root>/)?(?:(?P<child>{_NAME})(?:/@(?P<child_attr>{_NAME}))?|@(?P<attr>{_NAME}))$"
+)
+_SCAN_CHUNK = 1 << 20
+# Bytes a pattern may reach past a chunk's settled part (an element read as text must fit).
+_OVERLAP = 4096
+_XML_DECLARATION = re.compile(
+    rb"^(?:\xef\xbb\xbf)?<\?xml\s+version\s*=\s*([\"'])(?P<version>[^\"']*)\1"
+    rb"(?:\s+encoding\s*=\s*([\"'])(?P<encoding>[^\"']*)\3)?"
+)
+_ENTITY = re.compile(rb"&(?:(?:amp|lt|gt|quot|apos);|#([0-9]{1,7});|#x([0-9a-fA-F]{1,6});)")
+# Characters XML 1.0 forbids even as character references, and the control characters it
+# forbids literally; \t \n \r are allowed.
+_CONTROL = bytes(b for b in range(32) if b not in (9, 10, 13))
+# What Python's str.strip() strips (the lxml reader strips element text with it).
+_PY_WHITESPACE = "".join(c for c in map(chr, range(0x3001)) if c.isspace())
 
 
 class FastPathDeclined(Exception):
     """The fast path will not vouch for this file; read it with lxml instead."""
 
 
+# --- what a profile reads ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Read:
+    """One value a profile reads: a record attribute, a root attribute, or the first child
+    element of a name's attribute (or text, when `attribute` is None)."""
+
+    kind: str  # "record", "root" or "child"
+    name: str  # attribute name, or the child element's local name
+    attribute: str | None = None
+
+    @property
+    def column(self) -> str:
+        """The name of xml2arrow's column (unique per value read)."""
+        if self.kind == "child":
+            return self.name if self.attribute is None else f"{self.name}/@{self.attribute}"
+        return f"@{self.name}"
+
+
+def _read_of(path: str) -> _Read:
+    match = _PATH.match(path)
+    if match is None:
+        raise FastPathDeclined(
+            f"path {path!r} is lxml's to read (the fast path reads '@a', '/@a', 'Child/@a', "
+            "'Child')"
+        )
+    if match["root"]:
+        if match["attr"] is None:
+            raise FastPathDeclined(f"path {path!r}: only '/@attribute' is read from the root")
+        return _Read("root", match["attr"])
+    if match["attr"] is not None:
+        return _Read("record", match["attr"])
+    return _Read("child", match["child"], match["child_attr"])
+
+
 def _paths(rule: FieldRule) -> list[str]:
     return [p for p in (rule.path, rule.fallback) if p]
 
 
+@dataclass(frozen=True)
+class _Plan:
+    reads: tuple[_Read, ...]  # every distinct value, in profile order
+
+    @property
+    def record_attributes(self) -> list[_Read]:
+        return [r for r in self.reads if r.kind == "record"]
+
+    @property
+    def children(self) -> dict[str, list[_Read]]:
+        """Child element local name -> the values read from its first occurrence."""
+        children: dict[str, list[_Read]] = {}
+        for read in self.reads:
+            if read.kind == "child":
+                children.setdefault(read.name, []).append(read)
+        return children
+
+    @property
+    def reads_text(self) -> bool:
+        return any(r.kind == "child" and r.attribute is None for r in self.reads)
+
+
+def _plan(profile: Profile) -> _Plan:
+    reads: list[_Read] = []
+    for rule in profile.fields.values():
+        for path in _paths(rule):
+            read = _read_of(path)
+            if read not in reads:
+                reads.append(read)
+    if all(read.kind == "root" for read in reads):
+        raise FastPathDeclined("a profile that reads nothing from its records")
+    return _Plan(tuple(reads))
+
+
 def supports(profile: Profile) -> bool:
-    rules = profile.fields.values()
-    return profile.record_parent is not None and all(
-        _ATTRIBUTE.match(path) for rule in rules for path in _paths(rule)
+    """Whether the fast path can read files of this profile at all (each file is still
+    checked, and may be declined)."""
+    try:
+        _plan(profile)
+    except FastPathDeclined:
+        return False
+    return True
+
+
+# --- the layout of one file, from its first bytes -------------------------------------------
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where a file's records are, as its first bytes show it (qualified names as written)."""
+
+    parent: tuple[str, ...]  # root .. the records' parent element
+    record: str
+    children: tuple[tuple[str, str], ...]  # (local name, qualified name) of the children read
+    root_attributes: Mapping[str, str]
+
+    @property
+    def root(self) -> str:
+        return self.parent[0]
+
+
+def _qname(element: etree._Element) -> str:
+    name = local_name(element.tag)
+    return f"{element.prefix}:{name}" if element.prefix else name
+
+
+def decompressed_head(head: bytes) -> bytes:
+    if head[:2] == _GZIP_MAGIC:
+        try:
+            return zlib.decompressobj(wbits=31).decompress(head, 1 << 20)
+        except zlib.error as exc:
+            raise FastPathDeclined(f"corrupt gzip: {exc}") from exc
+    return head
+
+
+def sniff_layout(head: bytes, profile: Profile) -> Layout:
+    """The layout of a file whose first (possibly gzip) bytes are `head`, or FastPathDeclined
+    when those bytes leave any doubt."""
+    head = decompressed_head(head)
+    if head.startswith((b"\xff\xfe", b"\xfe\xff")) or b"\x00" in head[:4]:
+        raise FastPathDeclined("not UTF-8 (UTF-16 or UTF-32)")
+    declaration = _XML_DECLARATION.match(head)
+    if declaration is not None:
+        version = declaration["version"]
+        encoding = (declaration["encoding"] or b"UTF-8").upper()
+        if version != b"1.0" or encoding != b"UTF-8":
+            raise FastPathDeclined(
+                f"XML {version.decode(errors='replace')} in "
+                f"{encoding.decode(errors='replace')}: lxml's to read (the fast path reads "
+                "XML 1.0 in UTF-8)"
+            )
+    parser = etree.XMLPullParser(events=("start",), **_SAFE_PARSER_OPTIONS)
+    try:
+        parser.feed(head)
+    except etree.XMLSyntaxError as exc:
+        raise FastPathDeclined(f"malformed XML in the first bytes: {exc.msg}") from exc
+    root = record = None
+    for _event, element in parser.read_events():
+        if root is None:
+            root = element
+            if root.getroottree().docinfo.doctype:
+                raise FastPathDeclined("a DOCTYPE is lxml's to refuse")
+            if profile.root and local_name(root.tag) not in profile.root:
+                raise FastPathDeclined(f"root element <{local_name(root.tag)}> is lxml's to refuse")
+        if local_name(element.tag) == profile.record:
+            record = element
+            break
+    if root is not None:
+        # libxml2 reports an undeclared prefix only when the document ends (lxml then
+        # refuses the file); in the head it shows as a name that kept its colon.
+        for element in root.iter():
+            names = [element.tag, *element.attrib]
+            if any(":" in name and not name.startswith("{") for name in names):
+                raise FastPathDeclined("an undeclared namespace prefix is lxml's to refuse")
+    if root is None or record is None:
+        raise FastPathDeclined(f"no <{profile.record}> in the first {HEAD_BYTES // 1024} KiB")
+    if record is root:
+        raise FastPathDeclined("a file that is one record is lxml's to read")
+    parent = []
+    ancestor = record.getparent()
+    while ancestor is not None:
+        parent.append(_qname(ancestor))
+        ancestor = ancestor.getparent()
+    # Every byte of the head was parsed (the events above were queued by feed): the records
+    # of the head show how their children's names are written.
+    children = []
+    for name in _plan(profile).children:
+        written = f"{record.prefix}:{name}" if record.prefix else name
+        for seen in root.iter("{*}" + profile.record):
+            child = seen.find("{*}" + name)
+            if child is not None:
+                written = _qname(child)
+                break
+        children.append((name, written))
+    return Layout(
+        parent=tuple(reversed(parent)),
+        record=_qname(record),
+        children=tuple(children),
+        root_attributes=dict(root.attrib),
     )
 
 
-@lru_cache(maxsize=16)
-def _parser(config: str) -> XmlToArrowParser:
-    with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as file:
-        file.write(config)
-    return XmlToArrowParser(file.name)
+# --- the compiled parser -------------------------------------------------------------------
 
 
-def _record_attributes(profile: Profile) -> list[str]:
-    names = []
-    for rule in profile.fields.values():
-        for path in _paths(rule):
-            root, name = _ATTRIBUTE.match(path).groups()  # type: ignore[union-attr]
-            if not root and name not in names:
-                names.append(name)
-    return names
+def _field(name: str, xml_path: str) -> dict[str, object]:
+    return {"name": name, "xml_path": xml_path, "data_type": "Utf8", "nullable": True}
 
 
-def _config(profile: Profile) -> str:
-    record_path = f"{profile.record_parent}/{profile.record}"
-    fields = [
-        {"name": name, "xml_path": f"{record_path}/@{name}", "data_type": "Utf8", "nullable": True}
-        for name in _record_attributes(profile)
+def _config(plan: _Plan, layout: Layout) -> str:
+    parent = "/" + "/".join(layout.parent)
+    record = f"{parent}/{layout.record}"
+    written = dict(layout.children)
+
+    def path(read: _Read) -> str:
+        if read.kind == "record":
+            return f"{record}/@{read.name}"
+        child = f"{record}/{written[read.name]}"
+        return child if read.attribute is None else f"{child}/@{read.attribute}"
+
+    fields = [_field(r.column, path(r)) for r in plan.reads if r.kind != "root"]
+    # A table at the document node gets a row each time a root element closes: exactly one
+    # row says the root closed, once (xml2arrow accepts a file cut short, or a second root).
+    # The attribute is never read; a table needs a field to get rows.
+    tables: list[dict[str, object]] = [
+        {
+            "name": "root",
+            "xml_path": "/",
+            "levels": [],
+            "fields": [_field("root", f"/{layout.root}/@tickhouse-root-closed")],
+        }
     ]
-    table = {"name": "records", "xml_path": profile.record_parent, "levels": [], "fields": fields}
-    return yaml.safe_dump({"parser_options": {"trim_text": False}, "tables": [table]})
+    if plan.children:
+        # One row per child element of a record; the parent table has no fields and only
+        # numbers the records (the "<record>" column).
+        tables += [
+            {"name": "records", "xml_path": parent, "levels": ["record"], "fields": []},
+            {
+                "name": "children",
+                "xml_path": record,
+                "levels": ["record", "child"],
+                "fields": fields,
+            },
+        ]
+    else:
+        tables.append({"name": "records", "xml_path": parent, "levels": [], "fields": fields})
+    options = {
+        # Whitespace between elements is not read; element text is stripped here, after the
+        # checks (xml2arrow's trim works per text event and would drop spaces around entities).
+        "trim_text": False,
+        "strip_namespaces": False,
+    }
+    return yaml.safe_dump({"parser_options": options, "tables": tables}, sort_keys=False)
 
 
-class _TagCounter:
-    """Counts `<record` in the bytes as they stream past, and notices a DOCTYPE (in the prolog),
-    anything like a namespace-prefixed record, or an element that is neither the root nor a
-    record (which the compiled parser would skip, and lxml may refuse: deep nesting), all of
-    which the fast path leaves to lxml. An element whose name merely starts with the record's
-    only raises the count, so the comparison fails safe. Plain byte scans: a regular expression
-    cost half the parse."""
+@lru_cache(maxsize=32)
+def _parser(config: str) -> XmlToArrowParser:
+    # xml2arrow takes its configuration only as a file, read once when the parser is built.
+    fd, path = tempfile.mkstemp(prefix="tickhouse-xml2arrow-", suffix=".yaml")
+    try:
+        with os.fdopen(fd, "w") as file:
+            file.write(config)
+        return XmlToArrowParser(path)
+    finally:
+        os.unlink(path)
 
-    def __init__(self, stream: IO[bytes], record: str) -> None:
+
+# --- the bytes, checked as they stream past -------------------------------------------------
+
+
+class _CheckedStream:
+    """The decompressed bytes as xml2arrow reads them (it asks for 8 KiB at a time), checked a
+    chunk at a time with plain byte scans (a regular expression cost half the parse; single
+    bytes are found with memchr, so the rarer checks look for one byte first): record start
+    tags counted; NUL, invalid UTF-8, U+FFFE / U+FFFF, and from the first record on `<!`, `<?`
+    and a record name with another prefix refused; every `&` checked; the last bytes kept for
+    the end-of-document check. Each chunk is scanned in a window that starts with the end of
+    the one before: a pattern is counted where it starts (in the window's settled part) and
+    may reach into the unsettled end, which the next window starts with."""
+
+    def __init__(self, stream: IO[bytes], layout: Layout, text_elements: list[str]) -> None:
         self._stream = stream
-        self._tag = b"<" + record.encode()
-        self._prefixed = b":" + record.encode()
-        self._tail = b""
-        self._first = True
-        self.count = 0
-        self.start_tags = 0  # every `<` that opens an element (not `</`, nor the prolog's)
-        self.doubtful = False
+        self._window = b""
+        self._buffer = memoryview(b"")
+        self._done = False
+        self._start_tag = b"<" + layout.record.encode()
+        # `:TrdCaptRpt` also ends `</fx:TrdCaptRpt`: for a prefixed record its start and end
+        # tags are counted and subtracted, so only another prefix remains.
+        self._colon_name = b":" + layout.record.rpartition(":")[2].encode()
+        self._prefixed = ":" in layout.record
+        self._end_tag = b"</" + layout.record.encode()
+        self._text_elements = [name.encode() for name in text_elements]
+        self._utf8 = codecs.getincrementaldecoder("utf-8")()
+        self._body = False
+        self.records = 0
+        self.other_prefixes = 0
+        self.text_beside_children = 0
+        self.doubt: str | None = None
+        self.tail = b""
 
     def read(self, size: int = -1) -> bytes:
-        data = self._stream.read(size if size and size > 0 else _SCAN_CHUNK)
-        window = self._tail + data
-        if self._first:
-            self.doubtful |= b"<!DOCTYPE" in window
-            # Declarations and comments before the first record are not elements. After it, a
-            # `<?` or `<!` counts as one: the count comes out too high and lxml reads the file.
-            prolog = window[: max(window.find(self._tag), 0)]
-            self.start_tags -= prolog.count(b"<?") + prolog.count(b"<!")
-            self._first = False
-        # A tag cut by the chunk edge is counted with the next chunk, which starts with the tail.
-        edge = len(self._tag) - 1
-        settled = len(window) if not data else max(len(window) - edge, 0)
-        self.count += window.count(self._tag, 0, min(settled + edge, len(window)))
-        self.start_tags += window.count(b"<", 0, settled) - window.count(
-            b"</", 0, min(settled + 1, len(window))
-        )
-        self.doubtful |= window.find(self._prefixed) >= 0
-        self._tail = window[settled:]
-        return data
+        if not self._buffer:
+            chunk = self._stream.read(_SCAN_CHUNK) if not self._done else b""
+            self._scan(chunk)
+            if not chunk:
+                return b""
+            self._buffer = memoryview(chunk)
+        size = len(self._buffer) if size is None or size < 0 else size
+        out, self._buffer = self._buffer[:size], self._buffer[size:]
+        return bytes(out)
+
+    def drain(self) -> None:
+        """Read (and check) whatever the parser left unread."""
+        self._buffer = memoryview(b"")
+        while not self._done:
+            self._scan(self._stream.read(_SCAN_CHUNK))
+
+    def _doubt(self, reason: str) -> None:
+        self.doubt = self.doubt or reason
+
+    def _count(self, window: bytes, pattern: bytes, settled: int) -> int:
+        return window.count(pattern, 0, settled + len(pattern) - 1)
+
+    def _scan(self, chunk: bytes) -> None:
+        if self._done:
+            return
+        final = not chunk
+        self._done = final
+        window = self._window + chunk
+        settled = len(window) if final else max(len(window) - _OVERLAP, 0)
+        self.tail = (self.tail + chunk)[-256:]
+        if chunk.find(b"\x00") >= 0:
+            self._doubt("a NUL byte")
+        if not chunk.isascii() or final or self._utf8.getstate()[0]:
+            try:
+                self._utf8.decode(chunk, final)
+            except UnicodeDecodeError:
+                self._doubt("bytes that are not UTF-8")
+        if not window.isascii():
+            for noncharacter in (b"\xef\xbf\xbe", b"\xef\xbf\xbf"):
+                if window.find(noncharacter, 0, settled + 2) >= 0:
+                    self._doubt("U+FFFE or U+FFFF")
+        self.records += self._count(window, self._start_tag, settled)
+        colon_names = self._count(window, self._colon_name, settled)
+        if colon_names and self._prefixed:
+            colon_names -= self._count(window, self._start_tag, settled)
+            colon_names -= self._count(window, self._end_tag, settled)
+        self.other_prefixes += colon_names
+        if window.find(b"&", 0, settled) >= 0:
+            self._check_entities(window, settled)
+        body = 0
+        if not self._body:
+            first = window.find(self._start_tag, 0, settled)
+            self._body, body = first >= 0, max(first, 0)
+        if self._body:
+            for markup in (b"<!", b"<?"):
+                if window.find(markup[1:], body, settled + 1) >= 0 and (
+                    window.find(markup, body, settled + 1) >= 0
+                ):
+                    self._doubt(f"'{markup.decode()}' after the first record (comment, CDATA, PI)")
+        for name in self._text_elements:
+            self.text_beside_children += _text_beside_children(window, name, settled)
+        self._window = window[settled:]
+
+    def _check_entities(self, window: bytes, settled: int) -> None:
+        position = window.find(b"&", 0, settled)
+        while position >= 0:
+            reference = _ENTITY.match(window, position)
+            if reference is None:
+                self._doubt("an entity XML does not predefine (or a bare '&')")
+                return
+            number = reference[1] or reference[2]
+            if number is not None:
+                code = int(number, 16 if reference[2] else 10)
+                if not _is_xml_char(code):
+                    self._doubt(f"a reference to character U+{code:04X}")
+                    return
+            position = window.find(b"&", reference.end(), settled)
+
+
+def _is_xml_char(code: int) -> bool:
+    return (
+        code in (0x9, 0xA, 0xD)
+        or 0x20 <= code <= 0xD7FF
+        or 0xE000 <= code <= 0xFFFD
+        or 0x10000 <= code <= 0x10FFFF
+    )
+
+
+_START_TAG_REST = re.compile(rb"""(?:\s+[^\s=/>]+\s*=\s*(?:"[^"<]*"|'[^'<]*'))*\s*(/?)>""")
+
+
+def _text_beside_children(window: bytes, name: bytes, settled: int) -> int:
+    """How many <name> elements starting in window[:settled] hold anything but text (another
+    element, a comment, CDATA, a PI) or end past the window: lxml's `.text` stops at the first
+    child, xml2arrow joins all the element's text. Runs only for profiles that read text."""
+    doubtful = 0
+    start = window.find(b"<" + name, 0, settled)
+    while start >= 0:
+        after = start + 1 + len(name)
+        tag = _START_TAG_REST.match(window, after)
+        if tag is not None and not tag[1]:
+            following = window.find(b"<", tag.end())
+            if following < 0 or not window.startswith(b"</" + name, following):
+                doubtful += 1
+        elif (
+            tag is None
+            and window[after : after + 1] not in (b"", b":")
+            and not (window[after : after + 1].isalnum() or window[after : after + 1] in b"_.-")
+        ):
+            doubtful += 1  # a start tag this check cannot read
+        start = window.find(b"<" + name, after, settled)
+    return doubtful
+
+
+# --- the rows ------------------------------------------------------------------------------
+
+
+def _checked(column: pa.Array, read: _Read) -> pa.Array:
+    """A value read by xml2arrow, as lxml reads it, or FastPathDeclined if lxml would refuse
+    the file or read the value differently."""
+    if column.null_count == len(column):
+        return column
+    data = column.buffers()[2]
+    values = b"" if data is None else data.to_pybytes()
+    if len(values.translate(None, _CONTROL)) != len(values):
+        raise FastPathDeclined(f"{read.column}: a control character XML does not allow")
+    if read.kind == "child" and read.attribute is None:
+        # XML turns a line end into LF; xml2arrow keeps CR in element text (a CR from a
+        # character reference is kept by both, so the two cannot be told apart here).
+        if b"\r" in values or b"]]>" in values:
+            raise FastPathDeclined(f"{read.column}: a CR or ']]>' in element text")
+        return pc.utf8_trim(column, characters=_PY_WHITESPACE)
+    if b"<" in values:
+        raise FastPathDeclined(f"{read.column}: '<' in an attribute value")
+    return column
+
+
+class _ChildRows:
+    """Turns the `children` table (one row per child element, in document order, with the
+    record's attributes in its first row and the record's number beside each) into one row
+    per record: its attributes, and for each child name the values of the first element of
+    that name. The last record of a batch waits for the next batch, which may hold more of
+    its children."""
+
+    def __init__(self, plan: _Plan) -> None:
+        self._plan = plan
+        self._carry: pa.Table | None = None
+        self.records = 0
+
+    def feed(self, batch: pa.RecordBatch) -> Iterator[dict[str, pa.Array]]:
+        rows = pa.Table.from_batches([batch])
+        if self._carry is not None:
+            rows = pa.concat_tables([self._carry, rows])
+        record = rows.column("<record>")
+        done = pc.not_equal(record, record[len(record) - 1])
+        self._carry = rows.filter(pc.invert(done))
+        if pc.any(done).as_py():
+            yield self._records(rows.filter(done))
+
+    def finish(self) -> Iterator[dict[str, pa.Array]]:
+        if self._carry is not None and self._carry.num_rows:
+            yield self._records(self._carry)
+        self._carry = None
+
+    def _records(self, table: pa.Table) -> dict[str, pa.Array]:
+        rows = table.combine_chunks().to_batches()[0]
+        record = rows.column("<record>")
+        first = pc.equal(rows.column("<child>"), 0)
+        numbers = record.filter(first)
+        expected = pa.array(range(self.records, self.records + len(numbers)), record.type)
+        if not numbers.equals(expected):
+            # A record without a child the profile reads (its attributes would join the next
+            # record's), or a second records parent (numbering starts again): lxml's to read.
+            raise FastPathDeclined("a record without a child element the profile reads")
+        self.records += len(numbers)
+        out = {
+            read.column: _checked(rows.column(read.column).filter(first), read)
+            for read in self._plan.record_attributes
+        }
+        children = self._plan.children
+        values = {
+            name: [_checked(rows.column(read.column), read) for read in reads]
+            for name, reads in children.items()
+        }
+        if len(children) == 1:
+            # Every row is that child's, and a record's first row is its first child.
+            ((name, reads),) = children.items()
+            for read, column in zip(reads, values[name], strict=True):
+                out[read.column] = column.filter(first)
+            return out
+        present = {
+            name: _any([pc.is_valid(c) for c in columns]) for name, columns in values.items()
+        }
+        if not pc.all(_any(list(present.values()))).as_py():
+            # A row with no value could be any child's: which came first is unknown.
+            raise FastPathDeclined("a child element without any value the profile reads")
+        for name, reads in children.items():
+            rows_of_name = pc.indices_nonzero(present[name])
+            their_records = record.take(rows_of_name)
+            firsts = _first_of_each(their_records)
+            where = pc.index_in(numbers, value_set=their_records.filter(firsts))
+            picked = rows_of_name.filter(firsts)
+            for read, column in zip(reads, values[name], strict=True):
+                out[read.column] = column.take(picked).take(where)
+        return out
+
+
+def _any(masks: list[pa.Array]) -> pa.Array:
+    result = masks[0]
+    for mask in masks[1:]:
+        result = pc.or_(result, mask)
+    return result
+
+
+def _first_of_each(ordered: pa.Array) -> pa.Array:
+    """True where a value differs from the one before it (the first of each run)."""
+    if len(ordered) == 0:
+        return pa.array([], pa.bool_())
+    before = pa.concat_arrays([pa.nulls(1, ordered.type), ordered[:-1]])
+    return pc.fill_null(pc.not_equal(ordered, before), True)
 
 
 def read_fast(
@@ -122,67 +604,112 @@ def read_fast(
     source_file: str,
     profile: Profile,
     venues: Mapping[str, Venue],
-    root_attributes: Mapping[str, str],
+    head: bytes | None = None,
     batch_rows: int = DEFAULT_BATCH_ROWS,
 ) -> Iterator[pa.RecordBatch]:
     """Batches of the file in the parsed-ticks contract (line unknown: null), or
-    FastPathDeclined — possibly after some batches were yielded, which the caller discards."""
-    if not supports(profile):
-        raise FastPathDeclined(f"profile {profile.name!r} is not expressible for the fast path")
-    parser = _parser(_config(profile))
-    rows = 0
+    FastPathDeclined — possibly after some batches were yielded, which the caller discards.
+    `head`: the file's first bytes (up to 64 KiB, maybe gzip), when the caller has read them."""
+    plan = _plan(profile)
+    if head is None:
+        with open_source() as stream:
+            head = stream.read(HEAD_BYTES)
+    layout = sniff_layout(head, profile)
+    parser = _parser(_config(plan, layout))
+    written = dict(layout.children)
+    text_elements = sorted(
+        {written[r.name] for r in plan.reads if r.kind == "child" and r.attribute is None}
+    )
+    children = _ChildRows(plan) if plan.children else None
+    rows = roots = 0
     with open_source() as raw:
-        counter = _TagCounter(open_tick_stream(raw), profile.record)
+        checked = _CheckedStream(open_tick_stream(raw), layout, text_elements)
         try:
-            batches = parser.parse_batches(counter, max_rows_per_batch=batch_rows)
-            for _table, batch in batches:
-                texts = _texts(batch, profile, root_attributes)
-                ones = pa.repeat(pa.scalar(1, pa.int64()), batch.num_rows)
-                records = pc.cumulative_sum(ones, start=rows)  # rows + 1, rows + 2, ...
-                lines = pa.nulls(batch.num_rows, pa.int64())
-                yield contract_batch(texts, records, lines, source_file, venues)
-                rows += batch.num_rows
+            for table, batch in parser.parse_batches(checked, max_rows_per_batch=batch_rows):
+                if table == "root":
+                    roots += batch.num_rows
+                    continue
+                if children is None:
+                    parts = [
+                        {
+                            r.column: _checked(batch.column(r.column), r)
+                            for r in plan.reads
+                            if r.kind == "record"
+                        }
+                    ]
+                else:
+                    parts = list(children.feed(batch))
+                for values in parts:
+                    yield _contract(values, profile, layout, rows, source_file, venues)
+                    rows += len(next(iter(values.values())))
+            for values in children.finish() if children is not None else ():
+                yield _contract(values, profile, layout, rows, source_file, venues)
+                rows += len(next(iter(values.values())))
+        except FastPathDeclined:
+            raise
         except Exception as exc:
             # xml2arrow's errors carry no record (and some, e.g. on bytes that are not UTF-8,
-            # surface as a TypeError): lxml reads the file again and says where it breaks.
+            # surface as a TypeError), nor do bad values: lxml reads the file again and says
+            # where it breaks.
             raise FastPathDeclined(f"{type(exc).__name__}: {exc}") from exc
-        while counter.read(_SCAN_CHUNK):  # whatever the parser left unread still gets counted
-            pass
-    if counter.doubtful:
-        raise FastPathDeclined("a DOCTYPE or a namespace-prefixed record is lxml's to read")
-    if counter.count != rows:
-        raise FastPathDeclined(f"{rows} rows read but {counter.count} record tags in the bytes")
-    if counter.start_tags != rows + 1:
-        raise FastPathDeclined("elements other than the root and its records are lxml's to read")
+        checked.drain()
+    _verify(checked, layout, rows, roots)
 
 
-def _column(batch: pa.RecordBatch, path: str, root_attributes: Mapping[str, str]) -> pa.Array:
-    root, name = _ATTRIBUTE.match(path).groups()  # type: ignore[union-attr]
-    if root:
-        return pa.repeat(pa.scalar(root_attributes.get(name), pa.string()), batch.num_rows)
-    return batch.column(name)
+def _verify(checked: _CheckedStream, layout: Layout, rows: int, roots: int) -> None:
+    if checked.doubt:
+        raise FastPathDeclined(f"{checked.doubt} is lxml's to read")
+    if checked.records != rows:
+        raise FastPathDeclined(f"{rows} rows read but {checked.records} record tags in the bytes")
+    if checked.other_prefixes:
+        raise FastPathDeclined("a record name with another namespace prefix is lxml's to read")
+    if checked.text_beside_children:
+        raise FastPathDeclined("element text beside child elements is lxml's to read")
+    ending = checked.tail.rstrip(b" \t\r\n")
+    end_tag = re.compile(rb"</" + re.escape(layout.root.encode()) + rb"\s*>\Z")
+    if roots != 1 or not end_tag.search(ending):
+        raise FastPathDeclined("a document that does not end with its root's end tag")
 
 
-def _texts(
-    batch: pa.RecordBatch, profile: Profile, root_attributes: Mapping[str, str]
-) -> dict[str, pa.Array]:
+def _contract(
+    values: Mapping[str, pa.Array],
+    profile: Profile,
+    layout: Layout,
+    rows: int,
+    source_file: str,
+    venues: Mapping[str, Venue],
+) -> pa.RecordBatch:
+    """Rows `rows + 1 ...` in the contract, from the values read; the profile's fallback,
+    default, required and map rules applied as the lxml reader applies them."""
+    count = len(next(iter(values.values())))
+
+    def column(path: str) -> pa.Array:
+        read = _read_of(path)
+        if read.kind == "root":
+            value = layout.root_attributes.get(read.name)
+            return pa.repeat(pa.scalar(value, pa.string()), count)
+        return values[read.column]
+
     texts: dict[str, pa.Array] = {}
-    for column in TEXT_COLUMNS:
-        rule = profile.fields.get(column)
+    for name in TEXT_COLUMNS:
+        rule = profile.fields.get(name)
         if rule is None:
-            texts[column] = pa.nulls(batch.num_rows, pa.string())
+            texts[name] = pa.nulls(count, pa.string())
             continue
-        values = _column(batch, rule.path, root_attributes)
+        text = column(rule.path)
         if rule.fallback:
-            values = pc.coalesce(values, _column(batch, rule.fallback, root_attributes))
+            text = pc.coalesce(text, column(rule.fallback))
         if rule.default is not None:
-            values = values.fill_null(rule.default)
-        if not rule.optional and values.null_count:
-            raise FastPathDeclined(f"{column}: a required value is missing")
+            text = text.fill_null(rule.default)
+        if not rule.optional and text.null_count:
+            raise FastPathDeclined(f"{name}: a required value is missing")
         if rule.map is not None:
-            values = _mapped(values, rule.map, column)
-        texts[column] = values
-    return texts
+            text = _mapped(text, rule.map, name)
+        texts[name] = text
+    ones = pa.repeat(pa.scalar(1, pa.int64()), count)
+    records = pc.cumulative_sum(ones, start=rows)  # rows + 1, rows + 2, ...
+    lines = pa.nulls(count, pa.int64())
+    return contract_batch(texts, records, lines, source_file, venues)
 
 
 def _mapped(values: pa.Array, mapping: Mapping[str, str | None], column: str) -> pa.Array:
