@@ -190,6 +190,9 @@ class Layout:
     record: str
     children: tuple[tuple[str, str], ...]  # (local name, qualified name) of the children read
     root_attributes: Mapping[str, str]
+    body: int  # offset of the first record's start tag in the decompressed bytes
+    mentions_before: int  # occurrences of the record's local name before it (e.g. trade_date)
+    self_closing: bool  # the first record is written <record .../>
 
     @property
     def root(self) -> str:
@@ -269,12 +272,33 @@ def sniff_layout(head: bytes, profile: Profile) -> Layout:
                 written = _qname(child)
                 break
         children.append((name, written))
+    qname = _qname(record)
+    body = _first_start_tag(head, qname.encode())
+    if body < 0:
+        raise FastPathDeclined(f"<{qname}> not found in the first bytes")
+    rest = _START_TAG_REST.match(head, body + 1 + len(qname.encode()))
+    if rest is None:
+        raise FastPathDeclined(f"the first <{qname}> start tag is not plain")
     return Layout(
         parent=tuple(reversed(parent)),
-        record=_qname(record),
+        record=qname,
         children=tuple(children),
         root_attributes=dict(root.attrib),
+        body=body,
+        mentions_before=head.count(qname.rpartition(":")[2].encode(), 0, body),
+        self_closing=bool(rest[1]),
     )
+
+
+def _first_start_tag(data: bytes, qname: bytes) -> int:
+    """Offset of the first `<qname` followed by the end of the name, or -1."""
+    position = data.find(b"<" + qname)
+    while position >= 0:
+        after = data[position + 1 + len(qname) : position + 2 + len(qname)]
+        if after and after in b" \t\r\n/>":
+            return position
+        position = data.find(b"<" + qname, position + 1)
+    return -1
 
 
 # --- the compiled parser -------------------------------------------------------------------
@@ -348,29 +372,29 @@ def _parser(config: str) -> XmlToArrowParser:
 class _CheckedStream:
     """The decompressed bytes as xml2arrow reads them (it asks for 8 KiB at a time), checked a
     chunk at a time with plain byte scans (a regular expression cost half the parse; single
-    bytes are found with memchr, so the rarer checks look for one byte first): record start
-    tags counted; NUL, invalid UTF-8, U+FFFE / U+FFFF, and from the first record on `<!`, `<?`
-    and a record name with another prefix refused; every `&` checked; the last bytes kept for
-    the end-of-document check. Each chunk is scanned in a window that starts with the end of
-    the one before: a pattern is counted where it starts (in the window's settled part) and
-    may reach into the unsettled end, which the next window starts with."""
+    bytes are found with memchr, so the rarer checks look for one byte first): the record's
+    name counted; NUL, invalid UTF-8, U+FFFE / U+FFFF, and from the first record on `<!` and
+    `<?` refused; every `&` checked; the last bytes kept for the end-of-document check. Each
+    chunk is scanned in a window that starts with the end of the one before: a pattern is
+    counted where it starts (in the window's settled part) and may reach into the unsettled
+    end, which the next window starts with."""
 
     def __init__(self, stream: IO[bytes], layout: Layout, text_elements: list[str]) -> None:
         self._stream = stream
         self._window = b""
         self._buffer = memoryview(b"")
         self._done = False
-        self._start_tag = b"<" + layout.record.encode()
-        # `:TrdCaptRpt` also ends `</fx:TrdCaptRpt`: for a prefixed record its start and end
-        # tags are counted and subtracted, so only another prefix remains.
-        self._colon_name = b":" + layout.record.rpartition(":")[2].encode()
-        self._prefixed = ":" in layout.record
-        self._end_tag = b"</" + layout.record.encode()
+        self._offset = 0  # of the window's start in the stream
+        self._body = layout.body
+        # The record's local name, however prefixed, in start and end tags (and anywhere else
+        # it is written): one count where two or three would look for `<name`, `</name` and
+        # `:name`. End tags are counted on their own only for records written with them.
+        self._name = layout.record.rpartition(":")[2].encode()
+        self._end_tag = None if layout.self_closing else b"</" + layout.record.encode()
         self._text_elements = [name.encode() for name in text_elements]
         self._utf8 = codecs.getincrementaldecoder("utf-8")()
-        self._body = False
-        self.records = 0
-        self.other_prefixes = 0
+        self.names = -layout.mentions_before
+        self.end_tags = 0
         self.text_beside_children = 0
         self.doubt: str | None = None
         self.tail = b""
@@ -405,7 +429,7 @@ class _CheckedStream:
         self._done = final
         window = self._window + chunk
         settled = len(window) if final else max(len(window) - _OVERLAP, 0)
-        self.tail = (self.tail + chunk)[-256:]
+        self.tail = (self.tail + chunk[-256:])[-256:]
         if chunk.find(b"\x00") >= 0:
             self._doubt("a NUL byte")
         if not chunk.isascii() or final or self._utf8.getstate()[0]:
@@ -413,23 +437,17 @@ class _CheckedStream:
                 self._utf8.decode(chunk, final)
             except UnicodeDecodeError:
                 self._doubt("bytes that are not UTF-8")
-        if not window.isascii():
+        if not (chunk.isascii() and self._window.isascii()):
             for noncharacter in (b"\xef\xbf\xbe", b"\xef\xbf\xbf"):
                 if window.find(noncharacter, 0, settled + 2) >= 0:
                     self._doubt("U+FFFE or U+FFFF")
-        self.records += self._count(window, self._start_tag, settled)
-        colon_names = self._count(window, self._colon_name, settled)
-        if colon_names and self._prefixed:
-            colon_names -= self._count(window, self._start_tag, settled)
-            colon_names -= self._count(window, self._end_tag, settled)
-        self.other_prefixes += colon_names
+        self.names += self._count(window, self._name, settled)
+        if self._end_tag is not None:
+            self.end_tags += self._count(window, self._end_tag, settled)
         if window.find(b"&", 0, settled) >= 0:
             self._check_entities(window, settled)
-        body = 0
-        if not self._body:
-            first = window.find(self._start_tag, 0, settled)
-            self._body, body = first >= 0, max(first, 0)
-        if self._body:
+        body = max(self._body - self._offset, 0)
+        if body < settled:
             for markup in (b"<!", b"<?"):
                 if window.find(markup[1:], body, settled + 1) >= 0 and (
                     window.find(markup, body, settled + 1) >= 0
@@ -438,6 +456,7 @@ class _CheckedStream:
         for name in self._text_elements:
             self.text_beside_children += _text_beside_children(window, name, settled)
         self._window = window[settled:]
+        self._offset += settled
 
     def _check_entities(self, window: bytes, settled: int) -> None:
         position = window.find(b"&", 0, settled)
@@ -522,35 +541,42 @@ class _ChildRows:
 
     def __init__(self, plan: _Plan) -> None:
         self._plan = plan
-        self._carry: pa.Table | None = None
+        self._carry: pa.RecordBatch | None = None
         self.records = 0
 
     def feed(self, batch: pa.RecordBatch) -> Iterator[dict[str, pa.Array]]:
-        rows = pa.Table.from_batches([batch])
         if self._carry is not None:
-            rows = pa.concat_tables([self._carry, rows])
-        record = rows.column("<record>")
-        done = pc.not_equal(record, record[len(record) - 1])
-        self._carry = rows.filter(pc.invert(done))
-        if pc.any(done).as_py():
-            yield self._records(rows.filter(done))
+            carried = self._carry.column("<record>")[0]
+            other = pc.index(pc.not_equal(batch.column("<record>"), carried), True).as_py()
+            more = batch.num_rows if other < 0 else other
+            joined = pa.Table.from_batches([self._carry, batch.slice(0, more)])
+            self._carry = joined.combine_chunks().to_batches()[0]
+            if other < 0:
+                return
+            yield self._records(self._carry)
+            self._carry, batch = None, batch.slice(more)
+        record = batch.column("<record>")
+        last = pc.index(record, record[len(record) - 1]).as_py()  # where the last record starts
+        if last > 0:
+            yield self._records(batch.slice(0, last))
+        self._carry = batch.slice(last)
 
     def finish(self) -> Iterator[dict[str, pa.Array]]:
-        if self._carry is not None and self._carry.num_rows:
+        if self._carry is not None:
             yield self._records(self._carry)
         self._carry = None
 
-    def _records(self, table: pa.Table) -> dict[str, pa.Array]:
-        rows = table.combine_chunks().to_batches()[0]
+    def _records(self, rows: pa.RecordBatch) -> dict[str, pa.Array]:
         record = rows.column("<record>")
         first = pc.equal(rows.column("<child>"), 0)
         numbers = record.filter(first)
-        expected = pa.array(range(self.records, self.records + len(numbers)), record.type)
+        count = len(numbers)
+        expected = pc.add(_iota(count), pa.scalar(self.records, pa.uint32()))
         if not numbers.equals(expected):
             # A record without a child the profile reads (its attributes would join the next
             # record's), or a second records parent (numbering starts again): lxml's to read.
             raise FastPathDeclined("a record without a child element the profile reads")
-        self.records += len(numbers)
+        self.records += count
         out = {
             read.column: _checked(rows.column(read.column).filter(first), read)
             for read in self._plan.record_attributes
@@ -566,21 +592,34 @@ class _ChildRows:
             for read, column in zip(reads, values[name], strict=True):
                 out[read.column] = column.filter(first)
             return out
-        present = {
-            name: _any([pc.is_valid(c) for c in columns]) for name, columns in values.items()
-        }
+        present = {n: _any([pc.is_valid(c) for c in columns]) for n, columns in values.items()}
         if not pc.all(_any(list(present.values()))).as_py():
             # A row with no value could be any child's: which came first is unknown.
             raise FastPathDeclined("a child element without any value the profile reads")
         for name, reads in children.items():
             rows_of_name = pc.indices_nonzero(present[name])
             their_records = record.take(rows_of_name)
-            firsts = _first_of_each(their_records)
-            where = pc.index_in(numbers, value_set=their_records.filter(firsts))
-            picked = rows_of_name.filter(firsts)
+            starts = _first_of_each(their_records)
+            picked = rows_of_name.filter(starts)
+            if len(picked) != count:  # some records have no such child: place by number
+                where = pc.index_in(numbers, value_set=their_records.filter(starts))
+                picked = picked.take(where)
             for read, column in zip(reads, values[name], strict=True):
-                out[read.column] = column.take(picked).take(where)
+                out[read.column] = column.take(picked)
         return out
+
+
+@lru_cache(maxsize=1)
+def _iota_block() -> pa.Array:
+    return pa.array(range(1 << 18), pa.uint32())
+
+
+def _iota(count: int) -> pa.Array:
+    """0, 1, ..., count - 1 (uint32)."""
+    block = _iota_block()
+    if count <= len(block):
+        return block.slice(0, count)
+    return pa.array(range(count), pa.uint32())
 
 
 def _any(masks: list[pa.Array]) -> pa.Array:
@@ -653,16 +692,22 @@ def read_fast(
             # where it breaks.
             raise FastPathDeclined(f"{type(exc).__name__}: {exc}") from exc
         checked.drain()
-    _verify(checked, layout, rows, roots)
+    _verify(checked, layout, rows, roots, children is not None)
 
 
-def _verify(checked: _CheckedStream, layout: Layout, rows: int, roots: int) -> None:
+def _verify(checked: _CheckedStream, layout: Layout, rows: int, roots: int, children: bool) -> None:
     if checked.doubt:
         raise FastPathDeclined(f"{checked.doubt} is lxml's to read")
-    if checked.records != rows:
-        raise FastPathDeclined(f"{rows} rows read but {checked.records} record tags in the bytes")
-    if checked.other_prefixes:
-        raise FastPathDeclined("a record name with another namespace prefix is lxml's to read")
+    # Every record lxml finds (any depth, any prefix) writes the record's name once in its
+    # start tag and once in its end tag: the count matches only if every one of them is a row.
+    # With child rows each record has a child, so an end tag; a record written <r/> has none.
+    ends = 0 if layout.self_closing else checked.end_tags
+    expected = 2 * rows if children else rows + ends
+    if checked.names != expected:
+        raise FastPathDeclined(
+            f"{rows} rows read but <{layout.record}> written {checked.names} times in the bytes "
+            f"({expected} expected): records elsewhere, or prefixed otherwise"
+        )
     if checked.text_beside_children:
         raise FastPathDeclined("element text beside child elements is lxml's to read")
     ending = checked.tail.rstrip(b" \t\r\n")
