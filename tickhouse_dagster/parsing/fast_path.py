@@ -191,8 +191,8 @@ class Layout:
     children: tuple[tuple[str, str], ...]  # (local name, qualified name) of the children read
     root_attributes: Mapping[str, str]
     body: int  # offset of the first record's start tag in the decompressed bytes
-    mentions_before: int  # occurrences of the record's local name before it (e.g. trade_date)
-    self_closing: bool  # the first record is written <record .../>
+    # Another element's name starts with the record's (<P> and <Px>): `<P` alone miscounts.
+    name_collides: bool
 
     @property
     def root(self) -> str:
@@ -276,17 +276,14 @@ def sniff_layout(head: bytes, profile: Profile) -> Layout:
     body = _first_start_tag(head, qname.encode())
     if body < 0:
         raise FastPathDeclined(f"<{qname}> not found in the first bytes")
-    rest = _START_TAG_REST.match(head, body + 1 + len(qname.encode()))
-    if rest is None:
-        raise FastPathDeclined(f"the first <{qname}> start tag is not plain")
+    names = {_qname(element) for element in root.iter()}
     return Layout(
         parent=tuple(reversed(parent)),
         record=qname,
         children=tuple(children),
         root_attributes=dict(root.attrib),
         body=body,
-        mentions_before=head.count(qname.rpartition(":")[2].encode(), 0, body),
-        self_closing=bool(rest[1]),
+        name_collides=any(n != qname and n.startswith(qname) for n in names),
     )
 
 
@@ -373,12 +370,12 @@ def _parser(config: str) -> XmlToArrowParser:
 class _CheckedStream:
     """The decompressed bytes as xml2arrow reads them (it asks for 8 KiB at a time), checked a
     chunk at a time with plain byte scans (a regular expression cost half the parse; single
-    bytes are found with memchr, so the rarer checks look for one byte first): the record's
-    name counted; NUL, invalid UTF-8, U+FFFE / U+FFFF, and from the first record on `<!` and
-    `<?` refused; every `&` checked; the last bytes kept for the end-of-document check. Each
-    chunk is scanned in a window that starts with the end of the one before: a pattern is
-    counted where it starts (in the window's settled part) and may reach into the unsettled
-    end, which the next window starts with."""
+    bytes are found with memchr, so the rarer checks look for one byte first): record start
+    tags counted, and the record's name under another prefix; NUL, invalid UTF-8, U+FFFE /
+    U+FFFF, and from the first record on `<!` and `<?` refused; every `&` checked; the last
+    bytes kept for the end-of-document check. Each chunk is scanned in a window that starts
+    with the end of the one before: a pattern is counted where it starts (in the window's
+    settled part) and may reach into the unsettled end, which the next window starts with."""
 
     def __init__(self, stream: IO[bytes], layout: Layout, text_elements: list[str]) -> None:
         self._stream = stream
@@ -387,15 +384,19 @@ class _CheckedStream:
         self._done = False
         self._offset = 0  # of the window's start in the stream
         self._body = layout.body
-        # The record's local name, however prefixed, in start and end tags (and anywhere else
-        # it is written): one count where two or three would look for `<name`, `</name` and
-        # `:name`. End tags are counted on their own only for records written with them.
-        self._name = layout.record.rpartition(":")[2].encode()
-        self._end_tag = None if layout.self_closing else b"</" + layout.record.encode()
+        record = layout.record.encode()
+        # Start tags of the record as written; when another name starts with it, each way a
+        # name can end is counted apart (slower, only for such layouts).
+        ends = (b" ", b"\t", b"\r", b"\n", b"/", b">") if layout.name_collides else (b"",)
+        self._start_tags = [b"<" + record + end for end in ends]
+        # `:name` finds the record under any other prefix (and, for a prefixed record, its own
+        # start and end tags, which are subtracted).
+        self._colon_name = b":" + layout.record.rpartition(":")[2].encode()
+        self._own = [b"<" + record, b"</" + record] if b":" in record else []
         self._text_elements = [name.encode() for name in text_elements]
         self._utf8 = codecs.getincrementaldecoder("utf-8")()
-        self.names = -layout.mentions_before
-        self.end_tags = 0
+        self.records = 0
+        self.other_prefixes = 0
         self.text_beside_children = 0
         self.doubt: str | None = None
         self.tail = b""
@@ -442,9 +443,12 @@ class _CheckedStream:
             for noncharacter in (b"\xef\xbf\xbe", b"\xef\xbf\xbf"):
                 if window.find(noncharacter, 0, settled + 2) >= 0:
                     self._doubt("U+FFFE or U+FFFF")
-        self.names += self._count(window, self._name, settled)
-        if self._end_tag is not None:
-            self.end_tags += self._count(window, self._end_tag, settled)
+        for tag in self._start_tags:
+            self.records += self._count(window, tag, settled)
+        prefixed = self._count(window, self._colon_name, settled)
+        for own in self._own if prefixed else ():
+            prefixed -= self._count(window, own, settled)
+        self.other_prefixes += prefixed
         if window.find(b"&", 0, settled) >= 0:
             self._check_entities(window, settled)
         body = max(self._body - self._offset, 0)
@@ -695,22 +699,17 @@ def read_fast(
             # where it breaks.
             raise FastPathDeclined(f"{type(exc).__name__}: {exc}") from exc
         checked.drain()
-    _verify(checked, layout, rows, roots, children is not None)
+    _verify(checked, layout, rows, roots)
 
 
-def _verify(checked: _CheckedStream, layout: Layout, rows: int, roots: int, children: bool) -> None:
+def _verify(checked: _CheckedStream, layout: Layout, rows: int, roots: int) -> None:
     if checked.doubt:
         raise FastPathDeclined(f"{checked.doubt} is lxml's to read")
-    # Every record lxml finds (any depth, any prefix) writes the record's name once in its
-    # start tag and once in its end tag: the count matches only if every one of them is a row.
-    # With child rows each record has a child, so an end tag; a record written <r/> has none.
-    ends = 0 if layout.self_closing else checked.end_tags
-    expected = 2 * rows if children else rows + ends
-    if checked.names != expected:
-        raise FastPathDeclined(
-            f"{rows} rows read but <{layout.record}> written {checked.names} times in the bytes "
-            f"({expected} expected): records elsewhere, or prefixed otherwise"
-        )
+    # lxml reads every element of the record's name, at any depth and under any prefix.
+    if checked.records != rows:
+        raise FastPathDeclined(f"{rows} rows read but {checked.records} record tags in the bytes")
+    if checked.other_prefixes:
+        raise FastPathDeclined("a record name under another namespace prefix is lxml's to read")
     if checked.text_beside_children:
         raise FastPathDeclined("element text beside child elements is lxml's to read")
     ending = checked.tail.rstrip(b" \t\r\n")
