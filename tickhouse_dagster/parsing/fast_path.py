@@ -44,9 +44,13 @@ record's children.
 from __future__ import annotations
 
 import codecs
+import contextlib
+import fcntl
 import os
 import re
+import select
 import tempfile
+import threading
 import zlib
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -416,7 +420,13 @@ class _CheckedStream:
         """Read (and check) whatever the parser left unread."""
         self._buffer = memoryview(b"")
         while not self._done:
-            self._scan(self._stream.read(_SCAN_CHUNK))
+            self.next_chunk()
+
+    def next_chunk(self) -> bytes:
+        """The next chunk of bytes, checked; b"" at the end."""
+        chunk = self._stream.read(_SCAN_CHUNK) if not self._done else b""
+        self._scan(chunk)
+        return chunk
 
     def _doubt(self, reason: str) -> None:
         self.doubt = self.doubt or reason
@@ -477,6 +487,84 @@ class _CheckedStream:
                     self._doubt(f"a reference to character U+{code:04X}")
                     return
             position = window.find(b"&", reference.end(), settled)
+
+
+class _Feeder:
+    """Hands xml2arrow the checked bytes through a pipe that a thread fills. Read through a
+    Python file object, xml2arrow's parsing thread would call back into Python (and wait for
+    the GIL) for every 8 KiB, and the byte checks would run on that thread; from a pipe it
+    parses without the GIL while this thread reads, decompresses and checks the next chunks.
+    Where a pipe cannot be opened by path, the checked stream itself is handed over."""
+
+    def __init__(self, checked: _CheckedStream) -> None:
+        self._checked = checked
+        self._stop = threading.Event()
+        self._read_end: int | None = None
+        self._write_end: int | None = None
+        self._thread: threading.Thread | None = None
+        self.failure: BaseException | None = None
+
+    def source(self) -> str | _CheckedStream:
+        read_end, write_end = os.pipe()
+        path = f"/dev/fd/{read_end}"
+        if not os.path.exists(path):
+            os.close(read_end)
+            os.close(write_end)
+            return self._checked
+        with contextlib.suppress(OSError, AttributeError):  # a larger pipe: fewer wake-ups
+            fcntl.fcntl(write_end, fcntl.F_SETPIPE_SZ, _SCAN_CHUNK)
+        os.set_blocking(write_end, False)
+        self._read_end, self._write_end = read_end, write_end
+        self._thread = threading.Thread(target=self._run, name="tickhouse-fast-path", daemon=True)
+        self._thread.start()
+        return path
+
+    def opened(self) -> None:
+        """xml2arrow has opened the pipe by path (its own descriptor): ours can go."""
+        if self._read_end is not None:
+            os.close(self._read_end)
+            self._read_end = None
+
+    def close(self, *, finish: bool) -> None:
+        """Wait for the thread: with `finish`, until every byte was read and checked (it
+        keeps checking once xml2arrow stops reading); otherwise stop it now."""
+        if not finish:
+            self._stop.set()
+        self.opened()
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+
+    def _run(self) -> None:
+        try:
+            while not self._stop.is_set():
+                chunk = self._checked.next_chunk()
+                if not chunk:
+                    break
+                if self._write_end is not None and not self._write(memoryview(chunk)):
+                    self._close_write_end()  # xml2arrow stopped reading; keep checking
+        except BaseException as exc:  # the source broke (I/O, corrupt gzip): decline later
+            self.failure = exc
+        finally:
+            self._close_write_end()
+
+    def _write(self, data: memoryview) -> bool:
+        assert self._write_end is not None
+        while data:
+            try:
+                data = data[os.write(self._write_end, data) :]
+            except BlockingIOError:
+                select.select([], [self._write_end], [], 0.1)
+                if self._stop.is_set():
+                    return False
+            except BrokenPipeError:
+                return False
+        return True
+
+    def _close_write_end(self) -> None:
+        if self._write_end is not None:
+            os.close(self._write_end)
+            self._write_end = None
 
 
 def _is_xml_char(code: int) -> bool:
@@ -667,11 +755,16 @@ def read_fast(
     rows = roots = 0
     with open_source() as raw:
         checked = _CheckedStream(open_tick_stream(raw), layout, text_elements)
+        feeder = _Feeder(checked)
+        finished = False
+        batches = None
         try:
             # With child rows a record takes a row per child: more rows per batch keep the
             # batches about `batch_rows` records long.
             limit = batch_rows * (1 + len(plan.children))
-            for table, batch in parser.parse_batches(checked, max_rows_per_batch=limit):
+            batches = parser.parse_batches(feeder.source(), max_rows_per_batch=limit)
+            feeder.opened()
+            for table, batch in batches:
                 if table == "root":
                     roots += batch.num_rows
                     continue
@@ -691,6 +784,7 @@ def read_fast(
             for values in children.finish() if children is not None else ():
                 yield _contract(values, profile, layout, rows, source_file, venues)
                 rows += len(next(iter(values.values())))
+            finished = True
         except FastPathDeclined:
             raise
         except Exception as exc:
@@ -698,7 +792,17 @@ def read_fast(
             # surface as a TypeError), nor do bad values: lxml reads the file again and says
             # where it breaks.
             raise FastPathDeclined(f"{type(exc).__name__}: {exc}") from exc
-        checked.drain()
+        finally:
+            batches = None  # xml2arrow's thread stops and closes its end of the pipe
+            feeder.close(finish=finished)
+        failure = feeder.failure
+        if failure is None:
+            try:
+                checked.drain()  # what a file-like xml2arrow left unread
+            except Exception as exc:
+                failure = exc
+        if failure is not None:  # the source broke (I/O, corrupt or cut gzip)
+            raise FastPathDeclined(f"{type(failure).__name__}: {failure}") from failure
     _verify(checked, layout, rows, roots)
 
 

@@ -396,3 +396,36 @@ def test_no_configuration_file_is_left_behind():
     before = set(Path(tempfile.gettempdir()).glob("tickhouse-xml2arrow-*"))
     _parser("parser_options: {}\ntables:\n- {name: t, xml_path: /a, levels: [], fields: []}\n")
     assert set(Path(tempfile.gettempdir()).glob("tickhouse-xml2arrow-*")) == before
+
+
+def test_no_descriptor_or_thread_outlives_a_read():
+    import os
+    import threading
+
+    def open_descriptors() -> int:
+        return len(os.listdir("/proc/self/fd"))
+
+    def feeders() -> list[threading.Thread]:
+        return [t for t in threading.enumerate() if t.name == "tickhouse-fast-path"]
+
+    many = fixml([(str(9100 + i), *t[1:]) for i, t in enumerate(TRADES * 50)]).encode()
+    list(read_fast(lambda: io.BytesIO(many), source_file="f", profile=FIXML, venues=VENUES))
+    before = open_descriptors()
+    for _ in range(3):
+        assert_same_rows(many, FIXML, batch_rows=10)
+        for document in (BAD_DOCUMENTS["malformed"], BAD_DOCUMENTS["truncated"]):
+            data = document.encode()
+            with pytest.raises(FastPathDeclined):
+                list(
+                    read_fast(
+                        lambda d=data: io.BytesIO(d), source_file="f", profile=FIXML, venues=VENUES
+                    )
+                )
+        # A consumer that stops after the first batch (its write failed, say).
+        batches = read_fast(
+            lambda: io.BytesIO(many), source_file="f", profile=FIXML, venues=VENUES, batch_rows=10
+        )
+        next(batches)
+        batches.close()
+    assert open_descriptors() == before
+    assert feeders() == []
