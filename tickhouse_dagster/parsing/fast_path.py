@@ -7,38 +7,40 @@ the precise file / record / line error.
 
 How it reads a file. xml2arrow needs absolute element paths, and a layout's record path varies
 from file to file (/FIXML/TrdCaptRpt, /FIXML/Batch/TrdCaptRpt), so the path of the first record
-is read from the file's first 64 KiB (by lxml, which also vouches for that prefix being
+is read from the file's first 64 KiB (by lxml, which also vouches for that much being
 well-formed) and a parser is compiled per (profile, layout). Names are matched as written
 (`strip_namespaces: false`): with prefixes stripped xml2arrow would also read `p:Side` as
-`Side` (lxml's `get("Side")` does not) and parses a third slower.
+`Side` (lxml's `get("Side")` does not, and xml2arrow would join the two values) and it parses
+a third slower. xml2arrow reads the bytes from a pipe that a thread fills and checks.
 
 Two shapes:
 - a profile that reads only record (and root) attributes: one row per record;
 - a profile that also reads child elements ("Instrmt/@Sym", "Code"): one row per child element
-  (the record's own attributes land in its first row), with the record's index beside it. lxml
-  reads the FIRST child of a name; xml2arrow, asked for one row per record, would join the
-  attribute values of repeated children ("1" + "2" -> "12") and refuse repeated text, so each
-  record's first row of each child name is picked out in Arrow.
+  (the record's own attributes land in its first row), with the record's number beside it.
+  lxml reads the FIRST child of a name; xml2arrow, asked for one row per record, would join
+  the attribute values of repeated children ("1" + "2" -> "12") and refuse repeated text, so
+  each record's first row of each child name is picked out in Arrow.
 
 What it checks before it vouches (anything else declines):
-- the first 64 KiB parse with lxml; no DOCTYPE; XML 1.0 in UTF-8; the root is the profile's;
-- every `<record` start tag in the bytes is a row at the detected path (records elsewhere, or
-  nested, are lxml's to find), and with child rows each record has one (a record without a
-  known child would leak its attributes into the next record's row);
+- the first 64 KiB parse with lxml; no DOCTYPE, no undeclared prefix there; XML 1.0 in UTF-8;
+  the root is one the profile names;
+- every element of the record's name (at any depth, under any prefix: lxml finds them all) is
+  a row at the detected path; with child rows every record has one (a record without a known
+  child would add its attributes to the next record's row);
 - the root closes exactly once and only whitespace follows it (xml2arrow accepts a file cut
-  short or with content after the root, lxml does not);
+  short, or content after the root; lxml does not);
 - the bytes are valid UTF-8 without NUL, U+FFFE or U+FFFF; every `&` starts a predefined
-  entity or a valid character reference; from the first record on there is no `<!` or `<?`
-  (comment, CDATA, PI, DOCTYPE) and no prefixed record name;
-- every value read is XML character data (no control character, no `<` in an attribute) and,
-  for element text, has no line end (XML normalises CR LF, xml2arrow keeps it) and comes from
-  an element without child elements (lxml's `.text` stops at the first child);
+  entity or a reference to an XML character; from the first record on there is no `<!` or `<?`
+  (comment, CDATA, PI, DOCTYPE);
+- every value read is XML character data (no control character, no `<` in an attribute);
+  element text has no CR (XML turns CR LF into LF, xml2arrow keeps it) and comes from an
+  element without child elements (lxml's `.text` stops at the first child);
 - with two or more child names, every child row can be told apart by its values.
-What it does not re-check past the first 64 KiB: markup in elements the profile does not read
-that libxml2 refuses and xml2arrow skips over (an invalid name, a missing space between
-attributes, a repeated attribute, a `<` in an attribute value, an undeclared prefix, a control
-character other than NUL); and a child element written with another prefix than the first
-record's children.
+Not re-checked past the first 64 KiB (lxml refuses such a file, xml2arrow skips over it): bad
+markup in elements the profile does not read — an invalid name, attributes not separated by
+a space, a repeated attribute, a `<` in an attribute value, an undeclared prefix, a control
+character other than NUL; and a child element the profile reads written under another prefix
+than in the first records.
 """
 
 from __future__ import annotations
@@ -88,8 +90,7 @@ _XML_DECLARATION = re.compile(
     rb"(?:\s+encoding\s*=\s*([\"'])(?P<encoding>[^\"']*)\3)?"
 )
 _ENTITY = re.compile(rb"&(?:(?:amp|lt|gt|quot|apos);|#([0-9]{1,7});|#x([0-9a-fA-F]{1,6});)")
-# Characters XML 1.0 forbids even as character references, and the control characters it
-# forbids literally; \t \n \r are allowed.
+# The control characters XML 1.0 does not allow, literally or as references (\t \n \r it does).
 _CONTROL = bytes(b for b in range(32) if b not in (9, 10, 13))
 # What Python's str.strip() strips (the lxml reader strips element text with it).
 _PY_WHITESPACE = "".join(c for c in map(chr, range(0x3001)) if c.isspace())
@@ -372,14 +373,15 @@ def _parser(config: str) -> XmlToArrowParser:
 
 
 class _CheckedStream:
-    """The decompressed bytes as xml2arrow reads them (it asks for 8 KiB at a time), checked a
-    chunk at a time with plain byte scans (a regular expression cost half the parse; single
-    bytes are found with memchr, so the rarer checks look for one byte first): record start
-    tags counted, and the record's name under another prefix; NUL, invalid UTF-8, U+FFFE /
-    U+FFFF, and from the first record on `<!` and `<?` refused; every `&` checked; the last
-    bytes kept for the end-of-document check. Each chunk is scanned in a window that starts
-    with the end of the one before: a pattern is counted where it starts (in the window's
-    settled part) and may reach into the unsettled end, which the next window starts with."""
+    """The decompressed bytes as xml2arrow reads them (from the pipe the _Feeder fills, or
+    through `read` in 8 KiB calls where there is no pipe), checked a chunk at a time with plain
+    byte scans (a regular expression cost half the parse; single bytes are found with memchr,
+    so the rarer checks look for one byte first): record start tags counted, and the record's
+    name under another prefix; NUL, invalid UTF-8, U+FFFE / U+FFFF, and from the first record
+    on `<!` and `<?` refused; every `&` checked; the last bytes kept for the end-of-document
+    check. Each chunk is scanned in a window that starts with the end of the one before: a
+    pattern is counted where it starts (in the window's settled part) and may reach into the
+    unsettled end, which the next window starts with."""
 
     def __init__(self, stream: IO[bytes], layout: Layout, text_elements: list[str]) -> None:
         self._stream = stream
