@@ -281,6 +281,7 @@ def sniff_layout(head: bytes, profile: Profile) -> Layout:
     body = _first_start_tag(head, qname.encode())
     if body < 0:
         raise FastPathDeclined(f"<{qname}> not found in the first bytes")
+    _check_head(head, qname)
     names = {_qname(element) for element in root.iter()}
     return Layout(
         parent=tuple(reversed(parent)),
@@ -290,6 +291,39 @@ def sniff_layout(head: bytes, profile: Profile) -> Layout:
         body=body,
         name_collides=any(n != qname and n.startswith(qname) for n in names),
     )
+
+
+def _check_head(head: bytes, record: str) -> None:
+    """Parse the head as a whole document: cut after its last complete record, with the
+    elements still open there closed. libxml2 reports some errors (an invalid namespace URI,
+    an undeclared prefix) only when a document ends, and a head fed to a pull parser never
+    does."""
+    name = re.escape(record.encode())
+    ends = list(re.finditer(rb"</" + name + rb"\s*>|<" + name + rb"[\s/>]", head))
+    cut = 0
+    for match in reversed(ends):
+        if match[0].startswith(b"</"):
+            cut = match.end()
+            break
+        tag = _START_TAG_REST.match(head, match.end() - 1)
+        if tag is not None and tag[1]:  # <record .../>
+            cut = tag.end()
+            break
+    if cut == 0:
+        raise FastPathDeclined(f"no complete <{record}> in the first {HEAD_BYTES // 1024} KiB")
+    events = etree.XMLPullParser(events=("start", "end"), **_SAFE_PARSER_OPTIONS)
+    open_elements: list[str] = []
+    try:
+        events.feed(head[:cut])
+        for event, element in events.read_events():
+            if event == "start":
+                open_elements.append(_qname(element))
+            else:
+                open_elements.pop()
+        closing = b"".join(f"</{qname}>".encode() for qname in reversed(open_elements))
+        etree.fromstring(head[:cut] + closing, etree.XMLParser(**_SAFE_PARSER_OPTIONS))
+    except etree.XMLSyntaxError as exc:
+        raise FastPathDeclined(f"malformed XML in the first bytes: {exc.msg}") from exc
 
 
 def _first_start_tag(data: bytes, qname: bytes) -> int:
