@@ -47,6 +47,7 @@ from __future__ import annotations
 
 import codecs
 import contextlib
+import dataclasses
 import fcntl
 import os
 import re
@@ -772,16 +773,21 @@ def read_fast(
     profile: Profile,
     venues: Mapping[str, Venue],
     head: bytes | None = None,
+    root_attributes: Mapping[str, str] | None = None,
     batch_rows: int = DEFAULT_BATCH_ROWS,
 ) -> Iterator[pa.RecordBatch]:
     """Batches of the file in the parsed-ticks contract (line unknown: null), or
     FastPathDeclined — possibly after some batches were yielded, which the caller discards.
-    `head`: the file's first bytes (up to 64 KiB, maybe gzip), when the caller has read them."""
+    `head`: the file's first bytes (up to 64 KiB, maybe gzip), when the caller has read them.
+    `root_attributes`: the root's attributes as `ticks_xml.sniff_root` reads them (callers from
+    before the layout was sniffed here pass them; the head gives the same)."""
     plan = _plan(profile)
     if head is None:
         with open_source() as stream:
             head = stream.read(HEAD_BYTES)
     layout = sniff_layout(head, profile)
+    if root_attributes is not None:
+        layout = dataclasses.replace(layout, root_attributes=dict(root_attributes))
     parser = _parser(_config(plan, layout))
     written = dict(layout.children)
     text_elements = sorted(
