@@ -408,20 +408,19 @@ def _parser(config: str) -> XmlToArrowParser:
 
 
 class _CheckedStream:
-    """The decompressed bytes as xml2arrow reads them (from the pipe the _Feeder fills, or
-    through `read` in 8 KiB calls where there is no pipe), checked a chunk at a time with plain
-    byte scans (a regular expression cost half the parse; single bytes are found with memchr,
-    so the rarer checks look for one byte first): record start tags counted, and the record's
-    name under another prefix; NUL, invalid UTF-8, U+FFFE / U+FFFF, and from the first record
-    on `<!` and `<?` refused; every `&` checked; the last bytes kept for the end-of-document
-    check. Each chunk is scanned in a window that starts with the end of the one before: a
-    pattern is counted where it starts (in the window's settled part) and may reach into the
-    unsettled end, which the next window starts with."""
+    """The decompressed bytes on their way to xml2arrow (the _Feeder's thread reads them),
+    checked a chunk at a time with plain byte scans (a regular expression cost half the parse;
+    single bytes are found with memchr, so the rarer checks look for one byte first): record
+    start tags counted, and the record's name under another prefix; NUL, invalid UTF-8,
+    U+FFFE / U+FFFF, and from the first record on `<!` and `<?` refused; every `&` checked;
+    the last bytes kept for the end-of-document check. Each chunk is scanned in a window that
+    starts with the end of the one before: a pattern is counted where it starts (in the
+    window's settled part) and may reach into the unsettled end, which the next window starts
+    with."""
 
     def __init__(self, stream: IO[bytes], layout: Layout, text_elements: list[str]) -> None:
         self._stream = stream
         self._window = b""
-        self._buffer = memoryview(b"")
         self._done = False
         self._offset = 0  # of the window's start in the stream
         self._body = layout.body
@@ -441,23 +440,6 @@ class _CheckedStream:
         self.text_beside_children = 0
         self.doubt: str | None = None
         self.tail = b""
-
-    def read(self, size: int = -1) -> bytes:
-        if not self._buffer:
-            chunk = self._stream.read(_SCAN_CHUNK) if not self._done else b""
-            self._scan(chunk)
-            if not chunk:
-                return b""
-            self._buffer = memoryview(chunk)
-        size = len(self._buffer) if size is None or size < 0 else size
-        out, self._buffer = self._buffer[:size], self._buffer[size:]
-        return bytes(out)
-
-    def drain(self) -> None:
-        """Read (and check) whatever the parser left unread."""
-        self._buffer = memoryview(b"")
-        while not self._done:
-            self.next_chunk()
 
     def next_chunk(self) -> bytes:
         """The next chunk of bytes, checked; b"" at the end."""
@@ -530,8 +512,8 @@ class _Feeder:
     """Hands xml2arrow the checked bytes through a pipe that a thread fills. Read through a
     Python file object, xml2arrow's parsing thread would call back into Python (and wait for
     the GIL) for every 8 KiB, and the byte checks would run on that thread; from a pipe it
-    parses without the GIL while this thread reads, decompresses and checks the next chunks.
-    Where a pipe cannot be opened by path, the checked stream itself is handed over."""
+    parses without the GIL while this thread reads, decompresses and checks the next chunks
+    (tickhouse files 1.1M -> 1.7M ticks/s, FIXML 0.57M -> 0.84M, on two idle cores)."""
 
     def __init__(self, checked: _CheckedStream) -> None:
         self._checked = checked
@@ -541,13 +523,14 @@ class _Feeder:
         self._thread: threading.Thread | None = None
         self.failure: BaseException | None = None
 
-    def source(self) -> str | _CheckedStream:
+    def source(self) -> str:
+        """The path xml2arrow opens: the read end of the pipe."""
         read_end, write_end = os.pipe()
         path = f"/dev/fd/{read_end}"
-        if not os.path.exists(path):
+        if not os.path.exists(path):  # Linux and macOS have /dev/fd
             os.close(read_end)
             os.close(write_end)
-            return self._checked
+            raise FastPathDeclined("no /dev/fd to hand xml2arrow a pipe")
         with contextlib.suppress(OSError, AttributeError):  # a larger pipe: fewer wake-ups
             fcntl.fcntl(write_end, fcntl.F_SETPIPE_SZ, _SCAN_CHUNK)
         os.set_blocking(write_end, False)
@@ -838,11 +821,6 @@ def read_fast(
             batches = None  # xml2arrow's thread stops and closes its end of the pipe
             feeder.close(finish=finished)
         failure = feeder.failure
-        if failure is None:
-            try:
-                checked.drain()  # what a file-like xml2arrow left unread
-            except Exception as exc:
-                failure = exc
         if failure is not None:  # the source broke (I/O, corrupt or cut gzip)
             raise FastPathDeclined(f"{type(failure).__name__}: {failure}") from failure
     _verify(checked, layout, rows, roots)
