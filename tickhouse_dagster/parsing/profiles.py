@@ -53,8 +53,9 @@ class Profile:
     record: str  # local name of the record element
     root: tuple[str, ...] = ()  # local names of root elements that identify the layout
     key_patterns: tuple[str, ...] = ()  # fnmatch patterns on landing keys
-    # Absolute path of the element whose children are the records (e.g. "/tickhouse"): when set,
-    # and the field paths are plain attributes, the compiled fast path may read the file.
+    # Absolute path of the element whose children are the records (e.g. "/tickhouse"). Read by
+    # nothing now: the compiled fast path finds the records' path in each file (it varies, e.g.
+    # FIXML with or without <Batch>); still accepted so profile files that set it keep loading.
     record_parent: str | None = None
     fields: Mapping[str, FieldRule] = field(default_factory=dict)
 

@@ -21,14 +21,11 @@ def comparable(table: pa.Table) -> pa.Table:
 
 
 def fast(data: bytes, profiles, venues, batch_rows: int = 65_536) -> pa.Table:
-    from tickhouse_dagster.parsing.ticks_xml import sniff_root
-
     batches = read_fast(
         lambda: io.BytesIO(data),
         source_file="f.xml",
         profile=profiles["tickhouse"],
         venues=venues,
-        root_attributes=sniff_root(data[:65536])[1],
         batch_rows=batch_rows,
     )
     return pa.Table.from_batches(list(batches))
@@ -55,7 +52,7 @@ def test_same_rows_as_lxml(tmp_path: Path, profiles, venues, packed: bool, batch
 
 def test_which_profiles_it_serves(profiles):
     assert supports(profiles["tickhouse"])
-    assert not supports(profiles["fixml"])  # child-element paths, optional <Batch>: lxml's job
+    assert supports(profiles["fixml"])  # child elements, <Batch> or not: the layout is sniffed
 
 
 HEAD = '<tickhouse venue="KRX" trade_date="2024-01-02">\n'
@@ -70,7 +67,7 @@ TRADE = '<trade id="{i}" symbol="005930" ts="2024-01-02T09:00:0{i}+09:00" price=
             HEAD + TRADE.format(i=1) + "<group>" + TRADE.format(i=2) + "</group></tickhouse>",
             "1 rows read but 2",
         ),
-        (HEAD + TRADE.format(i=1).replace("<trade", "<x:trade") + "</tickhouse>", "prefixed"),
+        (HEAD + TRADE.format(i=1).replace("<trade", "<x:trade") + "</tickhouse>", "prefix"),
         (
             HEAD + TRADE.format(i=1).replace('price="71000"', 'price="7l000"') + "</tickhouse>",
             "7l000",
