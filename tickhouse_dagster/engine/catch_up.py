@@ -249,8 +249,9 @@ class _parsed:
                 (True, partial(self._parse, key, staging_uri=uri))
                 for key, uri in zip(self._keys, self._uris, strict=True)
             )
+        env = {n: v for n, v in os.environ.items() if n.startswith(_PASSED_ENV_PREFIXES)}
         futures = [
-            self._pool.submit(_call, self._parse, key, uri)
+            self._pool.submit(_call, self._parse, key, uri, env)
             for key, uri in zip(self._keys, self._uris, strict=True)
         ]
         return ((future.done(), future.result) for future in futures)
@@ -269,7 +270,15 @@ def _worker_context() -> multiprocessing.context.BaseContext:
     return context
 
 
-def _call(parse: Callable[..., ParsedFile], key: str, uri: str) -> ParsedFile:
+# The worker's environment is the forkserver's, fixed when it first started: the settings the
+# storage clients read from the environment (S3 keys, pyiceberg catalog config) go with each task.
+_PASSED_ENV_PREFIXES = ("AWS_", "PYICEBERG_", "TICKHOUSE_")
+
+
+def _call(parse: Callable[..., ParsedFile], key: str, uri: str, env: dict[str, str]) -> ParsedFile:
+    for name in [n for n in os.environ if n.startswith(_PASSED_ENV_PREFIXES) and n not in env]:
+        del os.environ[name]
+    os.environ.update(env)
     return parse(key, staging_uri=uri)
 
 

@@ -89,7 +89,10 @@ def test_graph_sensor_ingest_and_checks(dagster_dev):
     wait_for("runs to finish", all_runs_done, timeout=120)
     runs = graphql(url, RUNS)["runsOrError"]["results"]
     assert {r["status"] for r in runs} == {"SUCCESS"}
-    assert sum(r["jobName"] == "ingest_landing_file" for r in runs) == 3
+    # The sample's files and the late one came in batch runs of the landing sensor (one per tick
+    # with files waiting), never one run per file.
+    batches = sum(r["jobName"] == "ingest_landing_batch" for r in runs)
+    assert 2 <= batches <= 3, batches
     statuses = {
         ("/".join(node["assetKey"]["path"]), check["name"]): (
             check["executionForLatestMaterialization"] or {}

@@ -87,13 +87,13 @@ def test_lineage_checks_and_materialize_from_the_ui(dagster_dev) -> None:
 
         page.goto(f"{base}/assets/staging/parsed_ticks?view=checks")
         # The list renders item by item: wait for both checks and their results.
-        for name in ("session_and_tick_grid", "tick_values", "Checks (2)"):
+        for name in ("session_and_tick_grid", "tick_values", "trade_key_conflicts", "Checks (3)"):
             page.get_by_text(name).first.wait_for()
         page.wait_for_load_state("networkidle")
         checks = page.inner_text("body")
         screenshot(page, "dagster-checks-parsed-ticks")
         assert "tick_values" in checks
-        assert "Checks (2)" in checks
+        assert "Checks (3)" in checks
         assert "Passed" in checks or "Succeeded" in checks
 
         page.goto(f"{base}/assets/market/ohlcv_1d")
