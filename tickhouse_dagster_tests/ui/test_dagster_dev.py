@@ -102,7 +102,7 @@ def test_graph_sensor_ingest_and_checks(dagster_dev):
     }
     # The bars' fresh_in_session checks are judged by their sensor against today's sessions,
     # not by the materializations of the 2024 sample day (defs/test_freshness.py covers them).
-    assert len(statuses) == 16
+    assert len(statuses) == 17  # 3 on parsed ticks, 2 on ticks, 3 on each of 4 bar tables
     assert sum(name == "fresh_in_session" for _, name in statuses) == 4
     ran = {key: status for key, status in statuses.items() if key[1] != "fresh_in_session"}
     assert set(ran.values()) == {"SUCCEEDED"}, statuses
