@@ -268,12 +268,19 @@ def test_every_dashboard_query_returns_series(
     }
     assert {"landing", "warehouse"} <= buckets
     error_panel = next(e for _, p, e in queries if p == "S3 errors per bucket (4xx + 5xx)")
-    landing_errors = [
-        s
-        for s in prometheus_query(url, substitute(error_panel))
-        if s["metric"].get("bucket") == "landing"
-    ]
-    assert landing_errors and float(landing_errors[0]["value"][1]) > 0
+
+    def landing_errors() -> list[dict]:
+        # The panel is a 1-minute rate: the errors made before the bucket wait may have left
+        # its window, so keep failing a request until a scrape shows one.
+        fail_a_request()
+        return [
+            s
+            for s in prometheus_query(url, substitute(error_panel))
+            if s["metric"].get("bucket") == "landing" and float(s["value"][1]) > 0
+        ]
+
+    seen = wait_for("the error panel to show the landing bucket's failed requests", landing_errors)
+    assert float(seen[0]["value"][1]) > 0
     disk = next(e for _, p, e in queries if p == "Disk used")
     (used,) = prometheus_query(url, substitute(disk))
     assert 0 < float(used["value"][1]) < 100
