@@ -10,7 +10,6 @@ With Trino configured the run ends with one Trino query that reads every committ
 
 import logging
 from collections.abc import Iterator
-from datetime import date
 
 from dagster import (
     AssetCheckEvaluation,
@@ -31,6 +30,7 @@ from tickhouse_dagster.defs.ledger import not_yet_ingested
 from tickhouse_dagster.defs.partitions import landing_files
 from tickhouse_dagster.defs.retries import retry_transient
 from tickhouse_dagster.engine.catch_up import FileOutcome, Progress, iter_ingest_files
+from tickhouse_dagster.engine.commit import trade_dates_of
 from tickhouse_dagster.storage.lakehouse import Lakehouse
 from tickhouse_dagster.storage.trino_sql import files_rows_at_snapshot
 
@@ -56,12 +56,7 @@ def _trino_read_back(
     snapshot = house.table("ticks").current_snapshot()
     if snapshot is None or not committed:
         return
-    days = {
-        date.fromisoformat(d)
-        for o in committed
-        if o.parsed.staged
-        for d in o.parsed.staged.trade_dates
-    }
+    days = trade_dates_of([o.parsed.staged for o in committed if o.parsed.staged is not None])
     expected = house.file_totals([o.key for o in committed], days, snapshot.snapshot_id)
     seen: dict[str, tuple[int, int]] = {}
     error = None

@@ -26,6 +26,7 @@ from tickhouse_dagster.engine.commit import (
     discard_data_files,
     group_copies_of,
     trade_copies_of,
+    trade_dates_of,
     verify_commit,
     verify_group,
 )
@@ -155,7 +156,7 @@ class Committer:
             return outcomes
         files = [parsed for parsed, _ in accepted]
         keys = [p.key for p in files]
-        days = {d for p in files if p.staged for d in p.staged.trade_date_values()}
+        days = trade_dates_of([p.staged for p in files if p.staged is not None])
         before = self.house.file_totals(keys, days, None) if len(files) > 1 else {}
         commit = self.house.commit_files_ticks({p.key: p.data_files or [] for p in files})
         for (parsed, copies), committed in zip(

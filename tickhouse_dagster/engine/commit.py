@@ -3,7 +3,8 @@ Iceberg commit, and the read-back that proves the table holds exactly the file's
 
 Every lookup is bounded by the file, not by the day it belongs to: copies of its trades are
 searched for in the data files whose trade_id bounds overlap the file's (`Lakehouse.trades_near`),
-and its rows are counted in its own data files (`Lakehouse.file_rows`).
+and its rows are counted in its own data files (`Lakehouse.file_totals`). A group of files that
+commits together is checked and counted with one lookup each.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from pyarrow import fs
 
 from tickhouse_dagster.engine.landing_file import ParsedFile
 from tickhouse_dagster.quality.findings import Findings
-from tickhouse_dagster.quality.tick_rules import group_trade_copies, trade_copies
+from tickhouse_dagster.quality.tick_rules import group_trade_copies
 from tickhouse_dagster.storage.lakehouse import Commit, Lakehouse
 from tickhouse_dagster.storage.staging import StagedTicks
 
@@ -41,60 +42,51 @@ class CommittedFile:
         return self.stored_rows == self.expected_rows and self.stored_rows <= self.parsed_rows
 
 
-def _staged_dataset(staged: StagedTicks) -> ds.Dataset:
-    filesystem, path = fs.FileSystem.from_uri(staged.uri)
-    return ds.dataset(path, format="ipc", filesystem=filesystem)
-
-
-def _id_ranges(staged: StagedTicks) -> list[tuple[date, str, str]]:
-    """(trade date, lowest trade_id, highest trade_id) of the file, per trade date."""
-    bounds: dict[date, tuple[str, str]] = {}
-    for batch in staged.batches():
-        table = pa.Table.from_batches([batch]).select(["trade_date", "trade_id"])
-        grouped = table.group_by("trade_date").aggregate([("trade_id", "min"), ("trade_id", "max")])
-        for row in grouped.to_pylist():
-            day, low, high = row["trade_date"], row["trade_id_min"], row["trade_id_max"]
-            if day in bounds:
-                low, high = min(low, bounds[day][0]), max(high, bounds[day][1])
-            bounds[day] = (low, high)
-    return [(day, low, high) for day, (low, high) in sorted(bounds.items())]
+def trade_dates_of(staged_files: Sequence[StagedTicks]) -> set[date]:
+    return {day for staged in staged_files for day in staged.trade_date_values()}
 
 
 def id_ranges(staged_files: Sequence[StagedTicks]) -> list[tuple[date, str, str]]:
-    """The trade_id ranges several files span, merged per trade date."""
+    """(trade date, lowest trade_id, highest trade_id) the files span, per trade date."""
     bounds: dict[date, tuple[str, str]] = {}
     for staged in staged_files:
-        for day, low, high in _id_ranges(staged):
-            if day in bounds:
-                low, high = min(low, bounds[day][0]), max(high, bounds[day][1])
-            bounds[day] = (low, high)
+        for batch in staged.batches():
+            table = pa.Table.from_batches([batch]).select(["trade_date", "trade_id"])
+            grouped = table.group_by("trade_date").aggregate(
+                [("trade_id", "min"), ("trade_id", "max")]
+            )
+            for row in grouped.to_pylist():
+                day, low, high = row["trade_date"], row["trade_id_min"], row["trade_id_max"]
+                if day in bounds:
+                    low, high = min(low, bounds[day][0]), max(high, bounds[day][1])
+                bounds[day] = (low, high)
     return [(day, low, high) for day, (low, high) in sorted(bounds.items())]
 
 
-def group_copies_of(house: Lakehouse, files: Sequence[ParsedFile]) -> dict[str, TradeCopies]:
-    """Copies of the trades of a group of files about to commit together (in this order): one
-    lookup of the table's rows near the group's trade ids, one query for the group."""
-    staged = [p.staged for p in files if p.staged is not None]
-    assert len(staged) == len(files)
-    others = house.trades_near(id_ranges(staged), excluding=[p.key for p in files])
-    days = {d for s in staged for d in s.trade_date_values()}
-    corrected = house.corrections_for_days(days)
+def copies_of(house: Lakehouse, files: Sequence[tuple[str, StagedTicks]]) -> dict[str, TradeCopies]:
+    """Copies of the trades of (landing key, staged rows) files about to commit, in this order:
+    each file against the table's other files, the files before it and itself — one lookup of
+    the table's rows near the files' trade ids and one query, for one file or a group."""
+    staged = [s for _, s in files]
+    others = house.trades_near(id_ranges(staged), excluding=[key for key, _ in files])
+    corrected = house.corrections_for_days(trade_dates_of(staged))
     filesystem, _ = fs.FileSystem.from_uri(staged[0].uri)
     paths = [fs.FileSystem.from_uri(s.uri)[1] for s in staged]
     own = ds.dataset(paths, format="ipc", filesystem=filesystem)
-    found = group_trade_copies(
-        own, {p.key: s.rows for p, s in zip(files, staged, strict=True)}, others, corrected
-    )
+    found = group_trade_copies(own, {key: s.rows for key, s in files}, others, corrected)
     return {key: TradeCopies(*pair) for key, pair in found.items()}
 
 
+def group_copies_of(house: Lakehouse, files: Sequence[ParsedFile]) -> dict[str, TradeCopies]:
+    """`copies_of` for parsed files."""
+    keyed = [(p.key, p.staged) for p in files if p.staged is not None]
+    assert len(keyed) == len(files)
+    return copies_of(house, keyed)
+
+
 def trade_copies_of(house: Lakehouse, key: str, staged: StagedTicks) -> TradeCopies:
-    """The file's trades other rows also carry: other files' in the table, or its own second
-    copies."""
-    others = house.trades_near(_id_ranges(staged), excluding=[key])
-    corrected = house.corrections_for_days(staged.trade_date_values())
-    duplicates, conflicts = trade_copies(_staged_dataset(staged), others, corrected, key)
-    return TradeCopies(duplicates, conflicts)
+    """`copies_of` for one file."""
+    return copies_of(house, [(key, staged)])[key]
 
 
 def commit_parsed(house: Lakehouse, parsed: ParsedFile) -> Commit:
@@ -128,7 +120,7 @@ def verify_group(
     house: Lakehouse, parsed_files: Sequence[ParsedFile], commit: Commit
 ) -> list[CommittedFile]:
     """Each file's rows in the table at the commit's snapshot (one scan for a group)."""
-    days = {d for p in parsed_files if p.staged for d in p.staged.trade_date_values()}
+    days = trade_dates_of([p.staged for p in parsed_files if p.staged is not None])
     stored = house.file_totals([p.key for p in parsed_files], days, commit.snapshot_id)
     committed = []
     for parsed in parsed_files:

@@ -353,13 +353,5 @@ def group_trade_copies(
     return found
 
 
-def trade_copies(
-    own: ArrowSource, others: pa.Table, corrected: pa.Table, source_file: str
-) -> tuple[Findings, Findings]:
-    """`group_trade_copies` for one file."""
-    rows = own.num_rows if isinstance(own, pa.Table) else own.count_rows()
-    return group_trade_copies(own, {source_file: rows}, others, corrected)[source_file]
-
-
 def _copy_text(price: object, quantity: object, ts: object, side: object) -> str:
     return f"{quantity} @ {price} at {ts}" + (f" side {side}" if side else "")
