@@ -20,7 +20,7 @@ import pyarrow.compute as pc
 from pyiceberg.manifest import DataFile
 
 from tickhouse_dagster.engine.feed import SNIFF_BYTES, Feed
-from tickhouse_dagster.market.corrections import is_correction
+from tickhouse_dagster.market.corrections import has_corrections, is_correction
 from tickhouse_dagster.parsing import TickFileError
 from tickhouse_dagster.parsing.profiles import ProfileError
 from tickhouse_dagster.quality.findings import Findings
@@ -124,7 +124,7 @@ def new_trades(staged: StagedTicks) -> Iterator[pa.Table]:
     """The file's rows that report trades (not its cancels / replaces), with their record."""
     for batch in staged.batches():
         table = pa.Table.from_batches([batch])
-        if table["trans_type"].null_count < table.num_rows:
+        if has_corrections(table["trans_type"]):
             table = table.filter(pc.invert(is_correction(table["trans_type"])))
         yield table
 

@@ -23,6 +23,12 @@ def is_correction(trans_type: pa.Array | pa.ChunkedArray) -> pa.Array:
     return pc.fill_null(pc.is_in(trans_type, value_set=pa.array([CANCEL, REPLACE])), False)
 
 
+def has_corrections(trans_type: pa.Array | pa.ChunkedArray) -> bool:
+    """Whether any row is a cancel or replace. A trans_type column is not enough: FIXML feeds
+    mark every new trade too (TransTyp 0 -> "N")."""
+    return trans_type.null_count < len(trans_type) and pc.any(is_correction(trans_type)).as_py()
+
+
 def corrections_from_parsed(parsed: pa.Table, ticks: pa.Table) -> pa.Table:
     """The correction rows of a file: its parsed rows' trans_type and record beside the rows as
     they would enter the ticks table (`ticks`, same row order)."""

@@ -70,6 +70,7 @@ from tickhouse_dagster.contract import (
 )
 from tickhouse_dagster.market.corrections import (
     corrections_from_parsed,
+    has_corrections,
     is_correction,
     latest_corrections,
     replacements,
@@ -290,7 +291,7 @@ class Lakehouse:
         def new_rows() -> Iterable[pa.Table]:
             for batch in parsed_batches():
                 parsed = pa.Table.from_batches([batch])
-                if parsed["trans_type"].null_count < parsed.num_rows:
+                if has_corrections(parsed["trans_type"]):
                     parsed = parsed.filter(pc.invert(is_correction(parsed["trans_type"])))
                 yield ticks_from_parsed(parsed, ingested_at)
 
@@ -334,7 +335,7 @@ class Lakehouse:
         own = []
         for batch in parsed_batches():
             parsed = pa.Table.from_batches([batch])
-            if parsed["trans_type"].null_count == parsed.num_rows:
+            if not has_corrections(parsed["trans_type"]):
                 continue
             parsed = parsed.filter(is_correction(parsed["trans_type"]))
             own.append(corrections_from_parsed(parsed, ticks_from_parsed(parsed, ingested_at)))
@@ -389,7 +390,7 @@ class Lakehouse:
 
         try:
             for batch in parsed_batches:
-                if batch.column("trans_type").null_count < batch.num_rows:
+                if has_corrections(batch.column("trans_type")):
                     discard()
                     return None
                 pending.append(ticks_from_parsed(pa.Table.from_batches([batch]), ingested_at))

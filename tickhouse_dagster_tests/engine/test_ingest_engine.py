@@ -130,3 +130,32 @@ def test_the_copy_lookup_reads_the_files_whose_trade_ids_overlap(tmp_path, house
     assert house.trades_near([(DAY, low, high)], excluding=[last]).num_rows == 0
     snapshot = table.current_snapshot().snapshot_id
     assert house.file_totals([last], [DAY], snapshot)[last][0] == own.num_rows
+
+
+FIXML_TRADE = (
+    '<TrdCaptRpt TrdID="{id}" TransTyp="{tt}" LastPx="71000" LastQty="5" TrdDt="2024-01-02" '
+    'TxnTm="2024-01-02T00:00:0{id}Z"><Instrmt Sym="005930" Exch="KRX"/><RptSide Side="1"/>'
+    "</TrdCaptRpt>"
+)
+
+
+def fixml(*trades: tuple[int, str]) -> str:
+    body = "".join(FIXML_TRADE.format(id=i, tt=tt) for i, tt in trades)
+    return f'<FIXML xmlns="http://www.fixprotocol.org/FIXML-4-4"><Batch>{body}</Batch></FIXML>'
+
+
+def test_fixml_new_trades_are_encoded_by_the_workers_and_corrections_are_not(tmp_path, house):
+    landing = tmp_path / "landing"
+    (landing / "KRX").mkdir(parents=True)
+    (landing / "KRX/new.fixml").write_text(fixml((1, "0"), (2, "0")))
+    (landing / "KRX/fix.fixml").write_text(fixml((3, "0"), (1, "1")))  # cancels trade 1
+
+    new, fix = ingest(landing, house, "KRX/new.fixml", "KRX/fix.fixml")
+
+    assert new.ok and fix.ok
+    # TransTyp 0 marks a new trade: the file is written in the worker and committed in a group.
+    assert new.parsed.data_files, "encoded in the worker (not re-read from staging)"
+    assert fix.parsed.data_files is None  # a correction commits from staging
+    assert fix.committed is not None and fix.committed.commit.corrections == 1
+    ids = sorted(house.table(TICKS_TABLE).scan().to_arrow()["trade_id"].to_pylist())
+    assert ids == ["2", "3"]

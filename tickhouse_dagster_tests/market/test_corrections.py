@@ -9,6 +9,7 @@ import pyarrow as pa
 
 from tickhouse_dagster.contract import CORRECTIONS_ARROW, TICKS_ARROW
 from tickhouse_dagster.market.corrections import (
+    has_corrections,
     latest_corrections,
     replacements,
     without_corrected,
@@ -60,3 +61,11 @@ def test_last_correction_decides_and_beats_new_reports():
     assert [(r["trade_id"], r["price"], r["source_file"]) for r in replaced] == [
         ("2", Decimal("21.000000"), "b.xml")
     ]
+
+
+def test_a_file_of_new_trades_has_no_corrections_even_when_it_marks_them():
+    # FIXML marks every new trade (TransTyp 0 -> "N"): such a file takes the fast commit path.
+    assert not has_corrections(pa.array([None, None], pa.string()))
+    assert not has_corrections(pa.array(["N", "N", None]))
+    assert has_corrections(pa.array(["N", "C"]))
+    assert has_corrections(pa.chunked_array([["N"], [None, "R"]]))
