@@ -10,6 +10,7 @@ peak RSS, the larger of its own and that of its largest child process (`getrusag
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import resource
 import sys
@@ -365,8 +366,15 @@ MEASURES: dict[str, Callable[[Job], Timed]] = {
 
 
 def peak_rss_bytes() -> int:
-    """Peak resident set of this process or its largest child (Linux reports KiB)."""
+    """Peak resident set of this process or its largest child (Linux reports KiB). This
+    process's own is its memory's high-water mark (`VmHWM`): `ru_maxrss` would carry over the
+    resident set of the process that forked it (Linux keeps it across `exec`), so a harness that
+    has imported Dagster would inflate every row."""
     own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with contextlib.suppress(OSError, ValueError):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                own = int(line.split()[1])
     children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     return max(own, children) * 1024
 
