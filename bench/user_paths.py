@@ -198,6 +198,8 @@ class Timeline:
     batch_runs: list[RunTimes] = field(default_factory=list)
     bars_runs: list[RunTimes] = field(default_factory=list)
     commits: list[float] = field(default_factory=list)  # market/ticks materializations
+    # (start, end) of the landing sensor's ticks that requested a run
+    landing_ticks: list[tuple[float, float]] = field(default_factory=list)
 
 
 def timeline(dagster_home: Path) -> Timeline:
@@ -218,6 +220,14 @@ def timeline(dagster_home: Path) -> Timeline:
                 result.batch_runs.append(times)
             elif run.job_name == "rebuild_bars":
                 result.bars_runs.append(times)
+        for state in instance.all_instigator_state():
+            if state.name != "landing_sensor":
+                continue
+            for tick in instance.get_ticks(state.instigator_origin_id, state.selector_id):
+                if tick.run_ids:
+                    end = tick.tick_data.end_timestamp or tick.timestamp
+                    result.landing_ticks.append((tick.timestamp, end))
+        result.landing_ticks.sort()
         cursor = None
         while True:
             page = instance.fetch_materializations(
@@ -451,30 +461,33 @@ def measure_sensor(data: DataSet, work: Path, timeout: float, interval: int) -> 
 
 
 def _sensor_breakdown(events: Timeline, dropped: float, done: float) -> dict[str, float]:
-    """drop → the sensor requests the batch run → it leaves the queue → its process has loaded
-    the code location and starts → it ends; then the same for the last bars run, until the
-    poll sees the complete bars."""
+    """drop → the landing sensor's tick that sees the files starts → it has requested the batch
+    run → the run leaves the queue → its process has loaded the code location → the batch ends;
+    then the last bars run that started before the bars were complete, until the poll saw them
+    (a bars run commits, then runs its checks: it ends after the bars are visible)."""
     if not events.batch_runs:
         return {}
     batch = events.batch_runs[0]
-    last = max(events.batch_runs, key=lambda r: r.ended)
-    figures = {
-        "drop → batch run requested": batch.enqueued - dropped,
-        "queued": batch.launched - batch.enqueued,
-        "run process start": batch.started - batch.launched,
-        "batch run": last.ended - batch.started,
-    }
-    finished = [r for r in events.bars_runs if r.ended <= done + 1]
-    final = max(finished, key=lambda r: r.ended, default=None)
-    if final is not None:
-        figures["batch end → bars run starts"] = final.started - last.ended
-        figures["bars run"] = final.ended - final.started
-        figures["bars committed → seen"] = max(0.0, done - final.ended)
+    last = max(events.batch_runs, key=lambda r: r.ended or done)
+    figures: dict[str, float] = {}
+    ticks = [t for t in events.landing_ticks if t[0] >= dropped - 1]
+    if ticks:
+        figures["drop → sensor tick"] = max(0.0, ticks[0][0] - dropped)
+        figures["tick → run requested"] = batch.enqueued - ticks[0][0]
+    else:
+        figures["drop → run requested"] = batch.enqueued - dropped
+    figures["queued"] = batch.launched - batch.enqueued
+    figures["run process start"] = batch.started - batch.launched
+    batch_end = last.ended or done
+    figures["batch run"] = batch_end - batch.started
+    bars = [r for r in events.bars_runs if r.started and r.started <= done]
+    if bars:
+        final = max(bars, key=lambda r: r.started)
+        figures["batch end → last bars run starts"] = final.started - batch_end
+        figures["bars run start → bars seen"] = done - final.started
     figures["batch runs"] = float(len(events.batch_runs))
-    figures["bars runs"] = float(len([r for r in events.bars_runs if r.started <= done]))
-    figures["of them during the batch"] = float(
-        len([r for r in events.bars_runs if r.started < last.ended])
-    )
+    figures["bars runs"] = float(len(bars))
+    figures["of them during the batch"] = float(len([r for r in bars if r.started < batch_end]))
     return figures
 
 
