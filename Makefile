@@ -76,23 +76,44 @@ metrics: install
 clean:
 	rm -rf .tickhouse .pytest_cache
 
-# Benchmarks: one generated trading day of tick XML (cached in ~/.cache/tickhouse/bench-data),
-# the project's parse, full ingest and bar rebuild next to the expat floor and peers; prints the
-# tables and updates docs/benchmarks.md. Sizes: BENCH_TICKS=1000000|10000000|30000000, or
-# BENCH_TICKS="10000000 30000000" for both and the linearity target.
+# Benchmarks (docs/benchmarks.md, data sets cached in ~/.cache/tickhouse/bench-data).
+# `make bench` = first the user paths — `tickhouse ingest` and the sensor under a real
+# `dagster dev`, next to the expat floor, the lxml loop, pandas and Spark on the same files — for
+# both profiles, one trading day in 10 and in 390 files, plus one 2 GB file through `tickhouse
+# ingest`; then the component tables (parse, bulk ingest, bars) in 10 files. `bench-user` and
+# `bench-components` run either half. Sizes: BENCH_USER_TICKS (user paths), BENCH_TICKS
+# (components: 1000000|10000000|30000000, or "10000000 30000000" for both and the linearity
+# target). BENCH_REPEAT runs each user path that many times (median and range).
 BENCH_TICKS ?= 10000000
 BENCH_FILES ?= 10
 BENCH_PEER_MB ?= 100
 BENCH_TIMEOUT ?= 1800
+BENCH_USER_TICKS ?= 10000000
+BENCH_USER_FILES ?= 10 390
+BENCH_REPEAT ?= 1
+BENCH_USER_ARGS ?=
 BENCH_RUN = $(BIN)/python -m bench.run --timeout $(BENCH_TIMEOUT) --out docs/benchmarks.md
+BENCH_USER = $(BIN)/python -m bench.user_paths --timeout $(BENCH_TIMEOUT) --out docs/benchmarks.md \
+	--profiles tickhouse fixml --repeat $(BENCH_REPEAT) $(BENCH_USER_ARGS)
+BENCH_USER_FULL = $(BENCH_USER) --ticks $(BENCH_USER_TICKS) --files $(BENCH_USER_FILES) \
+	--peer-mb $(BENCH_PEER_MB) --bigfile-ticks 18000000
+BENCH_COMPONENTS = $(BENCH_RUN) --ticks $(BENCH_TICKS) --files $(BENCH_FILES) --peer-mb $(BENCH_PEER_MB)
 
-.PHONY: bench bench-quick bench-bigfile bench-latency
+.PHONY: bench bench-user bench-components bench-quick bench-bigfile bench-latency
 
 bench: install
-	$(BENCH_RUN) --ticks $(BENCH_TICKS) --files $(BENCH_FILES) --peer-mb $(BENCH_PEER_MB) \
-		--command 'make bench BENCH_TICKS="$(BENCH_TICKS)"'
+	$(BENCH_USER_FULL) --command 'make bench'
+	$(BENCH_COMPONENTS) --command 'make bench BENCH_TICKS="$(BENCH_TICKS)"'
 
+bench-user: install
+	$(BENCH_USER_FULL) --command 'make bench-user'
+
+bench-components: install
+	$(BENCH_COMPONENTS) --command 'make bench-components BENCH_TICKS="$(BENCH_TICKS)"'
+
+# 1M ticks: the user paths in 10 files (both profiles), then the components; peers on 25 MB.
 bench-quick: install
+	$(BENCH_USER) --ticks 1000000 --files 10 --peer-mb 25 --command 'make bench-quick'
 	$(BENCH_RUN) --ticks 1000000 --files $(BENCH_FILES) --peer-mb 25 --command 'make bench-quick'
 
 # One ~2 GB file (18M ticks): the memory of the project's parse and full ingest on a big file.

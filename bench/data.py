@@ -21,7 +21,8 @@ DEFAULT_CACHE = Path(os.path.expanduser("~/.cache/tickhouse/bench-data"))
 MARKER = "bench-data.json"
 SYMBOLS = 20
 SEED = 42
-RECORD = b"<trade "  # one per tick in the project's own layout
+# One per tick: the record tag of each built-in layout.
+RECORDS = {"tickhouse": b"<trade ", "fixml": b"<TrdCaptRpt "}
 
 
 @dataclass(frozen=True)
@@ -52,7 +53,11 @@ class DataSet:
 
     @property
     def key(self) -> str:
-        return f"{self.spec.ticks_per_day}-{self.spec.files_per_day}"
+        return data_key(self.spec)
+
+    @property
+    def profile(self) -> str:
+        return self.spec.profile
 
     def describe(self) -> str:
         s = self.spec
@@ -76,24 +81,40 @@ class DataSet:
         return tuple(chosen)
 
 
-def bench_spec(ticks: int, files: int, symbols: int = SYMBOLS, seed: int = SEED) -> SampleSpec:
-    return SampleSpec(days=1, symbols=symbols, ticks_per_day=ticks, files_per_day=files, seed=seed)
+def bench_spec(
+    ticks: int, files: int, symbols: int = SYMBOLS, seed: int = SEED, profile: str = "tickhouse"
+) -> SampleSpec:
+    return SampleSpec(
+        days=1,
+        symbols=symbols,
+        ticks_per_day=ticks,
+        files_per_day=files,
+        seed=seed,
+        profile=profile,
+    )
+
+
+def data_key(spec: SampleSpec) -> str:
+    """The cache folder's name: `<ticks>-<files>`, plus `-<profile>` for layouts other than
+    the project's own (so the data sets cached before profiles were added stay valid)."""
+    key = f"{spec.ticks_per_day}-{spec.files_per_day}"
+    return key if spec.profile == "tickhouse" else f"{key}-{spec.profile}"
 
 
 def _marker_text(spec: SampleSpec) -> dict[str, object]:
     return {k: (v.isoformat() if isinstance(v, date) else v) for k, v in asdict(spec).items()}
 
 
-def count_records(path: Path, chunk: int = 1 << 24) -> int:
-    """Occurrences of the record tag, read in chunks. The last bytes of a chunk are carried into
-    the next one, so a tag split by a chunk edge is counted once (the carry is too short to hold
-    a whole tag, so none is counted twice)."""
+def count_records(path: Path, record: bytes = RECORDS["tickhouse"], chunk: int = 1 << 24) -> int:
+    """Occurrences of the record tag `record`, read in chunks. The last bytes of a chunk are
+    carried into the next one, so a tag split by a chunk edge is counted once (the carry is too
+    short to hold a whole tag, so none is counted twice)."""
     count, carry = 0, b""
     with path.open("rb") as stream:
         while block := stream.read(chunk):
             data = carry + block
-            count += data.count(RECORD)
-            carry = data[-(len(RECORD) - 1) :]
+            count += data.count(record)
+            carry = data[-(len(record) - 1) :]
     return count
 
 
@@ -118,19 +139,22 @@ def _load(directory: Path, spec: SampleSpec) -> DataSet | None:
 
 def ensure_data_set(spec: SampleSpec, cache: Path = DEFAULT_CACHE, log=print) -> DataSet:
     """The cached data set of `spec`, generated first if missing or stale."""
-    directory = cache / f"{spec.ticks_per_day}-{spec.files_per_day}"
+    directory = cache / data_key(spec)
     cached = _load(directory, spec)
     if cached is not None:
         log(f"data set: reusing {directory}")
         return cached
-    log(f"data set: generating {spec.ticks_per_day:,} ticks, {spec.files_per_day} file(s) ...")
+    log(
+        f"data set: generating {spec.ticks_per_day:,} ticks, {spec.files_per_day} file(s), "
+        f"`{spec.profile}` layout ..."
+    )
     started = time.monotonic()
     partial = directory.with_name(directory.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
     paths = generate(spec, partial)
     entries = [
         {"path": p.relative_to(partial).as_posix(), "bytes": p.stat().st_size}
-        | {"ticks": count_records(p)}
+        | {"ticks": count_records(p, RECORDS[spec.profile])}
         for p in sorted(paths)
     ]
     (partial / MARKER).write_text(

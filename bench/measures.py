@@ -10,6 +10,7 @@ peak RSS, the larger of its own and that of its largest child process (`getrusag
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import resource
 import sys
@@ -136,19 +137,41 @@ def project_bars(job: Job) -> Timed:
     return Timed(seconds, None, f"{sum(counts.values()):,} bars")
 
 
-# --- peers -----------------------------------------------------------------------------------
+# --- peers ---------------------------------------------------------------------------------
+
+FIXML_NS = "http://www.fixprotocol.org/FIXML-4-4"
+# FIXML trade capture report: attribute (of the report or of a child element) → contract column.
+FIXML_ATTRIBUTES = {
+    "TrdID": "trade_id",
+    "Sym": "symbol",  # <Instrmt Sym=…>
+    "TxnTm": "ts",
+    "LastPx": "price",
+    "LastQty": "quantity",
+    "Side": "side",  # <RptSide Side=…>, optional
+    "Exch": "venue",  # <Instrmt Exch=…>
+    "TrdDt": "trade_date",
+}
 
 
-def root_attributes(path: Path) -> dict[str, str]:
-    """Attributes of the root element (venue, trade_date), read from the head of the file."""
+def root_element(path: Path) -> tuple[str, dict[str, str]]:
+    """Tag (namespace stripped) and attributes of the root element, from the head of the file."""
     from lxml import etree
 
     parser = etree.XMLPullParser(events=("start",))
     with path.open("rb") as stream:
         parser.feed(stream.read(4096))
     for _event, element in parser.read_events():
-        return dict(element.attrib)
+        return etree.QName(element).localname, dict(element.attrib)
     raise ValueError(f"{path}: no root element in the first 4 KB")
+
+
+def root_attributes(path: Path) -> dict[str, str]:
+    """Attributes of the root element (venue, trade_date in the project's layout)."""
+    return root_element(path)[1]
+
+
+def is_fixml(path: Path) -> bool:
+    return root_element(path)[0] == "FIXML"
 
 
 def to_contract(
@@ -156,37 +179,66 @@ def to_contract(
 ) -> pa.Table:
     """Text columns of trade records (named as in the XML) → a table of the ticks contract:
     exact decimal prices, UTC microsecond timestamps, the root's venue and trade date."""
-    from tickhouse_dagster.contract import TICKS_ARROW
-
     n = columns.num_rows
     values = {TRADE_ATTRIBUTES[name]: columns[name] for name in TRADE_ATTRIBUTES}
     values["venue"] = pa.repeat(root["venue"], n) if n else pa.array([], pa.string())
     values["trade_date"] = pa.repeat(pa.scalar(date.fromisoformat(root["trade_date"])), n)
+    return _cast_contract(values, n, source_file, ingested_at)
+
+
+def fixml_to_contract(columns: pa.Table, source_file: str, ingested_at: datetime) -> pa.Table:
+    """Text columns of FIXML trade capture reports → a table of the ticks contract (venue and
+    trade date from each report, side 1/2 → B/S)."""
+    import pyarrow.compute as pc
+
+    values = {FIXML_ATTRIBUTES[name]: columns[name] for name in FIXML_ATTRIBUTES}
+    side = values["side"]
+    values["side"] = pc.if_else(
+        pc.equal(side, "1"), "B", pc.if_else(pc.equal(side, "2"), "S", pa.scalar(None, pa.string()))
+    )
+    return _cast_contract(values, columns.num_rows, source_file, ingested_at)
+
+
+def _cast_contract(
+    values: dict[str, Any], n: int, source_file: str, ingested_at: datetime
+) -> pa.Table:
+    from tickhouse_dagster.contract import TICKS_ARROW
+
     values["source_file"] = pa.repeat(source_file, n) if n else pa.array([], pa.string())
     values["ingested_at"] = pa.repeat(pa.scalar(ingested_at, pa.timestamp("us", tz="UTC")), n)
     arrays = [values[field.name].cast(field.type) for field in TICKS_ARROW]
     return pa.Table.from_arrays(arrays, schema=TICKS_ARROW)
 
 
-def _peer(job: Job, read: Callable[[Path], pa.Table]) -> Timed:
-    """Read each file with `read`, convert it to the contract and append it to a fresh ticks
-    table with pyiceberg (one append per file)."""
+def _peer(
+    job: Job, read: Callable[[Path], pa.Table], read_fixml: Callable[[Path], pa.Table]
+) -> Timed:
+    """Read each file with `read` (the project's layout) or `read_fixml` (FIXML), convert it to
+    the contract and append it to a fresh ticks table with pyiceberg (one append per file)."""
     from tickhouse_dagster.contract import TICKS_TABLE
 
     assert job.work is not None, "peers need --work"
     table = _lakehouse(job.work).table(TICKS_TABLE)
+    layouts = {path: is_fixml(path) for path in job.files}  # read before the clock starts
     rows = 0
     start = time.perf_counter()
     ingested_at = datetime.now(UTC)
     for path in job.files:
-        ticks = to_contract(read(path), root_attributes(path), job.key(path), ingested_at)
+        if layouts[path]:
+            ticks = fixml_to_contract(read_fixml(path), job.key(path), ingested_at)
+        else:
+            ticks = to_contract(read(path), root_attributes(path), job.key(path), ingested_at)
         table.append(ticks)
         rows += ticks.num_rows
-    return Timed(time.perf_counter() - start, rows)
+    layout = ", ".join(sorted({"fixml" if f else "tickhouse" for f in layouts.values()}))
+    return Timed(time.perf_counter() - start, rows, f"layout: {layout}")
 
 
 def peer_pandas(job: Job) -> Timed:
-    """`pandas.read_xml` (lxml parser), one call per file, all columns read as text."""
+    """`pandas.read_xml` (lxml parser), one call per file, all columns read as text. The
+    project's layout: `xpath="//trade"` (the record's attributes). FIXML: the Instrmt and
+    RptSide children carry symbol, venue and side, which `xpath` mode cannot reach (it reads a
+    record's own attributes and child texts), so pandas' documented `iterparse` mode reads them."""
     import pandas as pd
 
     def read(path: Path) -> pa.Table:
@@ -195,13 +247,36 @@ def peer_pandas(job: Job) -> Timed:
         )
         return pa.Table.from_pandas(frame[list(TRADE_ATTRIBUTES)], preserve_index=False)
 
-    return _peer(job, read)
+    def read_fixml(path: Path) -> pa.Table:
+        frame = pd.read_xml(
+            path,
+            iterparse={"TrdCaptRpt": list(FIXML_ATTRIBUTES)},
+            parser="lxml",
+            dtype=dict.fromkeys(FIXML_ATTRIBUTES, str),
+        )
+        for name in FIXML_ATTRIBUTES:  # a column no record carries is absent
+            if name not in frame:
+                frame[name] = None
+        frame = frame[list(FIXML_ATTRIBUTES)]
+        return pa.table(
+            {
+                name: pa.array(frame[name].where(frame[name].notna(), None), pa.string())
+                for name in FIXML_ATTRIBUTES
+            }
+        )
+
+    return _peer(job, read, read_fixml)
 
 
 def peer_lxml(job: Job) -> Timed:
     """A plain `lxml.etree.iterparse` loop appending attribute values to Python lists, freeing
-    each record once read."""
+    each record once read (FIXML: the report's attributes plus its Instrmt and RptSide)."""
     from lxml import etree
+
+    def free(element: Any) -> None:
+        element.clear(keep_tail=True)
+        while element.getprevious() is not None:
+            del element.getparent()[0]
 
     def read(path: Path) -> pa.Table:
         lists: dict[str, list[str | None]] = {name: [] for name in TRADE_ATTRIBUTES}
@@ -210,12 +285,30 @@ def peer_lxml(job: Job) -> Timed:
             get = element.get
             for name, append in appends:
                 append(get(name))
-            element.clear(keep_tail=True)
-            while element.getprevious() is not None:
-                del element.getparent()[0]
+            free(element)
         return pa.table({name: pa.array(values, pa.string()) for name, values in lists.items()})
 
-    return _peer(job, read)
+    def read_fixml(path: Path) -> pa.Table:
+        report, instrument, side = (
+            f"{{{FIXML_NS}}}{t}" for t in ("TrdCaptRpt", "Instrmt", "RptSide")
+        )
+        own = ("TrdID", "TxnTm", "LastPx", "LastQty", "TrdDt")
+        lists: dict[str, list[str | None]] = {name: [] for name in FIXML_ATTRIBUTES}
+        appends = [(name, lists[name].append) for name in own]
+        symbols, venues, sides = lists["Sym"].append, lists["Exch"].append, lists["Side"].append
+        for _event, element in etree.iterparse(str(path), events=("end",), tag=report):
+            get = element.get
+            for name, append in appends:
+                append(get(name))
+            found = element.find(instrument)
+            symbols(None if found is None else found.get("Sym"))
+            venues(None if found is None else found.get("Exch"))
+            found = element.find(side)
+            sides(None if found is None else found.get("Side"))
+            free(element)
+        return pa.table({name: pa.array(values, pa.string()) for name, values in lists.items()})
+
+    return _peer(job, read, read_fixml)
 
 
 def peer_spark(job: Job) -> Timed:
@@ -273,8 +366,15 @@ MEASURES: dict[str, Callable[[Job], Timed]] = {
 
 
 def peak_rss_bytes() -> int:
-    """Peak resident set of this process or its largest child (Linux reports KiB)."""
+    """Peak resident set of this process or its largest child (Linux reports KiB). This
+    process's own is its memory's high-water mark (`VmHWM`): `ru_maxrss` would carry over the
+    resident set of the process that forked it (Linux keeps it across `exec`), so a harness that
+    has imported Dagster would inflate every row."""
     own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with contextlib.suppress(OSError, ValueError):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                own = int(line.split()[1])
     children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     return max(own, children) * 1024
 

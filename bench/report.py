@@ -380,26 +380,76 @@ Written by the harness in `bench/` — do not edit by hand; rerun instead.
 
 | command | data set |
 | --- | --- |
-| `make bench` | one trading day of 10,000,000 ticks (~1.1 GB of XML, 10 files) |
-| `make bench BENCH_TICKS=30000000` | 1,000,000, 10,000,000 or 30,000,000 ticks |
+| `make bench` | user paths, then components (below), one trading day of 10,000,000 ticks |
+| `make bench-user` / `make bench-components` | either half of `make bench` |
+| `make bench BENCH_TICKS=30000000` | components at 1,000,000, 10,000,000 or 30,000,000 ticks |
 | `make bench BENCH_TICKS="10000000 30000000"` | both sizes in one run, plus the linearity target |
-| `make bench-quick` | 1,000,000 ticks, peers on a smaller subset, for a fast look |
+| `make bench-quick` | 1,000,000 ticks, user paths in 10 files, peers on a smaller subset |
 | `make bench-bigfile` | one file of 18,000,000 ticks (~2 GB): parse and full-ingest memory |
 
+`make bench`: the user paths for both profiles (`tickhouse`, `fixml`) in 10 and in 390 files
+plus one 2 GB file through `tickhouse ingest`, then the component tables in 10 files.
+
 Data sets are generated with `tickhouse generate` (fixed seed) and cached under
-`~/.cache/tickhouse/bench-data/<ticks>-<files>/`. Every measurement is time-bound
+`~/.cache/tickhouse/bench-data/<ticks>-<files>[-fixml]/`. Every measurement is time-bound
 (`BENCH_TIMEOUT`, seconds); one that runs over shows `timeout`.
 
-How to read the tables:
+"""
+
+USER_PREAMBLE = """\
+## User paths
+
+What a user waits for, on the same files for every row (`bench/user_paths.py`):
+
+- `tickhouse ingest`: the command as a process, in a fresh `TICKHOUSE_HOME` / `DAGSTER_HOME`
+  whose landing folder holds hard links of the data set; from the process start until it exits
+  0 — imports, the one `ingest_landing_batch` run with every check, the bar rebuild of the
+  touched day. ticks/s = the day's ticks / that wall time.
+- sensor path: a real `dagster dev` (webserver + daemon, sensors on, a short sensor interval)
+  in a fresh home with an empty landing folder. Once both sensors have ticked, the whole day
+  appears at once (hard links made beside the landing folder, then one rename into it); timed
+  from that rename until the day's `market.ohlcv_1d` bars are committed and count every trade
+  (pyiceberg, polled every 0.5 s).
+- Peers on the same data set: the expat floor (no callbacks) on all files; the hand-written
+  lxml `iterparse` loop and `pandas.read_xml` (each converting to the contract's types with
+  Arrow and appending each file with pyiceberg) and Spark on the first files holding at least
+  the stated MB, their throughput on that subset (the time in brackets is extrapolated to the
+  day). FIXML: the lxml loop also reads each report's `Instrmt` and `RptSide`; pandas uses its
+  `iterparse` mode, the one that reads attributes of a record's children.
+- vs lxml loop / vs pandas: the user path's ticks/s ÷ the peer's (above 1 = the user path is
+  faster). vs expat floor: the user path's wall time ÷ the floor's on all files.
+- Peak RSS: the largest process and the sum over the process tree (every 0.2 s; for the
+  sensor path the whole `dagster dev` tree — webserver, daemon, code server, runs — from the
+  drop on). Several runs: the median wall time, the range in brackets.
+- The 390-file layout is the most the generator cuts a KRX session into (one file a minute of
+  09:00–15:30), noted "≈400".
+
+"""
+
+COMPONENTS_PREAMBLE = """\
+## Components and peers
+
+The project's parse, bulk ingest (`tickhouse_dagster.batch`, no Dagster) and bar rebuild next to
+the expat floor and the peers (`bench/run.py`). How to read the tables:
 
 """
 
 _SECTION = re.compile(r"<!-- bench:(\S+) -->\n(.*?)<!-- /bench:\1 -->\n", re.S)
 
 
+USER_KEY = "user-paths-"
+
+
 def _order(key: str) -> tuple[int, str]:
     first = re.match(r"\d+", key)
     return (int(first.group()) if first else 0, key)
+
+
+def _user_order(key: str) -> tuple[int, str]:
+    """User-path sections: the largest day first (the recorded `make bench`), the hand-written
+    analysis (`user-paths-notes`) last."""
+    size = key[len(USER_KEY) :]
+    return (-int(size) if size.isdigit() else 1, key)
 
 
 def write_report(path: Path, report: Report) -> None:
@@ -414,9 +464,18 @@ def write_section(path: Path, key: str, text: str) -> None:
         for match in _SECTION.finditer(path.read_text()):
             sections[match[1]] = match[2]
     sections[key] = text
-    body = "".join(
-        f"<!-- bench:{key} -->\n{sections[key].rstrip()}\n<!-- /bench:{key} -->\n\n"
-        for key in sorted(sections, key=_order)
-    )
+
+    def blocks(keys: list[str]) -> str:
+        return "".join(
+            f"<!-- bench:{key} -->\n{sections[key].rstrip()}\n<!-- /bench:{key} -->\n\n"
+            for key in keys
+        )
+
+    users = sorted((k for k in sections if k.startswith(USER_KEY)), key=_user_order)
+    others = sorted((k for k in sections if not k.startswith(USER_KEY)), key=_order)
+    text = PREAMBLE
+    if users:
+        text += USER_PREAMBLE + blocks(users)
+    text += COMPONENTS_PREAMBLE + NOTES + "\n" + blocks(others)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(PREAMBLE + NOTES + "\n" + body.rstrip() + "\n")
+    path.write_text(text.rstrip() + "\n")
