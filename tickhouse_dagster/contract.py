@@ -24,6 +24,7 @@ TURNOVER = DecimalType(38, 6)
 
 TICKS_TABLE: Final = "ticks"
 CORRECTIONS_TABLE: Final = "tick_corrections"
+TRADE_ID_RANGES_TABLE: Final = "trade_id_ranges"
 BAR_INTERVALS: Final = ("1m", "5m", "1h", "1d")
 TRADE_KEY: Final = ("venue", "symbol", "trade_date", "trade_id")
 
@@ -46,6 +47,19 @@ CORRECTIONS_SCHEMA = Schema(
     *TICKS_SCHEMA.fields,
     NestedField(11, "trans_type", StringType(), required=True),  # C = cancel, R = replace
     NestedField(12, "record", LongType(), required=True),  # where in its file it was reported
+)
+
+# Where each landing file's trades lie in market.ticks: per (venue, symbol, trade_date) its lowest
+# and highest trade_id and its rows. The copy check consults it (quality.trade_ranges) instead of
+# reading the day's ticks; storage.trade_index keeps it and rebuilds a day that disagrees.
+TRADE_ID_RANGES_SCHEMA = Schema(
+    NestedField(1, "venue", StringType(), required=True),
+    NestedField(2, "symbol", StringType(), required=True),
+    NestedField(3, "trade_date", DateType(), required=True),
+    NestedField(4, "low_id", StringType(), required=True),
+    NestedField(5, "high_id", StringType(), required=True),
+    NestedField(6, "rows", LongType(), required=True),
+    NestedField(7, "source_file", StringType(), required=True),
 )
 
 BARS_SCHEMA = Schema(
@@ -77,6 +91,7 @@ def arrow_schema(schema: Schema) -> pa.Schema:
 TICKS_ARROW: Final[pa.Schema] = arrow_schema(TICKS_SCHEMA)
 BARS_ARROW: Final[pa.Schema] = arrow_schema(BARS_SCHEMA)
 CORRECTIONS_ARROW: Final[pa.Schema] = arrow_schema(CORRECTIONS_SCHEMA)
+TRADE_ID_RANGES_ARROW: Final[pa.Schema] = arrow_schema(TRADE_ID_RANGES_SCHEMA)
 
 # Parsed ticks are the ticks before ingestion, plus where in the file each row came from, so that
 # a rejected value can be traced to its record (and line, where the parser knows it).

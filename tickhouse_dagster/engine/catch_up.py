@@ -22,6 +22,7 @@ from typing import Any
 from tickhouse_dagster.engine.commit import (
     CommittedFile,
     TradeCopies,
+    commit_group,
     commit_parsed,
     discard_data_files,
     group_copies_of,
@@ -41,6 +42,7 @@ from tickhouse_dagster.engine.landing_file import (
 from tickhouse_dagster.storage.lakehouse import Lakehouse, LakehouseAddress
 from tickhouse_dagster.storage.landing import LandingStore
 from tickhouse_dagster.storage.quarantine import QuarantineNote, quarantine
+from tickhouse_dagster.storage.trade_index import TradeIndex
 
 
 @dataclass
@@ -111,6 +113,7 @@ class Committer:
 
     def __init__(self, house: Lakehouse, store: LandingStore) -> None:
         self.house, self.store = house, store
+        self.index = TradeIndex(house)  # kept across the batch: each group reads it once
         self.pending: list[ParsedFile] = []
 
     def offer(self, parsed: ParsedFile) -> list[FileOutcome]:
@@ -122,11 +125,11 @@ class Committer:
         days = parsed.staged.trade_date_values()
         if parsed.data_files is None or self.house.corrections_for_days(days).num_rows:
             settled = self.flush()
-            copies = trade_copies_of(self.house, parsed.key, parsed.staged)
+            copies = trade_copies_of(self.house, self.index, parsed.key, parsed.staged)
             if not copies.conflicts.passed:
                 parsed.refusal = Refusal.of_findings(copies.conflicts, "conflicts")
                 return [*settled, self._refuse(parsed, copies)]
-            commit = commit_parsed(self.house, parsed)
+            commit = commit_parsed(self.house, self.index, parsed)
             outcome = FileOutcome(parsed, copies, verify_commit(self.house, parsed, commit))
             parsed.staged.delete()
             return [*settled, outcome]
@@ -142,7 +145,7 @@ class Committer:
         if not self.pending:
             return []
         group, self.pending = self.pending, []
-        copies_of = group_copies_of(self.house, group)
+        copies_of = group_copies_of(self.house, self.index, group)
         outcomes: list[FileOutcome] = []
         accepted: list[tuple[ParsedFile, TradeCopies]] = []
         for parsed in group:
@@ -158,7 +161,7 @@ class Committer:
         keys = [p.key for p in files]
         days = trade_dates_of([p.staged for p in files if p.staged is not None])
         before = self.house.file_totals(keys, days, None) if len(files) > 1 else {}
-        commit = self.house.commit_files_ticks({p.key: p.data_files or [] for p in files})
+        commit = commit_group(self.house, self.index, files)
         for (parsed, copies), committed in zip(
             accepted, verify_group(self.house, files, commit), strict=True
         ):
