@@ -19,7 +19,14 @@ Two shapes:
   (the record's own attributes land in its first row), with the record's number beside it.
   lxml reads the FIRST child of a name; xml2arrow, asked for one row per record, would join
   the attribute values of repeated children ("1" + "2" -> "12") and refuse repeated text, so
-  each record's first row of each child name is picked out in Arrow.
+  each record's first row of each child name is picked out in Arrow. A pick is too:
+  `RptSide[2]/@Side` takes the record's second row of that name, `RptSide[@Side='1']/@ID`
+  the first whose Side column is "1" (the predicate's attribute is read as a column).
+- Declined for the whole profile: a path below the record's children (`RptSide/Pty/@ID`,
+  with or without picks): xml2arrow would need a row per grandchild and a second level of
+  numbering to tell "the first Pty of the first RptSide" from "the first Pty of any"; lxml
+  reads those profiles. Templates, fallbacks, defaults and maps are not the readers' own:
+  both apply them with `fields.field_texts` to the columns they read.
 
 What it checks before it vouches (anything else declines):
 - the first 64 KiB parse with lxml; no DOCTYPE, no undeclared prefix there; XML 1.0 in UTF-8;
