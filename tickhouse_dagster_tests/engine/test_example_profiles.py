@@ -102,7 +102,7 @@ def test_cme_clearing_fixml_ticks_and_bars_across_the_end_of_dst(tmp_path, house
 
     for path in (friday, monday):  # two deliveries, the corrections in the later one
         result = ingest_paths([path], landing, house, tmp_path / "staging", 1, feed)
-        assert not result.refused, [o.error for o in result.refused]
+        assert not result.refused, [o.quarantine_error for o in result.refused]
 
     ticks = house.table(TICKS_TABLE).scan().to_arrow().sort_by([("ts", "ascending")])
     rows = [
