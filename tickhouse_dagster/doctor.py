@@ -45,11 +45,18 @@ def run_doctor() -> int:
         seen = "sees" if lakehouse.namespace in schemas else "does NOT see"
         return f"Trino {version}, catalog {resource.catalog!r} {seen} {lakehouse.namespace!r}"
 
+    def profiles() -> str:
+        from tickhouse_dagster.parsing.profiles import skipped_profile_files
+
+        names = ", ".join(sorted(feed.profiles()))  # every file checked: file, field, reason
+        notes = skipped_profile_files(feed.profiles_dir)
+        return names + "".join(f"\n        note: {note}" for note in notes)
+
     print("checks:")
     results = [
         _probe("landing store", lambda: landing.store().check()),
         _probe("iceberg catalog", catalog),
-        _probe("input profiles", lambda: ", ".join(sorted(feed.profiles()))),
+        _probe("input profiles", profiles),
         _probe("venues", lambda: ", ".join(sorted(feed.venues()))),
     ]
     if "trino" in resources:
