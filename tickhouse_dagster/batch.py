@@ -17,6 +17,7 @@ from tickhouse_dagster.market.bars import build_all_bars
 from tickhouse_dagster.market.venues import Venue
 from tickhouse_dagster.storage.lakehouse import Lakehouse
 from tickhouse_dagster.storage.staging import StagedTicks, stage_tick_file
+from tickhouse_dagster.storage.trade_index import TradeIndex
 
 
 @dataclass
@@ -82,6 +83,9 @@ def ingest_paths(
 def rebuild_day_bars(
     lakehouse: Lakehouse, day: date, venues: Mapping[str, Venue], counts: dict[str, int]
 ) -> None:
-    for interval, bars in build_all_bars(lakehouse.ticks_dataset([day]), venues).items():
+    windows = TradeIndex(lakehouse).duplicate_windows(day)
+    for interval, bars in build_all_bars(
+        lakehouse.ticks_dataset([day]), venues, duplicate_windows=windows
+    ).items():
         lakehouse.replace_day_bars(interval, day, bars)
         counts[interval] = counts.get(interval, 0) + bars.num_rows

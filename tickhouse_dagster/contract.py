@@ -50,8 +50,9 @@ CORRECTIONS_SCHEMA = Schema(
 )
 
 # Where each landing file's trades lie in market.ticks: per (venue, symbol, trade_date) its lowest
-# and highest trade_id and its rows. The copy check consults it (quality.trade_ranges) instead of
-# reading the day's ticks; storage.trade_index keeps it and rebuilds a day that disagrees.
+# and highest trade_id, its rows and its repeated keys. The copy check and the bar builder consult
+# it (quality.trade_ranges) instead of searching the day's ticks for copies; storage.trade_index
+# keeps it and rebuilds a trade date that disagrees with the ticks.
 TRADE_ID_RANGES_SCHEMA = Schema(
     NestedField(1, "venue", StringType(), required=True),
     NestedField(2, "symbol", StringType(), required=True),
@@ -59,7 +60,9 @@ TRADE_ID_RANGES_SCHEMA = Schema(
     NestedField(4, "low_id", StringType(), required=True),
     NestedField(5, "high_id", StringType(), required=True),
     NestedField(6, "rows", LongType(), required=True),
-    NestedField(7, "source_file", StringType(), required=True),
+    # Rows that repeat a trade key already in the same file (for that instrument and date).
+    NestedField(7, "repeats", LongType(), required=True),
+    NestedField(8, "source_file", StringType(), required=True),
 )
 
 BARS_SCHEMA = Schema(

@@ -24,6 +24,9 @@ from tickhouse_dagster.contract import TRADE_ID_RANGES_ARROW
 RANGE_KEY = ("venue", "symbol", "trade_date")
 # A file's ranges (the trade index's rows without their file).
 RANGES_ARROW = TRADE_ID_RANGES_ARROW.remove(TRADE_ID_RANGES_ARROW.get_field_index("source_file"))
+DUPLICATE_WINDOWS_ARROW = pa.schema(
+    [RANGES_ARROW.field(name) for name in (*RANGE_KEY, "low_id", "high_id")]
+)
 WINDOWS_ARROW = pa.schema(
     [
         pa.field("source_file", pa.string(), nullable=False),  # the file whose rows it bounds
@@ -41,22 +44,66 @@ _NEW_TRADES = "coalesce(trans_type, 'N') NOT IN ('C', 'R')"
 
 
 def file_id_ranges(parsed: ArrowSource) -> tuple[pa.Table, pa.Table]:
-    """(ranges, repeats) of one file's parsed rows: its lowest and highest trade_id and row count
-    per (venue, symbol, trade_date), and the keys it carries more than once (as one-id ranges)
-    — the copies inside the file, which no range comparison with other files can show."""
+    """(ranges, repeats) of one file's parsed rows: its lowest and highest trade_id, rows and
+    repeated rows per (venue, symbol, trade_date), and the keys it carries more than once (as
+    one-id ranges) — the copies inside the file, which no range comparison with other files
+    can show."""
     with arrow_connection(parsed=parsed) as connection:
-        ranges = connection.sql(
-            f"""SELECT venue, symbol, trade_date, min(trade_id) AS low_id,
-                       max(trade_id) AS high_id, count(*)::BIGINT AS rows
-                FROM parsed WHERE {_NEW_TRADES} GROUP BY ALL ORDER BY ALL"""
-        ).to_arrow_table()
+        connection.execute(
+            f"""CREATE TEMP TABLE keyed AS
+                SELECT venue, symbol, trade_date, trade_id, count(*)::BIGINT AS copies
+                FROM parsed WHERE {_NEW_TRADES} GROUP BY ALL"""
+        )
+        ranges = connection.sql(_RANGES_SQL.format(rows="keyed", by="")).to_arrow_table()
         repeats = connection.sql(
-            f"""SELECT venue, symbol, trade_date, trade_id AS low_id, trade_id AS high_id,
-                       count(*)::BIGINT AS rows
-                FROM parsed WHERE {_NEW_TRADES} GROUP BY ALL HAVING count(*) > 1
-                ORDER BY ALL"""
+            """SELECT venue, symbol, trade_date, trade_id AS low_id, trade_id AS high_id,
+                      copies AS rows, copies - 1 AS repeats
+               FROM keyed WHERE copies > 1 ORDER BY ALL"""
         ).to_arrow_table()
     return _as(ranges, RANGES_ARROW), _as(repeats, RANGES_ARROW)
+
+
+def committed_id_ranges(ticks: ArrowSource) -> pa.Table:
+    """The trade index's rows (TRADE_ID_RANGES_ARROW) of every file in `ticks` (table rows)."""
+    with arrow_connection(ticks=ticks) as connection:
+        connection.execute(
+            """CREATE TEMP TABLE keyed AS
+               SELECT venue, symbol, trade_date, trade_id, source_file, count(*)::BIGINT AS copies
+               FROM ticks GROUP BY ALL"""
+        )
+        rows = connection.sql(_RANGES_SQL.format(rows="keyed", by=", source_file"))
+        return _as(rows.to_arrow_table(), _INDEX)
+
+
+_RANGES_SQL = """
+SELECT venue, symbol, trade_date{by}, min(trade_id) AS low_id, max(trade_id) AS high_id,
+       sum(copies)::BIGINT AS rows, sum(copies - 1)::BIGINT AS repeats
+FROM {rows} GROUP BY venue, symbol, trade_date{by} ORDER BY ALL
+"""
+
+
+def duplicate_windows(ranges: pa.Table) -> pa.Table:
+    """Where a trade date's rows can repeat a key (DUPLICATE_WINDOWS_ARROW), from its files'
+    ranges (the trade index): the ids two files' ranges share, and the whole range of a file
+    that repeats a key itself. Ranges sorted by their lowest id: a range meets an earlier one
+    exactly where its ids lie below the highest id seen so far — one pass, not all pairs."""
+    if not ranges.num_rows:
+        return DUPLICATE_WINDOWS_ARROW.empty_table()
+    with arrow_connection(ranges=ranges) as connection:
+        rows = connection.sql(
+            """WITH swept AS (
+                   SELECT *, max(high_id) OVER (
+                       PARTITION BY venue, symbol, trade_date ORDER BY low_id, high_id
+                       ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS reached
+                   FROM ranges
+               )
+               SELECT venue, symbol, trade_date, low_id, least(high_id, reached) AS high_id
+               FROM swept WHERE low_id <= reached
+               UNION ALL
+               SELECT venue, symbol, trade_date, low_id, high_id FROM ranges WHERE repeats > 0
+               ORDER BY ALL"""
+        ).to_arrow_table()
+    return _as(rows, DUPLICATE_WINDOWS_ARROW)
 
 
 def copy_windows(

@@ -24,9 +24,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pyiceberg.expressions import BooleanExpression, In
 
-from tickhouse_dagster.arrow_sql import arrow_connection
 from tickhouse_dagster.contract import TICKS_TABLE, TRADE_ID_RANGES_ARROW, TRADE_ID_RANGES_TABLE
-from tickhouse_dagster.quality.trade_ranges import ranges_by_file
+from tickhouse_dagster.quality.trade_ranges import (
+    committed_id_ranges,
+    duplicate_windows,
+    ranges_by_file,
+)
 from tickhouse_dagster.storage.lakehouse import Commit, Lakehouse
 
 
@@ -49,6 +52,10 @@ class TradeIndex:
         if excluding and rows.num_rows:
             rows = rows.filter(pc.invert(pc.is_in(rows["source_file"], pa.array(excluding))))
         return rows
+
+    def duplicate_windows(self, day: date) -> pa.Table:
+        """Where the trade date's rows can repeat a key (trade_ranges.duplicate_windows)."""
+        return duplicate_windows(self.committed_ranges([day], excluding=[]))
 
     def record(self, ranges: Mapping[str, pa.Table]) -> None:
         """Before the files' ticks commit: their ranges replace any they had, in one commit that
@@ -106,15 +113,7 @@ class TradeIndex:
 
     def _rebuild(self, days: list[date]) -> dict[date, pa.Table]:
         """The dates' ranges from the ticks table itself, written back as the index."""
-        ticks = self.house.ticks_dataset(days)
-        with arrow_connection(ticks=ticks) as connection:
-            rows = connection.sql(
-                """SELECT venue, symbol, trade_date, min(trade_id) AS low_id,
-                          max(trade_id) AS high_id, count(*)::BIGINT AS rows, source_file
-                   FROM ticks GROUP BY venue, symbol, trade_date, source_file
-                   ORDER BY ALL"""
-            ).to_arrow_table()
-        rows = rows.select(TRADE_ID_RANGES_ARROW.names).cast(TRADE_ID_RANGES_ARROW)
+        rows = committed_id_ranges(self.house.ticks_dataset(days))
         self.house.replace_planned(TRADE_ID_RANGES_TABLE, lambda: (_on_days(days), [rows]))
         return _by_day(rows, days)
 

@@ -5,6 +5,7 @@ per-file lookups read the file's own data files, not its day's."""
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from datetime import date
 from pathlib import Path
@@ -18,6 +19,8 @@ from tickhouse_dagster.contract import TICKS_TABLE, TRADE_ID_RANGES_TABLE
 from tickhouse_dagster.engine.catch_up import ingest_files
 from tickhouse_dagster.engine.feed import Feed
 from tickhouse_dagster.engine.landing_file import LandingAddress, Staging
+from tickhouse_dagster.market.bars import build_all_bars
+from tickhouse_dagster.quality.bar_rules import distinct_trade_totals
 from tickhouse_dagster.quality.trade_ranges import copy_windows
 from tickhouse_dagster.sample.generator import SampleSpec, generate
 from tickhouse_dagster.storage.catalog import CatalogSettings, load_lakehouse_catalog
@@ -189,3 +192,56 @@ def test_fixml_new_trades_are_encoded_by_the_workers_and_corrections_are_not(tmp
     assert fix.committed is not None and fix.committed.commit.corrections == 1
     ids = sorted(house.table(TICKS_TABLE).scan().to_arrow()["trade_id"].to_pylist())
     assert ids == ["2", "3"]
+
+
+def _reports(text: str) -> list[str]:
+    return re.findall(r"<TrdCaptRpt .*?</TrdCaptRpt>", text, flags=re.S)
+
+
+def _fixml_file(reports: list[str]) -> str:
+    body = "\n".join(reports)
+    return (
+        f'<FIXML xmlns="http://www.fixprotocol.org/FIXML-4-4" v="4.4"><Batch>{body}</Batch></FIXML>'
+    )
+
+
+def test_bars_from_the_trade_index_equal_a_full_rebuild_on_a_day_of_copies_and_corrections(
+    tmp_path, house
+):
+    """A day in 12 files plus a second delivery of one, a file repeating part of another and
+    one of its own records, and a file of corrections (a cancel, a replace): the stored bars
+    (built with the trade index's duplicate windows) equal bars rebuilt from the ticks by
+    hashing every key, and so do the reconciliation's distinct-trade totals."""
+    landing = tmp_path / "landing"
+    paths = generate(
+        SampleSpec(ticks_per_day=6_000, symbols=4, files_per_day=12, profile="fixml"), landing
+    )
+    folder = paths[0].parent
+    (folder / "redelivered.fixml.xml").write_bytes(paths[3].read_bytes())
+    fifth = _reports(paths[5].read_text())
+    (folder / "overlap.fixml.xml").write_text(_fixml_file([*fifth[:40], fifth[7]]))
+    second = _reports(paths[2].read_text())
+    cancel = second[10].replace('TransTyp="0"', 'TransTyp="1"')
+    replace = re.sub(
+        r'LastQty="\d+"', 'LastQty="999"', second[20].replace('TransTyp="0"', 'TransTyp="2"')
+    )
+    (folder / "zz-corrections.fixml.xml").write_text(_fixml_file([cancel, replace]))
+    everything = sorted(folder.iterdir())
+
+    result = ingest_paths(everything, landing, house, tmp_path / "staging", workers=2)
+
+    assert not result.refused and result.files == 15
+    venues = Feed.load().venues
+    ticks = house.ticks_for_days([DAY])
+    windows = TradeIndex(house).duplicate_windows(DAY)
+    assert windows.num_rows > 0, "the copies are inside the windows"
+    rebuilt = build_all_bars(ticks, venues)  # every key hashed: the full rebuild
+    for interval in ("1m", "5m", "1h", "1d"):
+        stored = house.bars_for_day(interval, DAY)
+        assert stored.sort_by([("symbol", "ascending"), ("bar_start", "ascending")]).equals(
+            rebuilt[interval].sort_by([("symbol", "ascending"), ("bar_start", "ascending")])
+        ), interval
+    assert distinct_trade_totals(ticks, windows).equals(distinct_trade_totals(ticks))
+    daily = rebuilt["1d"]
+    # 6,000 trades: the copies count once, the cancel removes one, the replace changes one.
+    assert pc.sum(daily["trade_count"]).as_py() == 6_000 - 1

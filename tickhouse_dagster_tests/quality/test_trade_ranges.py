@@ -6,7 +6,12 @@ from datetime import date
 
 import pyarrow as pa
 
-from tickhouse_dagster.quality.trade_ranges import RANGES_ARROW, copy_windows, file_id_ranges
+from tickhouse_dagster.quality.trade_ranges import (
+    RANGES_ARROW,
+    copy_windows,
+    duplicate_windows,
+    file_id_ranges,
+)
 
 DAY = date(2024, 1, 2)
 
@@ -24,7 +29,7 @@ def parsed(*rows: tuple[str, str, str | None]) -> pa.Table:
     )
 
 
-def ranges(*rows: tuple[str, str, str]) -> pa.Table:
+def ranges(*rows: tuple[str, str, str], repeats: int = 0) -> pa.Table:
     return pa.table(
         {
             "venue": ["KRX"] * len(rows),
@@ -33,6 +38,7 @@ def ranges(*rows: tuple[str, str, str]) -> pa.Table:
             "low_id": [r[1] for r in rows],
             "high_id": [r[2] for r in rows],
             "rows": pa.array([1] * len(rows), pa.int64()),
+            "repeats": pa.array([repeats] * len(rows), pa.int64()),
         }
     ).cast(RANGES_ARROW)
 
@@ -51,9 +57,9 @@ def test_a_file_has_one_range_per_symbol_and_its_repeats_leave_corrections_out()
     )  # fmt: skip
     assert found.to_pylist() == [
         {"venue": "KRX", "symbol": "A", "trade_date": DAY, "low_id": "001", "high_id": "003",
-         "rows": 3},
+         "rows": 3, "repeats": 1},
         {"venue": "KRX", "symbol": "B", "trade_date": DAY, "low_id": "002", "high_id": "002",
-         "rows": 1},
+         "rows": 1, "repeats": 0},
     ]  # fmt: skip
     assert [(r["symbol"], r["low_id"], r["rows"]) for r in repeats.to_pylist()] == [("A", "003", 2)]
 
@@ -86,3 +92,17 @@ def test_a_group_compares_each_file_with_the_files_before_it_and_its_own_repeats
     windows = sorted((w["source_file"], w["low_id"], w["high_id"]) for w in own.to_pylist())
     # b's repeat of 015 and the 005-010 shared with a (both files' rows in that window).
     assert windows == [("a.xml", "005", "010"), ("b.xml", "005", "010"), ("b.xml", "015", "015")]
+
+
+def test_a_days_duplicate_windows_are_where_ranges_meet_and_where_a_file_repeats_itself():
+    day = pa.concat_tables(
+        [
+            committed("a", ranges(("A", "001", "100"), ("B", "001", "050"))),
+            committed("b", ranges(("A", "101", "200"), ("B", "040", "060"))),
+            committed("c", ranges(("A", "150", "160"))),  # inside b's A range
+            committed("d", ranges(("C", "001", "009"), repeats=1)),  # repeats a key itself
+        ]
+    )
+    windows = [(w["symbol"], w["low_id"], w["high_id"]) for w in duplicate_windows(day).to_pylist()]
+    assert windows == [("A", "150", "160"), ("B", "040", "050"), ("C", "001", "009")]
+    assert duplicate_windows(committed("a", ranges(("A", "001", "100")))).num_rows == 0
