@@ -39,14 +39,19 @@ def distinct_trade_totals(
     builder's hashes — are taken off. `duplicate_windows` (trade_ranges.duplicate_windows):
     only keys inside them are grouped; without it, all are."""
     key = ", ".join(TRADE_KEY)
-    inside = (
-        """SELECT * FROM ticks t WHERE EXISTS (
-               SELECT 1 FROM windows w
-               WHERE t.venue = w.venue AND t.symbol = w.symbol AND t.trade_date = w.trade_date
-                 AND t.trade_id BETWEEN w.low_id AND w.high_id)"""
-        if duplicate_windows is not None
-        else "SELECT * FROM ticks"
-    )
+    if duplicate_windows is not None and not duplicate_windows.num_rows:
+        duplicate_windows = None
+        inside = "SELECT * FROM ticks WHERE false"  # no window: no key can have a copy
+    else:
+        inside = (
+            """SELECT * FROM ticks t WHERE EXISTS (
+                   SELECT 1 FROM windows w
+                   WHERE t.venue = w.venue AND t.symbol = w.symbol
+                     AND t.trade_date = w.trade_date
+                     AND t.trade_id BETWEEN w.low_id AND w.high_id)"""
+            if duplicate_windows is not None
+            else "SELECT * FROM ticks"
+        )
     windows = {} if duplicate_windows is None else {"windows": duplicate_windows}
     with arrow_connection(ticks=ticks, **windows) as connection:
         return connection.sql(
