@@ -147,7 +147,9 @@ WITH judged AS (
            CASE {tick_case} END AS tick
     FROM ticks t WHERE venue = $venue
 ), graded AS (
-    SELECT *, CAST(price * 1000000 AS HUGEINT) % CAST(tick * 1000000 AS HUGEINT) <> 0 AS off_grid
+    -- In micro-units: a DECIMAL(18, 6) price is below 10^12, so 10^6 times it fits a BIGINT
+    -- (whose modulo is ~7x cheaper than HUGEINT's).
+    SELECT *, CAST(price * 1000000 AS BIGINT) % CAST(tick * 1000000 AS BIGINT) <> 0 AS off_grid
     FROM judged
 )
 SELECT count(*) FILTER (WHERE outside), count(*) FILTER (WHERE off_grid),
