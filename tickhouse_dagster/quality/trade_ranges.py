@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
+import duckdb
 import pyarrow as pa
 
 from tickhouse_dagster.arrow_sql import ArrowSource, arrow_connection
@@ -49,37 +50,54 @@ def file_id_ranges(parsed: ArrowSource) -> tuple[pa.Table, pa.Table]:
     one-id ranges) — the copies inside the file, which no range comparison with other files
     can show."""
     with arrow_connection(parsed=parsed) as connection:
-        connection.execute(
-            f"""CREATE TEMP TABLE keyed AS
-                SELECT venue, symbol, trade_date, trade_id, count(*)::BIGINT AS copies
-                FROM parsed WHERE {_NEW_TRADES} GROUP BY ALL"""
-        )
-        ranges = connection.sql(_RANGES_SQL.format(rows="keyed", by="")).to_arrow_table()
-        repeats = connection.sql(
-            """SELECT venue, symbol, trade_date, trade_id AS low_id, trade_id AS high_id,
-                      copies AS rows, copies - 1 AS repeats
-               FROM keyed WHERE copies > 1 ORDER BY ALL"""
-        ).to_arrow_table()
+        connection.execute(f"CREATE TEMP VIEW rows AS SELECT * FROM parsed WHERE {_NEW_TRADES}")
+        ranges, repeated = _ranges_and_repeats(connection, by=())
+    repeats = repeated.select([*RANGE_KEY, "trade_id", "trade_id", "copies", "repeats"])
+    repeats = repeats.rename_columns([*RANGE_KEY, "low_id", "high_id", "rows", "repeats"])
     return _as(ranges, RANGES_ARROW), _as(repeats, RANGES_ARROW)
 
 
 def committed_id_ranges(ticks: ArrowSource) -> pa.Table:
     """The trade index's rows (TRADE_ID_RANGES_ARROW) of every file in `ticks` (table rows)."""
     with arrow_connection(ticks=ticks) as connection:
-        connection.execute(
-            """CREATE TEMP TABLE keyed AS
-               SELECT venue, symbol, trade_date, trade_id, source_file, count(*)::BIGINT AS copies
-               FROM ticks GROUP BY ALL"""
-        )
-        rows = connection.sql(_RANGES_SQL.format(rows="keyed", by=", source_file"))
-        return _as(rows.to_arrow_table(), _INDEX)
+        connection.execute("CREATE TEMP VIEW rows AS SELECT * FROM ticks")
+        ranges, _ = _ranges_and_repeats(connection, by=("source_file",))
+    return _as(ranges, _INDEX)
 
 
-_RANGES_SQL = """
-SELECT venue, symbol, trade_date{by}, min(trade_id) AS low_id, max(trade_id) AS high_id,
-       sum(copies)::BIGINT AS rows, sum(copies - 1)::BIGINT AS repeats
-FROM {rows} GROUP BY venue, symbol, trade_date{by} ORDER BY ALL
-"""
+def _ranges_and_repeats(
+    connection: duckdb.DuckDBPyConnection, by: tuple[str, ...]
+) -> tuple[pa.Table, pa.Table]:
+    """(ranges, repeated keys with their copies) of the `rows` view, per RANGE_KEY and `by`.
+    Keys are found repeated through their 64-bit hashes first — one number per row to group,
+    not four strings, so a 2 GB file is grouped in a fraction of the memory — and only the rows
+    of a hash seen twice are grouped by the key itself (a collision only adds a candidate)."""
+    group = ", ".join((*RANGE_KEY, *by))
+    connection.execute(
+        f"""CREATE TEMP TABLE candidates AS
+            SELECT key_hash FROM (SELECT hash({group}, trade_id) AS key_hash FROM rows)
+            GROUP BY key_hash HAVING count(*) > 1"""
+    )
+    repeated = connection.sql(
+        f"""SELECT {group}, trade_id, count(*)::BIGINT AS copies,
+                   (count(*) - 1)::BIGINT AS repeats
+            FROM rows WHERE hash({group}, trade_id) IN (SELECT key_hash FROM candidates)
+            GROUP BY {group}, trade_id HAVING count(*) > 1 ORDER BY ALL"""
+    ).to_arrow_table()
+    connection.register("repeated_keys", repeated)
+    ranges = connection.sql(
+        f"""WITH spans AS (
+                SELECT {group}, min(trade_id) AS low_id, max(trade_id) AS high_id,
+                       count(*)::BIGINT AS rows
+                FROM rows GROUP BY {group}
+            ), per_range AS (
+                SELECT {group}, sum(repeats)::BIGINT AS repeats FROM repeated_keys
+                GROUP BY {group}
+            )
+            SELECT s.*, coalesce(r.repeats, 0)::BIGINT AS repeats
+            FROM spans s LEFT JOIN per_range r USING ({group}) ORDER BY ALL"""
+    ).to_arrow_table()
+    return ranges, repeated
 
 
 def duplicate_windows(ranges: pa.Table) -> pa.Table:
