@@ -32,7 +32,9 @@ from tickhouse_dagster.defs.ingest_batch import BATCH_JOB
 from tickhouse_dagster.defs.jobs import BARS_DAY_TAG, rebuild_bars_job
 from tickhouse_dagster.defs.ledger import not_yet_ingested
 from tickhouse_dagster.defs.partitions import landing_files, trade_dates, why_not_a_partition
-from tickhouse_dagster.defs.resources import LandingResource
+from tickhouse_dagster.defs.resources import FeedResource, LandingResource
+from tickhouse_dagster.market.venues import VenueFileError
+from tickhouse_dagster.parsing.profiles import ProfileError
 from tickhouse_dagster.storage.landing_cursor import LandingCursor, plan_ingestion
 
 SENSOR_INTERVAL = int(settings.setting("TICKHOUSE_SENSOR_INTERVAL_SECONDS") or 30)
@@ -52,7 +54,15 @@ def _valid_partition_key(key: str) -> bool:
     default_status=DefaultSensorStatus.RUNNING,
     description="Every new or changed XML file in the landing area is ingested once.",
 )
-def landing_sensor(context: SensorEvaluationContext, landing: LandingResource) -> SensorResult:
+def landing_sensor(
+    context: SensorEvaluationContext, landing: LandingResource, feed: FeedResource
+) -> SensorResult | SkipReason:
+    try:
+        # The runs read the same profiles and venues: a broken one would fail every run it
+        # starts, so nothing is requested (and the cursor stays) until it is fixed.
+        feed.feed()
+    except (ProfileError, VenueFileError) as exc:
+        return SkipReason(f"no run requested: the feed configuration is refused: {exc}")
     store = landing.store()
     plan = plan_ingestion(
         store.iter_files(),

@@ -22,10 +22,17 @@ Two shapes:
   each record's first row of each child name is picked out in Arrow. A pick is too:
   `RptSide[2]/@Side` takes the record's second row of that name, `RptSide[@Side='1']/@ID`
   the first whose Side column is "1" (the predicate's attribute is read as a column).
-- Declined for the whole profile: a path below the record's children (`RptSide/Pty/@ID`,
-  with or without picks): xml2arrow would need a row per grandchild and a second level of
-  numbering to tell "the first Pty of the first RptSide" from "the first Pty of any"; lxml
-  reads those profiles. Templates, fallbacks, defaults and maps are not the readers' own:
+- a profile that reads grandchildren ("RptSide[@Side='1']/Pty[@R='4']/@ID"): that child gets
+  a nested xml2arrow table, one row per grandchild numbered by record, by the child's row in
+  the children table and by its own place; the child's own attributes come in the first row
+  of its grandchildren (xml2arrow gives them to the nested table). Each step filters as
+  ElementPath does (all of a name, the n-th of each parent, or those with the attribute
+  value) and the value is the first grandchild, in document order, that both steps keep: as
+  lxml's `find`, `RptSide/Pty/@ID` is the first party of any side. The tables are flushed on
+  their own, so a record is read once every table has gone past it.
+- Declined for the whole profile: a path below the grandchildren (`A/B/C/@x`; one more level
+  of tables and numbers), and the text of a child whose children are read. Templates,
+  fallbacks, defaults and maps are not the readers' own:
   both apply them with `fields.field_texts` to the columns they read.
 
 What it checks before it vouches (anything else declines):
@@ -43,6 +50,9 @@ What it checks before it vouches (anything else declines):
   element text has no CR (XML turns CR LF into LF, xml2arrow keeps it) and comes from an
   element without child elements (lxml's `.text` stops at the first child);
 - with two or more child names, every child row can be told apart by its values.
+- a child whose grandchildren are read has at least one of them wherever its own attributes
+  are read (else xml2arrow would give those to the next child's first grandchild), and with
+  two or more child names, or grandchild names under one child, every row is told apart.
 Not re-checked past the first 64 KiB (lxml refuses such a file, xml2arrow skips over it): bad
 markup in elements the profile does not read — an invalid name, attributes not separated by
 a space, a repeated attribute, a `<` in an attribute value, an undeclared prefix, a control
@@ -75,7 +85,7 @@ from xml2arrow import XmlToArrowParser
 
 from tickhouse_dagster.market.venues import Venue
 from tickhouse_dagster.parsing.fields import BadValue, field_texts
-from tickhouse_dagster.parsing.profiles import FieldPath, Profile
+from tickhouse_dagster.parsing.profiles import FieldPath, Profile, Step
 from tickhouse_dagster.parsing.ticks_xml import (
     _GZIP_MAGIC,
     _SAFE_PARSER_OPTIONS,
@@ -109,36 +119,71 @@ class FastPathDeclined(Exception):
 
 @dataclass(frozen=True)
 class _Read:
-    """One column xml2arrow reads: a record attribute, a root attribute, or an attribute (or
-    the text, when `attribute` is None) of the record's child elements of a name."""
+    """One column xml2arrow reads: a record attribute, a root attribute, an attribute (or the
+    text, when `attribute` is None) of the record's child elements of a name, or of their
+    child elements ("grand": `name` is "Child/Grandchild")."""
 
-    kind: str  # "record", "root" or "child"
-    name: str  # attribute name, or the child element's local name
+    kind: str  # "record", "root", "child" or "grand"
+    name: str  # attribute name, the child's local name, or "child/grandchild" local names
     attribute: str | None = None
 
     @property
     def column(self) -> str:
         """The name of xml2arrow's column (unique per value read)."""
-        if self.kind == "child":
+        if self.kind in ("child", "grand"):
             return self.name if self.attribute is None else f"{self.name}/@{self.attribute}"
         return f"@{self.name}"
+
+    @property
+    def child(self) -> str:
+        """The record's child element the value is in (or under)."""
+        return self.name.partition("/")[0]
+
+    @property
+    def text(self) -> bool:
+        return self.kind in ("child", "grand") and self.attribute is None
+
+
+@dataclass(frozen=True)
+class _Filter:
+    """Which elements one step of a path keeps: the `position`-th (from 1) of the parent's
+    elements of that name, or those whose `where` column equals `value`, or (neither) all."""
+
+    position: int | None = None
+    where: _Read | None = None
+    value: str | None = None
+
+
+_ALL = _Filter()
 
 
 @dataclass(frozen=True)
 class _Pick:
-    """One path of the profile: the column it reads and, for a child, which of the record's
-    children of that name: the `position`-th (from 1) of those whose `where` column equals
-    `value` (of all of them without `where`)."""
+    """One path of the profile: the column it reads and, for a child (or grandchild) element,
+    which of them: `step` filters the element that holds the value, `outer` the record's
+    child it is under (grandchildren only). As lxml's ElementPath, the value is the one of the
+    first element, in document order, that every step keeps."""
 
     read: _Read
-    position: int = 1
-    where: _Read | None = None
-    value: str | None = None
+    step: _Filter = _ALL
+    outer: _Filter | None = None
 
     @property
     def plain(self) -> bool:
-        """The first child of the name, as a selector-less path reads it."""
-        return self.position == 1 and self.where is None
+        """The first child of the name, as a selector-less one-step path reads it."""
+        return (
+            self.read.kind == "child"
+            and self.step.position in (None, 1)
+            and (self.step.where is None)
+        )
+
+
+def _filter_of(step: Step, parent: str) -> _Filter:
+    """`step` (of a child of `parent`: "" for the record's children) as a filter."""
+    if step.where is not None:
+        kind, name = ("child", step.name) if not parent else ("grand", f"{parent}/{step.name}")
+        return _Filter(where=_Read(kind, name, step.where[0]), value=step.where[1])
+    return _Filter(position=step.position)
 
 
 def _pick_of(path: FieldPath) -> _Pick:
@@ -148,21 +193,20 @@ def _pick_of(path: FieldPath) -> _Pick:
     if not path.steps:
         assert path.attribute is not None
         return _Pick(_Read("record", path.attribute))
-    if len(path.steps) > 1:
-        # xml2arrow would need a row per grandchild and a second level of record numbers to
-        # keep "the first B of the first A" apart from "the first B under any A".
+    if len(path.steps) > 2:
+        # Each level is one more nested xml2arrow table and one more numbering column; two
+        # levels cover the layouts seen (RptSide/Pty, Instrmt/Evnt).
         raise FastPathDeclined(
-            f"path '{path}' reaches below the record's children: lxml's to read (the fast "
-            "path reads '@a', '/@a', 'Child/@a', 'Child', each with [n] or [@a='v'])"
+            f"path '{path}' reaches below the record's grandchildren: lxml's to read (the fast "
+            "path reads '@a', '/@a', 'Child/@a', 'Child', 'Child/Grandchild/@a', each step with "
+            "[n] or [@a='v'])"
         )
-    (step,) = path.steps
-    where = None if step.where is None else _Read("child", step.name, step.where[0])
-    return _Pick(
-        _Read("child", step.name, path.attribute),
-        step.position or 1,
-        where,
-        None if step.where is None else step.where[1],
-    )
+    if len(path.steps) == 1:
+        (step,) = path.steps
+        return _Pick(_Read("child", step.name, path.attribute), _filter_of(step, ""))
+    outer, inner = path.steps
+    read = _Read("grand", f"{outer.name}/{inner.name}", path.attribute)
+    return _Pick(read, _filter_of(inner, outer.name), _filter_of(outer, ""))
 
 
 @dataclass(frozen=True)
@@ -176,16 +220,29 @@ class _Plan:
 
     @property
     def children(self) -> dict[str, list[_Read]]:
-        """Child element local name -> the columns read from its elements."""
+        """Child element local name -> the columns read from its elements (for a child with
+        grandchildren read, its own attributes: xml2arrow gives them in its nested table)."""
         children: dict[str, list[_Read]] = {}
         for read in self.reads:
-            if read.kind == "child":
-                children.setdefault(read.name, []).append(read)
+            if read.kind in ("child", "grand"):
+                reads = children.setdefault(read.child, [])
+                if read.kind == "child":
+                    reads.append(read)
         return children
 
     @property
+    def nested(self) -> dict[str, dict[str, list[_Read]]]:
+        """Child local name -> grandchild local name -> the columns read from those."""
+        nested: dict[str, dict[str, list[_Read]]] = {}
+        for read in self.reads:
+            if read.kind == "grand":
+                grand = read.name.partition("/")[2]
+                nested.setdefault(read.child, {}).setdefault(grand, []).append(read)
+        return nested
+
+    @property
     def reads_text(self) -> bool:
-        return any(r.kind == "child" and r.attribute is None for r in self.reads)
+        return any(r.text for r in self.reads)
 
 
 def _plan(profile: Profile) -> _Plan:
@@ -194,14 +251,21 @@ def _plan(profile: Profile) -> _Plan:
     for rule in profile.fields.values():
         for path in rule.paths():
             pick = _pick_of(path)
-            for read in (pick.read, pick.where):
+            filters = [pick.step, pick.outer or _ALL]
+            for read in (pick.read, *(f.where for f in filters)):
                 if read is not None and read not in reads:
                     reads.append(read)
             if pick not in picks:
                 picks.append(pick)
     if all(read.kind == "root" for read in reads):
         raise FastPathDeclined("a profile that reads nothing from its records")
-    return _Plan(tuple(reads), tuple(picks))
+    plan = _Plan(tuple(reads), tuple(picks))
+    for name in plan.nested:
+        if any(read.text for read in plan.children[name]):
+            # lxml's .text of an element with children is the text before the first of them;
+            # xml2arrow's nested table takes that element's text apart from its children's.
+            raise FastPathDeclined(f"the text of <{name}>, whose child elements are read")
+    return plan
 
 
 def supports(profile: Profile) -> bool:
@@ -223,7 +287,9 @@ class Layout:
 
     parent: tuple[str, ...]  # root .. the records' parent element
     record: str
-    children: tuple[tuple[str, str], ...]  # (local name, qualified name) of the children read
+    # (local name, qualified name) of the children read, and ("child/grandchild" local names,
+    # the grandchild's qualified name) of the grandchildren read.
+    children: tuple[tuple[str, str], ...]
     root_attributes: Mapping[str, str]
     body: int  # offset of the first record's start tag in the decompressed bytes
     # Another element's name starts with the record's (<P> and <Px>): `<P` alone miscounts.
@@ -298,11 +364,14 @@ def sniff_layout(head: bytes, profile: Profile) -> Layout:
         ancestor = ancestor.getparent()
     # Every byte of the head was parsed (the events above were queued by feed): the records
     # of the head show how their children's names are written.
+    plan = _plan(profile)
+    names = [*plan.children, *(f"{c}/{g}" for c, grand in plan.nested.items() for g in grand)]
     children = []
-    for name in _plan(profile).children:
-        written = f"{record.prefix}:{name}" if record.prefix else name
+    for name in names:
+        local = name.rpartition("/")[2]
+        written = f"{record.prefix}:{local}" if record.prefix else local
         for seen in root.iter("{*}" + profile.record):
-            child = seen.find("{*}" + name)
+            child = seen.find("/".join("{*}" + step for step in name.split("/")))
             if child is not None:
                 written = _qname(child)
                 break
@@ -374,6 +443,10 @@ def _field(name: str, xml_path: str) -> dict[str, object]:
     return {"name": name, "xml_path": xml_path, "data_type": "Utf8", "nullable": True}
 
 
+def _nested_table(child: str) -> str:
+    return f"under:{child}"
+
+
 def _config(plan: _Plan, layout: Layout) -> str:
     parent = "/" + "/".join(layout.parent)
     record = f"{parent}/{layout.record}"
@@ -382,10 +455,19 @@ def _config(plan: _Plan, layout: Layout) -> str:
     def path(read: _Read) -> str:
         if read.kind == "record":
             return f"{record}/@{read.name}"
-        child = f"{record}/{written[read.name]}"
-        return child if read.attribute is None else f"{child}/@{read.attribute}"
+        element = f"{record}/{written[read.child]}"
+        if read.kind == "grand":
+            element += f"/{written[read.name]}"
+        return element if read.attribute is None else f"{element}/@{read.attribute}"
 
-    fields = [_field(r.column, path(r)) for r in plan.reads if r.kind != "root"]
+    nested = plan.nested
+    # A child whose grandchildren are read has a table of its own (one row per grandchild);
+    # xml2arrow gives that child's attributes to it too (in the child's first row there).
+    fields = [
+        _field(r.column, path(r))
+        for r in plan.reads
+        if r.kind == "record" or (r.kind == "child" and r.name not in nested)
+    ]
     # A table at the document node gets a row each time a root element closes: exactly one
     # row says the root closed, once (xml2arrow accepts a file cut short, or a second root).
     # The attribute is never read; a table needs a field to get rows.
@@ -400,6 +482,8 @@ def _config(plan: _Plan, layout: Layout) -> str:
     if plan.children:
         # One row per child element of a record; the parent table has no fields and only
         # numbers the records (the "<record>" column).
+        if not fields:  # a table without fields has no output (its rows are still counted)
+            fields = [_field("@tickhouse-record", f"{record}/@tickhouse-record")]
         tables += [
             {"name": "records", "xml_path": parent, "levels": ["record"], "fields": []},
             {
@@ -409,6 +493,16 @@ def _config(plan: _Plan, layout: Layout) -> str:
                 "fields": fields,
             },
         ]
+        for child in nested:
+            reads = [r for r in plan.reads if r.child == child and r.kind in ("child", "grand")]
+            tables.append(
+                {
+                    "name": _nested_table(child),
+                    "xml_path": f"{record}/{written[child]}",
+                    "levels": ["record", "child", "grand"],
+                    "fields": [_field(r.column, path(r)) for r in reads],
+                }
+            )
     else:
         tables.append({"name": "records", "xml_path": parent, "levels": [], "fields": fields})
     options = {
@@ -663,7 +757,7 @@ def _checked(column: pa.Array, read: _Read) -> pa.Array:
     values = b"" if data is None else data.to_pybytes()
     if len(values.translate(None, _CONTROL)) != len(values):
         raise FastPathDeclined(f"{read.column}: a control character XML does not allow")
-    if read.kind == "child" and read.attribute is None:
+    if read.text:
         # XML turns a line end into LF; xml2arrow keeps CR in element text (a CR from a
         # character reference is kept by both, so the two cannot be told apart here).
         if b"\r" in values or b"]]>" in values:
@@ -674,41 +768,57 @@ def _checked(column: pa.Array, read: _Read) -> pa.Array:
     return column
 
 
+# Child rows waiting for the nested tables to catch up (xml2arrow fills and flushes each table
+# on its own): past this many, the nested elements are too rare to stream by record.
+_MAX_PENDING_ROWS = 1 << 21
+
+
 class _ChildRows:
     """Turns the `children` table (one row per child element, in document order, with the
-    record's attributes in its first row and the record's number beside each) into one row
-    per record: its attributes, and for each child name the values of the first element of
-    that name. The last record of a batch waits for the next batch, which may hold more of
-    its children."""
+    record's attributes in its first row and the record's number beside each) and the nested
+    tables (one per child whose children are read: a row per grandchild, numbered by record,
+    child and grandchild, with the child's attributes in its first row) into one row per
+    record: its attributes, and each path's value, picked as lxml's ElementPath picks it.
+    xml2arrow flushes each table when it is full, so a record is read once every table has
+    moved past it (its last rows may come in the next batch)."""
 
-    def __init__(self, plan: _Plan) -> None:
+    def __init__(self, plan: _Plan, schemas: Mapping[str, pa.Schema]) -> None:
         self._plan = plan
-        self._carry: pa.RecordBatch | None = None
-        self.records = 0
+        self._schemas = schemas
+        self._tables = list(schemas)
+        self._pending: dict[str, list[pa.RecordBatch]] = {t: [] for t in self._tables}
+        self._seen = dict.fromkeys(self._tables, -1)  # the last record number each table gave
+        self.records = 0  # records yielded (and the number of the next one)
 
-    def feed(self, batch: pa.RecordBatch) -> Iterator[dict[str, pa.Array]]:
-        if self._carry is not None:
-            carried = self._carry.column("<record>")[0]
-            other = pc.index(pc.not_equal(batch.column("<record>"), carried), True).as_py()
-            more = batch.num_rows if other < 0 else other
-            joined = pa.Table.from_batches([self._carry, batch.slice(0, more)])
-            self._carry = joined.combine_chunks().to_batches()[0]
-            if other < 0:
-                return
-            yield self._records(self._carry)
-            self._carry, batch = None, batch.slice(more)
-        record = batch.column("<record>")
-        last = pc.index(record, record[len(record) - 1]).as_py()  # where the last record starts
-        if last > 0:
-            yield self._records(batch.slice(0, last))
-        self._carry = batch.slice(last)
+    def feed(self, table: str, batch: pa.RecordBatch) -> Iterator[dict[_Pick, pa.Array]]:
+        self._pending[table].append(batch)
+        self._seen[table] = batch.column("<record>")[batch.num_rows - 1].as_py()
+        ready = min(self._seen.values())  # records before it are complete in every table
+        if ready > self.records:
+            yield self._cut(ready)
+        if sum(b.num_rows for b in self._pending["children"]) > _MAX_PENDING_ROWS:
+            raise FastPathDeclined("grandchild elements too far apart to read by record")
 
-    def finish(self) -> Iterator[dict[str, pa.Array]]:
-        if self._carry is not None:
-            yield self._records(self._carry)
-        self._carry = None
+    def finish(self) -> Iterator[dict[_Pick, pa.Array]]:
+        if any(b.num_rows for b in self._pending["children"]):
+            yield self._cut(None)
 
-    def _records(self, rows: pa.RecordBatch) -> dict[str, pa.Array]:
+    def _cut(self, ready: int | None) -> dict[_Pick, pa.Array]:
+        """The values of the records before `ready` (all, with None); the rest waits."""
+        heads: dict[str, pa.RecordBatch] = {}
+        for table in self._tables:
+            rows = _concat(self._pending[table], self._schemas[table])
+            at = rows.num_rows
+            if ready is not None and rows.num_rows:
+                numbers = rows.column("<record>").to_numpy(zero_copy_only=False)
+                at = int(numbers.searchsorted(ready))
+            heads[table] = rows.slice(0, at)
+            self._pending[table] = [rows.slice(at)] if at < rows.num_rows else []
+        return self._records(heads)
+
+    def _records(self, tables: Mapping[str, pa.RecordBatch | None]) -> dict[_Pick, pa.Array]:
+        rows = tables["children"]
+        assert rows is not None
         record = rows.column("<record>")
         first = pc.equal(rows.column("<child>"), 0)
         numbers = record.filter(first)
@@ -725,65 +835,147 @@ class _ChildRows:
         }
         out = {p: attributes[p.read.column] for p in self._plan.picks if p.read.kind == "record"}
         children = self._plan.children
-        values = {
-            read.column: _checked(rows.column(read.column), read)
-            for reads in children.values()
-            for read in reads
+        nested = {
+            name: _Nested(tables[_nested_table(name)], rows, reads)
+            for name, reads in self._plan.nested.items()
         }
-        picks = [p for p in self._plan.picks if p.read.kind == "child"]
-        if len(children) == 1 and all(p.plain for p in picks):
-            # Every row is that child's, and a record's first row is its first child.
-            for pick in picks:
-                out[pick] = values[pick.read.column].filter(first)
-            return out
+        # Every column read at the children's level, one value per child row.
+        values: dict[str, pa.Array] = {}
+        for name, reads in children.items():
+            for read in reads:
+                if name in nested:
+                    values[read.column] = nested[name].own(read)
+                else:
+                    values[read.column] = _checked(rows.column(read.column), read)
         if len(children) == 1:
-            # xml2arrow gives a row to every element of the child's name, with or without
-            # values: each row is one.
+            # Only that child's elements end a row: each row is one.
             present = {name: pa.repeat(pa.scalar(True), rows.num_rows) for name in children}
         else:
             present = {
-                name: _any([pc.is_valid(values[read.column]) for read in reads])
+                name: nested[name].has_rows
+                if name in nested
+                else _any([pc.is_valid(values[read.column]) for read in reads])
                 for name, reads in children.items()
             }
             if not pc.all(_any(list(present.values()))).as_py():
-                # A row with no value could be any child's: which came first is unknown.
+                # A row with no value could be any child's: which came first is unknown (a
+                # child whose grandchildren are read but that has none is such a row too).
                 raise FastPathDeclined("a child element without any value the profile reads")
-        for pick in picks:
-            out[pick] = values[pick.read.column].take(
-                _picked_rows(pick, present[pick.read.name], record, numbers, values)
-            )
+        for name, table in nested.items():
+            lacking = pc.and_(present[name], pc.invert(table.has_rows))
+            if children[name] and pc.any(lacking).as_py():
+                # Its attributes wait in the nested table for a row, and join the next one's.
+                raise FastPathDeclined(f"a <{name}> without the child elements the profile reads")
+        for pick in self._plan.picks:
+            if pick.read.kind == "child":
+                if len(children) == 1 and pick.plain:
+                    # A record's first row is its first child.
+                    out[pick] = values[pick.read.column].filter(first)
+                    continue
+                mask = _kept(pick.step, present[pick.read.name], record, values)
+                out[pick] = values[pick.read.column].take(_first_per_record(mask, record, numbers))
+            elif pick.read.kind == "grand":
+                assert pick.outer is not None
+                under = _kept(pick.outer, present[pick.read.child], record, values)
+                out[pick] = nested[pick.read.child].picked(pick, under, numbers)
         return out
 
 
-def _picked_rows(
-    pick: _Pick,
-    present: pa.Array,
-    record: pa.Array,
-    numbers: pa.Array,
-    values: Mapping[str, pa.Array],
+class _Nested:
+    """The rows of one nested table for some records: a row per grandchild element of one
+    child name, numbered by record, the child's row in the children table and its own place."""
+
+    def __init__(
+        self,
+        rows: pa.RecordBatch | None,
+        children: pa.RecordBatch,
+        grand: Mapping[str, list[_Read]],
+    ) -> None:
+        assert rows is not None
+        self.rows = rows
+        self.record = rows.column("<record>")
+        self.key = _key(self.record, rows.column("<child>"))
+        self.child_key = _key(children.column("<record>"), children.column("<child>"))
+        first = pc.equal(rows.column("<grand>"), 0)
+        self._first = first
+        # For each child row, the nested row that starts its element (null: none).
+        self._starts = pc.index_in(self.child_key, value_set=self.key.filter(first))
+        self.has_rows = pc.is_valid(self._starts)
+        self.grand = grand
+        self.values = {
+            read.column: _checked(rows.column(read.column), read)
+            for grand in self.grand.values()
+            for read in grand
+        }
+
+    def own(self, read: _Read) -> pa.Array:
+        """The child's attribute, one value per child row (xml2arrow puts it in the first row
+        of the child's grandchildren)."""
+        column = _checked(self.rows.column(read.column).filter(self._first), read)
+        return column.take(self._starts)
+
+    def picked(self, pick: _Pick, under: pa.Array, numbers: pa.Array) -> pa.Array:
+        """Per record (`numbers`), the value of the first grandchild, in document order, that
+        `pick.step` keeps under a child row `under` keeps (null when none)."""
+        name = pick.read.name.partition("/")[2]
+        if len(self.grand) == 1:
+            present = pa.repeat(pa.scalar(True), self.rows.num_rows)
+        else:
+            present = _any([pc.is_valid(self.values[r.column]) for r in self.grand[name]])
+            others = [
+                pc.is_valid(self.values[r.column]) for reads in self.grand.values() for r in reads
+            ]
+            if not pc.all(_any(others)).as_py():
+                raise FastPathDeclined("a grandchild element without any value the profile reads")
+        parents = pc.is_in(self.key, value_set=self.child_key.filter(under))
+        mask = pc.and_(_kept(pick.step, present, self.key, self.values), parents)
+        return self.values[pick.read.column].take(_first_per_record(mask, self.record, numbers))
+
+
+def _key(record: pa.Array, child: pa.Array) -> pa.Array:
+    """(record, child row) as one uint64."""
+    high = pc.multiply(pc.cast(record, pa.uint64()), pa.scalar(1 << 32, pa.uint64()))
+    return pc.add(high, pc.cast(child, pa.uint64()))
+
+
+def _concat(batches: list[pa.RecordBatch], schema: pa.Schema) -> pa.RecordBatch:
+    if len(batches) == 1:
+        return batches[0]
+    joined = pa.Table.from_batches(batches, schema=schema).combine_chunks()
+    return joined.to_batches()[0] if joined.num_rows else pa.RecordBatch.from_pylist([], schema)
+
+
+def _kept(
+    step: _Filter, present: pa.Array, group: pa.Array, values: Mapping[str, pa.Array]
 ) -> pa.Array:
-    """For each record (`numbers`), the row of the child `pick` takes, or null when the record
-    has none: among the rows of the child's name (`present`) whose `where` column equals the
-    value, the `position`-th of the record."""
+    """The rows one step keeps: among the rows of its element name (`present`), those whose
+    `where` column equals the value, or the `position`-th of each parent (`group`), or all."""
     mask = present
-    if pick.where is not None:
-        equal = pc.equal(values[pick.where.column], pa.scalar(pick.value, pa.string()))
+    if step.where is not None:
+        equal = pc.equal(values[step.where.column], pa.scalar(step.value, pa.string()))
         mask = pc.and_(mask, pc.fill_null(equal, False))
-    rows = pc.indices_nonzero(mask)
-    their_records = record.take(rows)
-    starts = _first_of_each(their_records)
-    if pick.position == 1:
-        keep = starts
-    else:
-        # Rank of each row within its record: its index minus its record's first index.
+    if step.position is not None:
+        rows = pc.indices_nonzero(present)
+        their = group.take(rows)
+        starts = _first_of_each(their)
+        # Rank of each row within its parent: its index minus its parent's first index.
         run = pc.subtract(pc.cumulative_sum(pc.cast(starts, pa.int64())), 1)
         first_index = pc.indices_nonzero(starts).take(run)
         rank = pc.subtract(pc.cast(_iota(len(rows)), pa.int64()), pc.cast(first_index, pa.int64()))
-        keep = pc.equal(rank, pick.position - 1)
-    picked, picked_records = rows.filter(keep), their_records.filter(keep)
+        kept = rows.filter(pc.equal(rank, step.position - 1))
+        mask = pc.is_in(_iota(len(present)), value_set=pc.cast(kept, pa.uint32()))
+    return mask
+
+
+def _first_per_record(mask: pa.Array, record: pa.Array, numbers: pa.Array) -> pa.Array:
+    """For each record (`numbers`), the first row `mask` keeps, or null when it keeps none."""
+    rows = pc.indices_nonzero(mask)
+    their_records = record.take(rows)
+    starts = _first_of_each(their_records)
+    picked, picked_records = rows.filter(starts), their_records.filter(starts)
     if len(picked) == len(numbers) and picked_records.equals(numbers):
         return picked
-    # Some records have no such child: place by number (null where none).
+    # Some records have none: place by number (null where none).
     return picked.take(pc.index_in(numbers, value_set=picked_records))
 
 
@@ -839,10 +1031,11 @@ def read_fast(
         layout = dataclasses.replace(layout, root_attributes=dict(root_attributes))
     parser = _parser(_config(plan, layout))
     written = dict(layout.children)
-    text_elements = sorted(
-        {written[r.name] for r in plan.reads if r.kind == "child" and r.attribute is None}
-    )
-    children = _ChildRows(plan) if plan.children else None
+    text_elements = sorted({written[r.name] for r in plan.reads if r.text})
+    children = None
+    if plan.children:
+        tables = ["children", *map(_nested_table, plan.nested)]
+        children = _ChildRows(plan, {table: parser.schema(table) for table in tables})
     rows = roots = 0
     with open_source() as raw:
         checked = _CheckedStream(open_tick_stream(raw), layout, text_elements)
@@ -868,7 +1061,7 @@ def read_fast(
                         }
                     ]
                 else:
-                    parts = list(children.feed(batch))
+                    parts = list(children.feed(table, batch))
                 for values in parts:
                     yield _contract(values, profile, layout, rows, source_file, venues)
                     rows += len(next(iter(values.values())))

@@ -6,14 +6,21 @@ import time
 
 from dagster import SensorResult, SkipReason, build_sensor_context
 
-from tickhouse_dagster.defs.resources import LandingResource
+from tickhouse_dagster.defs.resources import FeedResource, LandingResource
 from tickhouse_dagster.defs.sensors import landing_sensor, touched_days_sensor
 from tickhouse_dagster_tests.defs.helpers import definitions_with, ingest, requested_keys
 from tickhouse_dagster_tests.defs.test_ingest_assets import trades
 
 
-def evaluate(instance, landing: LandingResource, cursor: str | None) -> SensorResult:
-    context = build_sensor_context(instance=instance, cursor=cursor, resources={"landing": landing})
+def evaluate(
+    instance, landing: LandingResource, cursor: str | None, feed: FeedResource | None = None
+) -> SensorResult:
+    # The feed the definitions bind: profiles and venues from the (test) environment.
+    context = build_sensor_context(
+        instance=instance,
+        cursor=cursor,
+        resources={"landing": landing, "feed": feed or FeedResource()},
+    )
     result = landing_sensor(context)
     assert isinstance(result, SensorResult)
     for request in result.dynamic_partitions_requests:  # what the daemon would apply
@@ -84,3 +91,34 @@ def test_touched_days_sensor_requests_bars_of_each_ingested_day(resources, insta
     assert result.run_requests[0].tags["tickhouse/bars_day"] == "2024-01-02"
     quiet = touched_days_sensor(build_sensor_context(instance=instance, cursor=result.cursor))
     assert isinstance(quiet, SkipReason)
+
+
+def test_a_broken_profile_skips_the_tick_naming_file_field_and_reason(
+    resources, instance, tmp_path
+):
+    landing = resources["landing"]
+    landing.store().write("KRX/a.xml", trades(("1", "09:00:00", "71000", 5)))
+    profiles = tmp_path / "profiles"
+    profiles.mkdir()
+    (profiles / "vendor.yaml").write_text(
+        "name: vendor\nrecord: T\nfields:\n  venue: '@v'\n  symbol: 'concat(@a, @b)'\n"
+        "  ts: '@t'\n  trade_id: '@i'\n  price: '@p'\n  quantity: '@q'\n"
+    )
+    broken = FeedResource(profiles_dir=str(profiles))
+    context = build_sensor_context(
+        instance=instance, resources={"landing": landing, "feed": broken}
+    )
+    result = landing_sensor(context)
+    assert isinstance(result, SkipReason)  # no run requested, no partition added, no cursor
+    message = result.skip_message
+    assert message.startswith("no run requested: the feed configuration is refused: ")
+    assert (
+        f"{profiles / 'vendor.yaml'}, profile 'vendor', field 'symbol': path 'concat(@a, @b)'"
+        in (message)
+    )
+    assert instance.get_dynamic_partitions("landing_files") == []
+    # Fixed, the next tick requests the waiting file.
+    (profiles / "vendor.yaml").write_text(
+        (profiles / "vendor.yaml").read_text().replace("concat(@a, @b)", "@s")
+    )
+    assert requested_keys(evaluate(instance, landing, None, broken)) == ["KRX/a.xml"]

@@ -184,3 +184,108 @@ def test_cme_clearing_fixml_ticks_and_bars_across_the_end_of_dst(tmp_path, house
         (utc(2026, 11, 2, 1, 40), 6),
         (utc(2026, 11, 2, 15, 0), 1),
     ]
+
+
+# --- MiFIR transaction reports (ISO 20022 auth.016.001.03) -------------------------------------
+
+AUTH016 = "urn:iso:std:iso:20022:tech:xsd:auth.016.001.03"
+EURONEXT_PARIS = """XPAR:
+  timezone: Europe/Paris
+  sessions:
+    - {open: "09:00", close: "17:30"}
+  weekend: [Sat, Sun]
+  # Euronext's tick size regime depends on the share's liquidity band; one step for the test.
+  tick_sizes:
+    - [0, 0.01]
+"""
+
+
+def mifir_new(tx_id: str, isin: str, at: str, qty: int, px: str) -> str:
+    return f"""      <New>
+        <TxId>{tx_id}</TxId>
+        <ExctgPty>969500UP76J52A9OXU27</ExctgPty>
+        <InvstmtPtyInd>true</InvstmtPtyInd>
+        <SubmitgPty>969500UP76J52A9OXU27</SubmitgPty>
+        <Buyr><AcctOwnr><Id><LEI>529900T8BM49AURSDO55</LEI></Id></AcctOwnr></Buyr>
+        <Sellr><AcctOwnr><Id><Intl>INTC</Intl></Id></AcctOwnr></Sellr>
+        <Tx>
+          <TradDt>{at}</TradDt>
+          <TradgCpcty>DEAL</TradgCpcty>
+          <Qty><Unit>{qty}</Unit></Qty>
+          <Pric><Pric><MntryVal><Amt Ccy="EUR">{px}</Amt></MntryVal></Pric></Pric>
+          <TradVn>XPAR</TradVn>
+        </Tx>
+        <FinInstrm><Id>{isin}</Id></FinInstrm>
+      </New>
+"""
+
+
+def test_mifir_transaction_reports_ticks_and_bars(tmp_path, house):
+    total, airbus = "FR0000120271", "NL0000235190"
+    body = "".join(
+        [
+            "    <Tx>\n" + mifir_new("T-0001", total, "2026-03-27T09:15:01Z", 100, "54.12"),
+            "    </Tx>\n    <Tx>\n"
+            + mifir_new("T-0002", total, "2026-03-27T09:15:40Z", 50, "54.10"),
+            "    </Tx>\n    <Tx>\n"
+            + mifir_new("T-0003", airbus, "2026-03-27T10:00:00Z", 10, "160.5"),
+            "    </Tx>\n    <Tx>\n"
+            + mifir_new("T-0004", total, "2026-03-27T15:02:00Z", 200, "54.3"),
+            "    </Tx>\n",
+        ]
+    )
+    xml = (
+        f'<?xml version="1.0" encoding="UTF-8"?>\n<Document xmlns="{AUTH016}">\n'
+        f"  <FinInstrmRptgTxRpt>\n{body}  </FinInstrmRptgTxRpt>\n</Document>\n"
+    )
+    landing = tmp_path / "landing"
+    (landing / "mifir").mkdir(parents=True)
+    path = landing / "mifir/2026-03-27.xml"
+    path.write_text(xml)
+    venues = tmp_path / "venues.yaml"
+    venues.write_text(EURONEXT_PARIS)
+    feed = Feed.load(profiles_dir=EXAMPLES, venues_file=venues)
+    assert feed.profile_for("mifir/2026-03-27.xml", path.read_bytes()).name == "mifir_auth016"
+
+    result = ingest_paths([path], landing, house, tmp_path / "staging", 1, feed)
+    assert not result.refused, [o.quarantine_error for o in result.refused]
+
+    ticks = house.table(TICKS_TABLE).scan().to_arrow().sort_by([("ts", "ascending")])
+    d = Decimal
+    day = date(2026, 3, 27)
+    assert [
+        (r["venue"], r["symbol"], r["trade_date"], r["ts"], r["trade_id"], r["price"],
+         r["quantity"], r["side"])
+        for r in ticks.to_pylist()
+    ] == [
+        ("XPAR", total, day, utc(2026, 3, 27, 9, 15, 1), "T-0001", d("54.12"), 100, None),
+        ("XPAR", total, day, utc(2026, 3, 27, 9, 15, 40), "T-0002", d("54.10"), 50, None),
+        ("XPAR", airbus, day, utc(2026, 3, 27, 10), "T-0003", d("160.5"), 10, None),
+        ("XPAR", total, day, utc(2026, 3, 27, 15, 2), "T-0004", d("54.3"), 200, None),
+    ]  # fmt: skip
+
+    def bars(interval: str) -> list[tuple]:
+        table = house.table(f"ohlcv_{interval}").scan().to_arrow()
+        return sorted(
+            (r["symbol"], r["bar_start"], r["open"], r["high"], r["low"], r["close"],
+             r["volume"], r["turnover"], r["vwap"], r["trade_count"])
+            for r in table.to_pylist()
+        )  # fmt: skip
+
+    assert bars("1m") == [
+        # 54.12*100 + 54.10*50 = 5412 + 2705 = 8117; / 150 = 54.1133333.. -> 54.113333
+        (total, utc(2026, 3, 27, 9, 15), d("54.12"), d("54.12"), d("54.1"), d("54.1"), 150,
+         d("8117"), d("54.113333"), 2),
+        (total, utc(2026, 3, 27, 15, 2), d("54.3"), d("54.3"), d("54.3"), d("54.3"), 200,
+         d("10860"), d("54.3"), 1),
+        (airbus, utc(2026, 3, 27, 10), d("160.5"), d("160.5"), d("160.5"), d("160.5"), 10,
+         d("1605"), d("160.5"), 1),
+    ]  # fmt: skip
+    assert bars("1d") == [
+        # 00:00 CET (before the 29 March switch to CEST) = 23:00Z the day before;
+        # 8117 + 10860 = 18977; / 350 = 54.22
+        (total, utc(2026, 3, 26, 23), d("54.12"), d("54.3"), d("54.1"), d("54.3"), 350,
+         d("18977"), d("54.22"), 3),
+        (airbus, utc(2026, 3, 26, 23), d("160.5"), d("160.5"), d("160.5"), d("160.5"), 10,
+         d("1605"), d("160.5"), 1),
+    ]  # fmt: skip

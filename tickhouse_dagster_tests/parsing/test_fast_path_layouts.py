@@ -381,16 +381,14 @@ def test_text_beside_a_child_element_is_lxml_s(tmp_path: Path):
     assert rows.equals(lxml_table(data, profile))
 
 
-def test_deeper_paths_are_left_to_lxml():
-    spec = {
-        "name": "deep",
-        "record": "TrdCaptRpt",
-        "fields": {
-            **{c: rule_spec(r) for c, r in FIXML.fields.items()},
-            "venue": "RptSide/Pty/@ID",
-        },
-    }
-    assert not supports(profile_from_mapping(spec))
+def test_grandchildren_are_compiled_and_deeper_paths_are_left_to_lxml():
+    def spec(venue: str) -> dict[str, object]:
+        fields = {**{c: rule_spec(r) for c, r in FIXML.fields.items()}, "venue": venue}
+        return {"name": "deep", "record": "TrdCaptRpt", "fields": fields}
+
+    assert supports(profile_from_mapping(spec("RptSide/Pty/@ID")))
+    assert supports(profile_from_mapping(spec("RptSide[@Side='1']/Pty[@R='4']/@ID")))
+    assert not supports(profile_from_mapping(spec("RptSide/Pty/Sub/@ID")))
 
 
 def test_no_configuration_file_is_left_behind():

@@ -153,24 +153,119 @@ def test_picks_hold_across_batch_boundaries(venues):
     assert table["side"].to_pylist() == ["S", "B", None] * 40
 
 
-def test_a_nested_pick_is_read_by_lxml_and_declined_by_the_fast_path(venues):
-    # The buyer's clearing firm: a party of the side whose Side is 1, by its role.
-    profile = profile_with(trade_id={"template": "{@TrdID}-{RptSide[@Side='1']/Pty[@R='1']/@ID}"})
-    assert not supports(profile)
-    data = document(*REPORTS)
-    table = lxml_table(data, profile, venues)
-    assert table["trade_id"].to_pylist() == ["1-FIRMA", "2-FIRMC", "3-FIRMA"]
-    with pytest.raises(FastPathDeclined, match="reaches below the record's children"):
-        list(read_fast(lambda: io.BytesIO(data), source_file="f", profile=profile, venues=venues))
-    rows, reader = consume_tick_file(
+def sided(trade_id: str, sides: list[tuple[str, list[tuple[str, str]]]]) -> str:
+    """A TrdCaptRpt whose sides carry the given parties (ID, role R), in that order."""
+    parts = [
+        f'<TrdCaptRpt TrdID="{trade_id}" LastQty="1" LastPx="420" TrdDt="2026-09-14" '
+        'TxnTm="2026-09-14T09:30:00-05:00">',
+        '<Instrmt ID="ZC" MMY="202609" Exch="CBT"/>',
+    ]
+    for side, parties in sides:
+        parts.append(f'<RptSide Side="{side}" InptSrc="S{side}">')
+        parts += [f'<Pty ID="{party}" R="{role}"/>' for party, role in parties]
+        parts.append("</RptSide>")
+    return "".join(parts) + "</TrdCaptRpt>\n"
+
+
+NESTED_REPORTS = [
+    sided(
+        "1", [("1", [("FIRMA", "1"), ("ACCT-A", "24")]), ("2", [("FIRMB", "1"), ("ACCT-B", "24")])]
+    ),
+    # Repeated grandchildren: two accounts of role 24 on the buyer.
+    sided(
+        "2", [("2", [("FIRMB", "1")]), ("1", [("FIRMC", "1"), ("ACCT-C", "24"), ("ACCT-C2", "24")])]
+    ),
+    sided("3", [("1", [("FIRMA", "1")])]),  # one side, no account: role 24 is missing
+    sided("4", [("2", [("X", "7")]), ("2", [("FIRMD", "1")])]),  # no buyer
+]
+
+# A nested path read as the side (optional, so a miss is a null) -> its values for the reports.
+# ElementPath's meaning: the first element, in document order, that every step keeps.
+NESTED_CASES = {
+    "plain": ("RptSide/Pty/@ID", ["FIRMA", "FIRMB", "FIRMA", "X"]),
+    "both-predicates": ("RptSide[@Side='1']/Pty[@R='24']/@ID", ["ACCT-A", "ACCT-C", None, None]),
+    "both-positions": ("RptSide[2]/Pty[2]/@ID", ["ACCT-B", "ACCT-C", None, None]),
+    "inner-predicate-any-side": ("RptSide/Pty[@R='1']/@ID", ["FIRMA", "FIRMB", "FIRMA", "FIRMD"]),
+    "outer-predicate-inner-position": (
+        "RptSide[@Side='2']/Pty[1]/@ID",
+        ["FIRMB", "FIRMB", None, "X"],
+    ),
+    "inner-position-of-any-side": ("RptSide/Pty[3]/@ID", [None, "ACCT-C2", None, None]),
+}
+
+
+def nested_profile(side_path: str):
+    return profile_with(
+        side={"path": side_path, "optional": True},
+        # A child's own attribute beside its grandchildren's, and a template over both levels.
+        trade_id={"template": "{@TrdID}:{RptSide[@Side='2']/@InptSrc}", "fallback": "@TrdID"},
+        symbol={"template": "{Instrmt/@ID}{Instrmt/@MMY}-{RptSide[1]/Pty[1]/@ID}"},
+    )
+
+
+def read_with_the_reader_users_run(data: bytes, profile, venues) -> tuple[pa.Table, str]:
+    return consume_tick_file(
         lambda: io.BytesIO(data),
         lambda batches: pa.Table.from_batches(list(batches)),
         source_file="f.xml",
         profile=profile,
         venues=venues,
     )
-    assert reader.startswith("lxml (fast path declined: path ")
-    assert rows["trade_id"].to_pylist() == table["trade_id"].to_pylist()
+
+
+@pytest.mark.parametrize("namespace", [True, False], ids=["fixml-ns", "no-ns"])
+@pytest.mark.parametrize("case", list(NESTED_CASES))
+def test_nested_picks_same_rows_on_both_paths_and_read_by_the_compiled_path(
+    case, namespace, venues
+):
+    path, values = NESTED_CASES[case]
+    profile = nested_profile(path)
+    assert supports(profile)
+    data = document(*NESTED_REPORTS, namespace=namespace)
+    table = assert_same_rows(data, profile, venues)
+    assert table["side"].to_pylist() == values
+    assert table["trade_id"].to_pylist() == ["1:S2", "2:S2", "3", "4:S2"]
+    assert table["symbol"].to_pylist() == [
+        f"ZC202609-{p}" for p in ["FIRMA", "FIRMB", "FIRMA", "X"]
+    ]
+    rows, reader = read_with_the_reader_users_run(gzip.compress(data), profile, venues)
+    assert reader == "xml2arrow"
+    assert rows["side"].to_pylist() == values
+
+
+def test_nested_picks_hold_across_batch_boundaries(venues):
+    profile = nested_profile("RptSide[@Side='1']/Pty[@R='24']/@ID")
+    data = document(*(NESTED_REPORTS * 50), namespace=True)
+    for batch_rows in (1, 3, 7, 64):
+        table = assert_same_rows(data, profile, venues, batch_rows=batch_rows)
+        assert table["side"].to_pylist() == ["ACCT-A", "ACCT-C", None, None] * 50
+
+
+def test_a_side_without_parties_is_read_by_lxml_when_its_own_attributes_are_read(venues):
+    # xml2arrow gives a side's attributes to its first party's row; a side without parties
+    # would hand them to the next side's: the fast path declines, lxml reads the same rows.
+    profile = nested_profile("RptSide[@Side='1']/Pty[@R='24']/@ID")
+    data = document(NESTED_REPORTS[0], sided("5", [("1", [("ACCT-E", "24")]), ("2", [])]))
+    with pytest.raises(FastPathDeclined, match="without any value the profile reads"):
+        list(read_fast(lambda: io.BytesIO(data), source_file="f", profile=profile, venues=venues))
+    rows, reader = read_with_the_reader_users_run(data, profile, venues)
+    assert reader.startswith("lxml (fast path declined: ")
+    assert rows["side"].to_pylist() == ["ACCT-A", "ACCT-E"]
+    assert rows["trade_id"].to_pylist() == ["1:S2", "5:S2"]
+
+
+def test_paths_below_grandchildren_are_lxml_s_to_read(venues):
+    profile = profile_with(side={"path": "RptSide/Pty/Sub/@ID", "optional": True})
+    assert not supports(profile)
+    with pytest.raises(FastPathDeclined, match="reaches below the record's grandchildren"):
+        list(
+            read_fast(
+                lambda: io.BytesIO(document(*REPORTS)),
+                source_file="f",
+                profile=profile,
+                venues=venues,
+            )
+        )
 
 
 def test_a_required_template_with_a_missing_part_names_record_and_field(venues):

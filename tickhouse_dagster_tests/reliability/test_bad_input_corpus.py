@@ -343,7 +343,8 @@ def _failure_text(result) -> str:
 
 def _offered_by_sensor(lake: Lakehouse) -> set[str]:
     context = build_sensor_context(
-        instance=lake.instance, resources={"landing": lake.resources["landing"]}
+        instance=lake.instance,
+        resources={"landing": lake.resources["landing"], "feed": lake.resources["feed"]},
     )
     return set(requested_keys(landing_sensor(context)))
 

@@ -35,7 +35,9 @@ TOKYO_VENUE = """XTKS:
 
 
 def offered(resources, instance) -> set[str]:
-    context = build_sensor_context(instance=instance, resources={"landing": resources["landing"]})
+    context = build_sensor_context(
+        instance=instance, resources={"landing": resources["landing"], "feed": resources["feed"]}
+    )
     return set(requested_keys(landing_sensor(context)))
 
 

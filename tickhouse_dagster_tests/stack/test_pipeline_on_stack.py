@@ -42,7 +42,7 @@ class SensorDaemon:
         context = build_sensor_context(
             instance=self.instance,
             cursor=self.landing_cursor,
-            resources={"landing": self.resources["landing"]},
+            resources={"landing": self.resources["landing"], "feed": self.resources["feed"]},
         )
         result = landing_sensor(context)
         self.landing_cursor = result.cursor
