@@ -9,6 +9,7 @@ carried by several files counts once.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 import pyarrow as pa
@@ -124,6 +125,12 @@ ORDER BY venue, symbol, bar_start
 """
 
 
+def _instant(moment: datetime) -> str:
+    if moment.tzinfo is None:
+        raise ValueError(f"an instant needs its zone: {moment}")
+    return f"TIMESTAMPTZ '{moment.isoformat()}'"
+
+
 def _quoted(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
@@ -153,17 +160,27 @@ def build_all_bars(
     venues: Mapping[str, Venue],
     intervals: Sequence[str] = BAR_INTERVALS,
     duplicate_windows: pa.Table | None = None,
+    between: tuple[datetime, datetime] | None = None,
 ) -> dict[str, pa.Table]:
     """Bars of each interval for all ticks given (any venues): one pass picks each trade's
     counting copy and builds 1-minute bars, which every coarser interval rolls up.
     `duplicate_windows` (trade_ranges.duplicate_windows of the ticks' files): where copies can
-    be, when the trade index knows; without it every key is hashed to find them."""
+    be, when the trade index knows; without it every key is hashed to find them. `between`:
+    only the ticks strictly inside these instants."""
     _check_intervals(intervals)
     first_copy = (
         "ingested_at, source_file" if "ingested_at" in ticks.schema.names else "source_file"
     )
     windows = {} if duplicate_windows is None else {"windows": duplicate_windows}
-    with arrow_connection(ticks=ticks, **windows) as connection:
+    with arrow_connection(source=ticks, **windows) as connection:
+        # Streamed through a view (which takes literals, not parameters): DuckDB pushes the
+        # time filter down into the data files.
+        inside = (
+            ""
+            if between is None
+            else f" WHERE ts > {_instant(between[0])} AND ts < {_instant(between[1])}"
+        )
+        connection.execute(f"CREATE TEMP VIEW ticks AS SELECT * FROM source{inside}")
         if duplicate_windows is None:
             connection.execute(_DUPLICATE_CANDIDATES_SQL)
         elif duplicate_windows.num_rows:
@@ -188,6 +205,39 @@ def _has_candidates(
     if duplicate_windows is not None and not duplicate_windows.num_rows:
         return False
     return connection.execute("SELECT count(*) FROM candidates").fetchall() != [(0,)]
+
+
+def rebuild_span(
+    stored_minutes: pa.Table,
+    ticks: ArrowSource,
+    venues: Mapping[str, Venue],
+    low: datetime,
+    high: datetime,
+    duplicate_windows: pa.Table | None = None,
+) -> dict[str, pa.Table]:
+    """A trade date's bars after its ticks with trade times in [low, high] changed (e.g.
+    storage.ticks_changes): the 1-minute bars that can hold such a trade — starting after
+    low - 1 minute, up to high — rebuilt from `ticks` (the trade date's ticks; only those less
+    than a minute outside the span are read), the other stored minutes kept, and every coarser
+    interval rolled up from the result. The same bars as a rebuild of the whole day: a minute
+    bar depends on its own minute's trades only, and coarser bars roll up from minutes."""
+    first, last = low - timedelta(minutes=1), high
+    fresh = build_all_bars(
+        ticks, venues, ["1m"], duplicate_windows, between=(first, high + timedelta(minutes=1))
+    )["1m"]
+    with arrow_connection(stored=stored_minutes.cast(BARS_ARROW), fresh=fresh) as connection:
+        minutes = connection.sql(
+            """SELECT * FROM stored WHERE NOT (bar_start > $first AND bar_start <= $last)
+               UNION ALL
+               SELECT * FROM fresh WHERE bar_start > $first AND bar_start <= $last
+               ORDER BY venue, symbol, bar_start""",
+            params={"first": first, "last": last},
+        ).to_arrow_table()
+    minutes = minutes.cast(BARS_ARROW)
+    return {
+        "1m": minutes,
+        **{i: roll_up_bars(minutes, i, venues) for i in BAR_INTERVALS if i != "1m"},
+    }
 
 
 def roll_up_bars(minute_bars: ArrowSource, interval: str, venues: Mapping[str, Venue]) -> pa.Table:

@@ -31,7 +31,9 @@ from pyiceberg.expressions import (
     And,
     BooleanExpression,
     EqualTo,
+    GreaterThanOrEqual,
     In,
+    LessThanOrEqual,
     Or,
 )
 from pyiceberg.io.pyarrow import (
@@ -539,16 +541,25 @@ class Lakehouse:
         scan = table.scan(row_filter=In("trade_date", days), selected_fields=tuple(names))
         return scan.to_arrow().select(names).cast(schema)
 
-    def ticks_dataset(self, trade_dates: Iterable[date]) -> pa.Table | ds.Dataset:
+    def ticks_dataset(
+        self, trade_dates: Iterable[date], between: tuple[datetime, datetime] | None = None
+    ) -> pa.Table | ds.Dataset:
         """The ticks of these trade dates as a dataset over their data files, read lazily (a
         consumer such as DuckDB streams it with only the columns it needs, never holding the
         days whole). Falls back to the rows in memory when a file has row-level deletes, which
-        only a full Iceberg read applies."""
+        only a full Iceberg read applies. `between`: only the data files whose trade times
+        reach into that span (whole files: the consumer filters the rows)."""
         days = [d.isoformat() for d in trade_dates]
         table = self.table(TICKS_TABLE)
         if table.current_snapshot() is None:
             return TICKS_ARROW.empty_table()
-        tasks = list(table.scan(row_filter=In("trade_date", days)).plan_files())
+        row_filter: BooleanExpression = In("trade_date", days)
+        if between is not None:
+            low, high = (t.isoformat() for t in between)
+            row_filter = And(
+                row_filter, And(GreaterThanOrEqual("ts", low), LessThanOrEqual("ts", high))
+            )
+        tasks = list(table.scan(row_filter=row_filter).plan_files())
         if not isinstance(table.io, PyArrowFileIO) or any(t.delete_files for t in tasks):
             return self.ticks_for_days(trade_dates)
         locations = [table.io.parse_location(t.file.file_path, table.io.properties) for t in tasks]

@@ -12,6 +12,7 @@ from dagster import (
     AssetDep,
     AssetExecutionContext,
     AssetKey,
+    AssetRecordsFilter,
     AssetSpec,
     MaterializeResult,
     MetadataValue,
@@ -25,14 +26,13 @@ from tickhouse_dagster.defs.io_managers import IO_MANAGER_KEY
 from tickhouse_dagster.defs.partitions import trade_dates
 from tickhouse_dagster.defs.resources import FeedResource, LakehouseResource
 from tickhouse_dagster.defs.retries import retry_transient
-from tickhouse_dagster.market.bars import build_all_bars
+from tickhouse_dagster.engine.day_bars import build_day_bars
 from tickhouse_dagster.quality.bar_rules import (
     check_bar_invariants,
     distinct_trade_totals,
     reconcile_bars_with_ticks,
 )
 from tickhouse_dagster.storage.lakehouse import Commit
-from tickhouse_dagster.storage.trade_index import TradeIndex
 
 PREVIEW_ROWS = 10
 BAR_KEYS = {interval: AssetKey(["market", bar_table_name(interval)]) for interval in BAR_INTERVALS}
@@ -89,6 +89,20 @@ def _preview(bars: pa.Table) -> MetadataValue:
     return MetadataValue.md("\n".join(lines))
 
 
+def _built_from(context: AssetExecutionContext, day: date) -> int | None:
+    """The ticks snapshot the day's stored bars were last built from (all four intervals
+    together), from the latest 1-minute bars materialization; None if unknown."""
+    records = context.instance.fetch_materializations(
+        AssetRecordsFilter(asset_key=BAR_KEYS["1m"], asset_partitions=[day.isoformat()]),
+        limit=1,
+    ).records
+    if not records or records[0].asset_materialization is None:
+        return None
+    recorded = records[0].asset_materialization.metadata.get("ticks_snapshot_id")
+    text = str(recorded.value) if recorded is not None else ""
+    return int(text) if text.isdigit() else None
+
+
 @multi_asset(
     specs=[_bar_spec(interval) for interval in BAR_INTERVALS],
     check_specs=_check_specs(),
@@ -101,17 +115,15 @@ def ohlcv_bars(context: AssetExecutionContext, lakehouse: LakehouseResource, fee
     house = lakehouse.lakehouse()
     venues = feed.venues()
     with retry_transient(context):
-        ticks_snapshot = house.table("ticks").current_snapshot()
-        ticks = house.ticks_dataset([day])
         selected = sorted(
             context.selected_asset_keys, key=lambda k: BAR_INTERVALS.index(_INTERVAL_OF[k])
         )
-        # Where the day's copies can be, from the trade index (one small read): the builder
-        # and the reconciliation group only those keys.
-        windows = TradeIndex(house).duplicate_windows(day)
-        built = build_all_bars(ticks, venues, [_INTERVAL_OF[k] for k in selected], windows)
-        trade_totals = distinct_trade_totals(ticks, windows)
-        ticks_read = ticks.num_rows if isinstance(ticks, pa.Table) else ticks.count_rows()
+        intervals = [_INTERVAL_OF[key] for key in selected]
+        day_bars = build_day_bars(
+            house, venues, day, intervals, built_from=_built_from(context, day)
+        )
+        built = day_bars.bars
+        trade_totals = distinct_trade_totals(house.ticks_dataset([day]), day_bars.duplicate_windows)
 
     def store(interval: str) -> tuple[Commit, pa.Table]:
         commit = house.replace_day_bars(interval, day, built[interval])
@@ -131,8 +143,8 @@ def ohlcv_bars(context: AssetExecutionContext, lakehouse: LakehouseResource, fee
                 "trade_date": day.isoformat(),
                 "bars": MetadataValue.int(stored.num_rows),
                 "symbols": MetadataValue.int(len(set(stored["symbol"].to_pylist()))),
-                "ticks_read": MetadataValue.int(ticks_read),
-                "ticks_snapshot_id": str(ticks_snapshot.snapshot_id if ticks_snapshot else None),
+                "rebuilt": day_bars.rebuilt,
+                "ticks_snapshot_id": str(day_bars.ticks_snapshot_id),
                 "table": commit.table,
                 "snapshot_id": str(commit.snapshot_id),
                 "preview": _preview(stored),
