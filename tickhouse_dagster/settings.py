@@ -71,12 +71,6 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting("TICKHOUSE_LISTENER_PORT", None, "landing listener health endpoint port (optional)"),
     Setting("TICKHOUSE_PUSH_SENSOR_INTERVAL_SECONDS", "1", "push sensor interval"),
-    Setting(
-        "TICKHOUSE_PUSH_POLL_GRACE_SECONDS",
-        "60",
-        "with the listener on, the polling sensor only takes files older than this that the "
-        "listener has not queued (its safety net)",
-    ),
     Setting("TICKHOUSE_PROFILES_DIR", None, "folder of extra input profiles (*.yaml)"),
     Setting("TICKHOUSE_PROFILE_RULES", None, "key pattern → profile rules: 'glob=profile,…'"),
     Setting("TICKHOUSE_VENUES_FILE", None, "extra venue reference data (YAML)"),

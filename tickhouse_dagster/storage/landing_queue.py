@@ -15,8 +15,9 @@ deployment) shared by two processes: the listener appends, the Dagster sensor re
   retried (the daemon died before it stored the cursor) requests exactly the same batch with the
   same run key, and Dagster drops the duplicate.
 
-The listener is the only writer of events and commits them one transaction after another, so a
-reader never sees seq N+1 before seq N: a claimed range never gains rows later.
+Writers take a table lock on PostgreSQL (SQLite has one writer at a time anyway), so transactions
+commit in seq order and a reader never sees seq N+1 before seq N: a claimed range never gains rows
+later.
 """
 
 from __future__ import annotations
@@ -39,8 +40,9 @@ from sqlalchemy import (
     func,
     insert,
     select,
+    text,
 )
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
 from tickhouse_dagster.storage.landing import LandingFile
@@ -59,6 +61,10 @@ events = Table(
     Column("etag", String(255), nullable=False),
     Column("event_ts_ns", BigInteger, nullable=False),  # the filer's event time
     Column("noticed_ns", BigInteger, nullable=False),  # when the listener queued it
+    # "listener", or "poll": the polling sensor's safety net registered (and requested) the
+    # version itself; the push sensor requests listener rows only, so neither path requests a
+    # version the other has.
+    Column("origin", String(16), nullable=False, default="listener"),
 )
 listeners = Table(
     "tickhouse_landing_listener",
@@ -140,25 +146,8 @@ class LandingQueue:
         """Queue the versions (bucket, file, event ts) not seen before and move the listener's
         position to `since_ns`, in one transaction; returns how many versions were new."""
         now = time.time_ns()
-        added = 0
         with self.engine.begin() as c:
-            for bucket, file, event_ts in files:
-                run_key = f"{bucket}/{file.run_key}"
-                if c.execute(select(events.c.seq).where(events.c.run_key == run_key)).first():
-                    continue  # replayed after a restart, or a metadata-only update
-                c.execute(
-                    insert(events).values(
-                        run_key=run_key,
-                        bucket=bucket,
-                        key=file.key,
-                        size=file.size,
-                        modified_ns=file.modified_ns,
-                        etag=file.etag,
-                        event_ts_ns=event_ts,
-                        noticed_ns=now,
-                    )
-                )
-                added += 1
+            added = len(self._insert_new(c, files, now, "listener"))
             values = {"since_ns": since_ns, "heard_ns": now, "filer_ts_ns": filer_ts_ns}
             updated = c.execute(
                 listeners.update().where(listeners.c.name == name).values(**values)
@@ -166,6 +155,43 @@ class LandingQueue:
             if not updated:
                 c.execute(insert(listeners).values(name=name, **values))
         return added
+
+    def _insert_new(
+        self, c: Connection, files: Iterable[tuple[str, LandingFile, int]], now: int, origin: str
+    ) -> list[LandingFile]:
+        if c.dialect.name == "postgresql":  # commit order = seq order (see the module doc)
+            c.execute(text("LOCK TABLE tickhouse_landing_events IN EXCLUSIVE MODE"))
+        added = []
+        for bucket, file, event_ts in files:
+            run_key = f"{bucket}/{file.run_key}"
+            if c.execute(select(events.c.seq).where(events.c.run_key == run_key)).first():
+                continue  # replayed after a restart, a metadata-only update, or polled first
+            c.execute(
+                insert(events).values(
+                    run_key=run_key,
+                    bucket=bucket,
+                    key=file.key,
+                    size=file.size,
+                    modified_ns=file.modified_ns,
+                    etag=file.etag,
+                    event_ts_ns=event_ts,
+                    noticed_ns=now,
+                    origin=origin,
+                )
+            )
+            added.append(file)
+        return added
+
+    def take_for_poll(self, bucket: str, prefix: str, files: Iterable[LandingFile]) -> set[str]:
+        """Register versions the polling sensor found (keys relative to prefix); returns the run
+        keys it registered first, i.e. those it may request: the listener had not queued them."""
+        now = time.time_ns()
+        rows = [
+            (bucket, LandingFile(prefix + f.key, f.size, f.modified_ns, f.etag), 0) for f in files
+        ]
+        with self.engine.begin() as c:
+            added = self._insert_new(c, rows, now, "poll")
+        return {f"{f.key[len(prefix) :]}@{f.version}" for f in added}
 
     # --- the sensor's side ----------------------------------------------------------------
 
@@ -222,6 +248,7 @@ class LandingQueue:
                         events.c.seq <= last_seq,
                         events.c.bucket == bucket,
                         events.c.key.startswith(prefix, autoescape=True),
+                        events.c.origin == "listener",
                     )
                 )
                 .order_by(events.c.seq)
@@ -246,22 +273,11 @@ class LandingQueue:
                         events.c.seq > after_seq,
                         events.c.bucket == bucket,
                         events.c.key.startswith(prefix, autoescape=True),
+                        events.c.origin == "listener",
                     )
                 )
             ).one()
         return int(count), None if oldest is None else int(oldest)
-
-    def known(self, bucket: str, prefix: str, files: Iterable[LandingFile]) -> set[str]:
-        """The run keys (of `files`, relative to prefix) that the listener has queued."""
-        wanted = {f"{bucket}/{prefix}{f.run_key}": f.run_key for f in files}
-        found: set[str] = set()
-        names = list(wanted)
-        with self.engine.connect() as c:
-            for start in range(0, len(names), 500):
-                chunk = names[start : start + 500]
-                rows = c.execute(select(events.c.run_key).where(events.c.run_key.in_(chunk)))
-                found.update(wanted[r[0]] for r in rows)
-        return found
 
     def listener_states(self) -> list[ListenerState]:
         with self.engine.connect() as c:
