@@ -71,6 +71,12 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting("TICKHOUSE_LISTENER_PORT", None, "landing listener health endpoint port (optional)"),
     Setting("TICKHOUSE_PUSH_SENSOR_INTERVAL_SECONDS", "1", "push sensor interval"),
+    Setting(
+        "TICKHOUSE_PUSH_WAIT_SECONDS",
+        "4",
+        "a push sensor evaluation that finds nothing waits this long for the listener's next "
+        "file (Dagster's sensor loop runs only every 5 s)",
+    ),
     Setting("TICKHOUSE_PROFILES_DIR", None, "folder of extra input profiles (*.yaml)"),
     Setting("TICKHOUSE_PROFILE_RULES", None, "key pattern → profile rules: 'glob=profile,…'"),
     Setting("TICKHOUSE_VENUES_FILE", None, "extra venue reference data (YAML)"),

@@ -1,12 +1,19 @@
 """Push ingestion: the landing listener's queue → `ingest_landing_batch` runs, within a second.
 
 On when `TICKHOUSE_FILER_GRPC` is set (a SeaweedFS filer feeds the listener, see
-`tickhouse_dagster/listener.py` and docs/decisions/1601-push-ingestion.md). Every tick (1 s) the
+`tickhouse_dagster/listener.py` and docs/decisions/1601-push-ingestion.md). Every tick the
 push sensor claims the queue rows after its cursor (at most TICKHOUSE_SENSOR_MAX_FILES_PER_TICK)
 and requests one batch run for the versions under its landing prefix that are not ingested yet:
 a lone file gets a run of its own at once, a burst one run. The claim is stored in the queue
 before the request is returned, so a retried evaluation requests the same batch under the same
 run key (Dagster drops the duplicate) and every version is requested exactly once.
+
+Dagster's sensor daemon runs its loop every 5 s whatever `minimum_interval_seconds` says
+(`MIN_INTERVAL_LOOP_TIME`, a constant in dagster/_daemon/sensor.py): a 1 s sensor is evaluated
+every 5 s, and a file waited 3.3–4.5 s for its request (measured). So an evaluation that finds
+nothing waits for the queue (TICKHOUSE_PUSH_WAIT_SECONDS, default 4 s, polling the queue's last
+seq every 50 ms) and returns as soon as a file is queued: the evaluation covers most of the
+daemon's loop, and a file is requested within a fraction of a second of being queued.
 
 What the UI shows: the sensor's cursor (queue position, backlog, how long ago the listener heard
 from the filer) and, with every request, an observation on `raw_tick_xml` with the backlog and
@@ -41,6 +48,7 @@ from tickhouse_dagster.storage.landing import S3Landing, is_tick_file
 from tickhouse_dagster.storage.landing_queue import LandingQueue, default_queue_url
 
 PUSH_INTERVAL = int(settings.setting("TICKHOUSE_PUSH_SENSOR_INTERVAL_SECONDS") or 1)
+QUEUE_CHECK_SECONDS = 0.05
 MAX_FILES_PER_TICK = int(settings.setting("TICKHOUSE_SENSOR_MAX_FILES_PER_TICK") or 500)
 BATCH_FILES_TAG = "tickhouse/batch_files"
 LAG_TAG = "tickhouse/landed_to_requested_ms"  # oldest file of the batch: filer event → request
@@ -72,6 +80,14 @@ def _valid_partition_key(key: str) -> bool:
     return not any(bad in key for bad in INVALID_PARTITION_SUBSTRINGS)
 
 
+def _wait_for_queue(queue: LandingQueue, after: int, seconds: float) -> None:
+    """Until something is queued after `after`, at most `seconds` (see the module doc). Any new
+    row ends the wait, even one under another prefix: the evaluation then just finds nothing."""
+    deadline = time.monotonic() + seconds
+    while queue.last_seq() <= after and time.monotonic() < deadline:
+        time.sleep(QUEUE_CHECK_SECONDS)
+
+
 @sensor(
     job_name=BATCH_JOB,
     minimum_interval_seconds=PUSH_INTERVAL,
@@ -85,7 +101,9 @@ def landing_push_sensor(context: SensorEvaluationContext, landing: LandingResour
     if not isinstance(store, S3Landing):
         return SensorResult(skip_reason=f"push needs an s3:// landing, not {store.uri}")
     state = json.loads(context.cursor) if context.cursor else {}
-    after, last = queue.claim(store.uri, int(state.get("seq", 0)), MAX_FILES_PER_TICK)
+    after = int(state.get("seq", 0))
+    _wait_for_queue(queue, after, float(settings.setting("TICKHOUSE_PUSH_WAIT_SECONDS") or 0))
+    after, last = queue.claim(store.uri, after, MAX_FILES_PER_TICK)
     queued = [
         q for q in queue.files(after, last, store.bucket, store.prefix) if is_tick_file(q.file.key)
     ]

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 
 import pytest
@@ -21,6 +22,8 @@ QUEUED_WITHIN = 5.0  # seconds from the upload's return to the version in the qu
 @pytest.fixture
 def pushed(on_stack: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
     monkeypatch.setenv("TICKHOUSE_FILER_GRPC", on_stack["TICKHOUSE_FILER_GRPC"])
+    # Idle evaluations return quickly here; the wait itself has its own test below.
+    monkeypatch.setenv("TICKHOUSE_PUSH_WAIT_SECONDS", "0.2")
     return on_stack
 
 
@@ -101,3 +104,25 @@ def test_a_burst_is_one_batch_and_lone_files_get_their_own_runs(pushed):
             assert len(daemon.tick().run_requests) == 1
         assert len(daemon.runs) == 3
         assert daemon.requests == 3
+
+
+def test_an_idle_evaluation_returns_as_soon_as_a_file_is_queued(pushed, monkeypatch):
+    """Dagster evaluates sensors every 5 s at best; an evaluation that finds nothing waits for the
+    queue, so a file landing meanwhile is requested in well under a second."""
+    monkeypatch.setenv("TICKHOUSE_PUSH_WAIT_SECONDS", "4")
+    landing = resolved_resources()["landing"]
+    with DagsterInstance.ephemeral() as instance:
+        daemon = PushDaemon(instance, landing)
+        daemon.start_at_queue_end()
+        returned: list[float] = []
+        tick = threading.Thread(
+            target=lambda: (daemon.tick(), returned.append(time.monotonic())), daemon=True
+        )
+        tick.start()
+        time.sleep(1.0)
+        landing.store().write("KRX/wait/w.xml", trades(("1", "09:00:00", "71000", 5)))
+        uploaded = time.monotonic()
+        tick.join(10)
+        assert daemon.requested_keys() == ["KRX/wait/w.xml"]
+        print(f"upload → run requested: {(returned[0] - uploaded) * 1000:.0f} ms")
+        assert returned[0] - uploaded < 1.0
