@@ -11,9 +11,10 @@ from dagster import DagsterInstance, build_sensor_context
 
 from tickhouse_dagster.defs.resources import resolved_resources
 from tickhouse_dagster.defs.sensors import landing_sensor
+from tickhouse_dagster.storage.landing import LandingFile
 from tickhouse_dagster_tests.defs.helpers import definitions_with, step_error
 from tickhouse_dagster_tests.defs.test_ingest_assets import trades
-from tickhouse_dagster_tests.push import PushDaemon, wait_queued
+from tickhouse_dagster_tests.push import PushDaemon, queue, wait_queued
 
 pytestmark = pytest.mark.slow
 QUEUED_WITHIN = 5.0  # seconds from the upload's return to the version in the queue
@@ -126,3 +127,34 @@ def test_an_idle_evaluation_returns_as_soon_as_a_file_is_queued(pushed, monkeypa
         assert daemon.requested_keys() == ["KRX/wait/w.xml"]
         print(f"upload → run requested: {(returned[0] - uploaded) * 1000:.0f} ms")
         assert returned[0] - uploaded < 1.0
+
+
+def test_the_polling_safety_net_takes_only_what_the_listener_missed(pushed, monkeypatch):
+    """A file the listener never saw (here: a bucket it does not watch) is requested by the
+    polling sensor, which registers it in the queue; the listener noticing that version later
+    adds nothing, so the push sensor never requests it too."""
+    prefix = pushed["TICKHOUSE_LANDING_URI"].removeprefix("s3://landing/")
+    monkeypatch.setenv("TICKHOUSE_LANDING_URI", f"s3://warehouse/{prefix}")
+    landing = resolved_resources()["landing"]
+    store = landing.store()
+    with DagsterInstance.ephemeral() as instance:
+        daemon = PushDaemon(instance, landing)
+        daemon.start_at_queue_end()
+        try:
+            version = store.write("KRX/missed.xml", trades(("1", "09:00:00", "71000", 5)))
+            polled = landing_sensor(
+                build_sensor_context(instance=instance, resources={"landing": landing})
+            )
+            [request] = polled.run_requests
+            assert request.run_config["ops"]["ingest_landing_files"]["config"]["keys"] == [
+                version.key
+            ]
+            # The listener's view of that version: the full object key in the bucket.
+            full_key = LandingFile(
+                store.prefix + version.key, version.size, version.modified_ns, version.etag
+            )
+            late = (store.bucket, full_key, 1)
+            assert queue().record("late-listener", since_ns=1, filer_ts_ns=1, files=[late]) == 0
+            assert daemon.tick().run_requests == []
+        finally:
+            store.delete("KRX/missed.xml")
