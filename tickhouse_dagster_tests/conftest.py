@@ -41,6 +41,8 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
         "TICKHOUSE_PROFILES_DIR",
         "TICKHOUSE_PROFILE_RULES",
         "TICKHOUSE_VENUES_FILE",
+        "TICKHOUSE_FILER_GRPC",  # push ingestion off unless a test turns it on
+        "TICKHOUSE_LANDING_QUEUE_URL",
     ]:
         monkeypatch.delenv(name, raising=False)
     (home / "dagster").mkdir(parents=True)

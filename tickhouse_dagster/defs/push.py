@@ -96,10 +96,10 @@ def _wait_for_queue(queue: LandingQueue, after: int, seconds: float) -> None:
     "per version (the polling landing_sensor stays on as a slow safety net).",
 )
 def landing_push_sensor(context: SensorEvaluationContext, landing: LandingResource) -> SensorResult:
-    queue = _queue(queue_url())
     store = landing.store()
     if not isinstance(store, S3Landing):
         return SensorResult(skip_reason=f"push needs an s3:// landing, not {store.uri}")
+    queue = _queue(queue_url())
     state = json.loads(context.cursor) if context.cursor else {}
     after = int(state.get("seq", 0))
     _wait_for_queue(queue, after, float(settings.setting("TICKHOUSE_PUSH_WAIT_SECONDS") or 0))
