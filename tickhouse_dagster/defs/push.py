@@ -152,6 +152,9 @@ def landing_push_sensor(context: SensorEvaluationContext, landing: LandingResour
                     "backlog": MetadataValue.int(backlog),
                     "landed_to_requested_ms": MetadataValue.int(lag_ms),
                     "queue_position": MetadataValue.int(last),
+                    "listener_heard_seconds_ago": MetadataValue.float(heard_s)
+                    if heard_s is not None
+                    else MetadataValue.text("never"),
                     "source": MetadataValue.text("SeaweedFS filer change stream"),
                 },
             )

@@ -1,6 +1,6 @@
 """Push ingestion under faults, on the fault stack (its own SeaweedFS + PostgreSQL, see conftest):
-files keep landing while the landing listener is killed (SIGKILL) and started again, and while
-SeaweedFS's filer is stopped and started again; the push sensor ticks all along, as the daemon
+files keep landing while the landing listener is killed (SIGKILL) and started again, while
+SeaweedFS's filer is stopped and started again, and after it crashed (SIGKILL); the push sensor ticks all along, as the daemon
 does, and once an evaluation is retried with the cursor from before it (a daemon that died
 before storing the cursor). What must hold: every file is queued and requested, none twice."""
 
@@ -26,7 +26,7 @@ from tickhouse_dagster_tests.reliability.conftest import (
 )
 
 pytestmark = pytest.mark.slow
-FILES = 30
+FILES = 40
 EVERY = 0.25  # seconds between uploads
 TEST_TIMEOUT = 240
 
@@ -128,6 +128,12 @@ def test_listener_and_filer_restarts_lose_nothing_and_request_nothing_twice(
             wait_until("the filer to stop", lambda: gone(filer), 60)
             filer_restart = fault_stack_ok("up", "seaweedfs", timeout=300)
 
+            wait_until("28 uploads", lambda: uploader.done >= 28)
+            filer = pid("seaweedfs-filer")
+            os.kill(filer, signal.SIGKILL)  # the filer crashes: its unflushed log is gone
+            wait_until("the filer to die", lambda: gone(filer), 10)
+            filer_crash_restart = fault_stack_ok("up", "seaweedfs", timeout=300)
+
             uploader.join(TEST_TIMEOUT / 2)
             assert not uploader.is_alive(), f"uploads stuck at {uploader.done}/{FILES}"
             wait_queued(uploader.keys, landing, 60)
@@ -140,6 +146,7 @@ def test_listener_and_filer_restarts_lose_nothing_and_request_nothing_twice(
             ticker.join(10)
         print(
             f"listener restart {listener_restart:.1f}s, filer restart {filer_restart:.1f}s, "
+            f"after a filer crash {filer_crash_restart:.1f}s, "
             f"{uploader.failures} failed uploads retried, {len(daemon.runs)} runs, "
             f"{daemon.requests} requests"
         )
