@@ -52,6 +52,11 @@ def step_seconds(instance: DagsterInstance, run_id: str) -> dict[str, float]:
     }
 
 
+def _batch_keys(run_config: dict) -> list[str]:
+    ops = run_config.get("ops", {}).get("ingest_landing_files", {})
+    return ops.get("config", {}).get("keys", [])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--files", type=int, default=3, help="files dropped one after another")
@@ -59,7 +64,15 @@ def main() -> None:
     parser.add_argument("--interval", type=int, default=30, help="sensor interval, seconds")
     parser.add_argument("--timeout", type=float, default=300)
     parser.add_argument("--out", help="report file to update (its stack-latency section)")
+    parser.add_argument(
+        "--poll",
+        action="store_true",
+        help="without the landing listener (unset TICKHOUSE_FILER_GRPC): the polling sensor only",
+    )
     args = parser.parse_args()
+    if args.poll:
+        os.environ.pop("TICKHOUSE_FILER_GRPC", None)
+    mode = "push (landing listener)" if os.environ.get("TICKHOUSE_FILER_GRPC") else "polling"
 
     run = uuid.uuid4().hex[:8]
     home = Path(tempfile.mkdtemp(prefix="tickhouse-latency-"))
@@ -97,8 +110,9 @@ def main() -> None:
                 [path] = generate(spec, sample / str(number))
                 key = f"KRX/{number}/{path.name}"
                 day = spec.start_date.isoformat()
-                landed = time.monotonic()
-                store.write(key, path.read_bytes())
+                data = path.read_bytes()
+                landed, landed_wall = time.monotonic(), time.time()
+                store.write(key, data)
 
                 def visible(day: str = day) -> bool:
                     table = f"{trino.catalog}.{namespace}.ohlcv_1m"
@@ -112,19 +126,27 @@ def main() -> None:
                 latency = time.monotonic() - landed
 
                 def finished_runs(key: str = key, day: str = day):
-                    done = instance.get_runs(RunsFilter(statuses=[DagsterRunStatus.SUCCESS]))
-                    ingest = [r for r in done if r.tags.get("dagster/partition") == key]
-                    bars = [r for r in done if r.tags.get("dagster/partition") == day]
+                    done = instance.get_run_records(RunsFilter(statuses=[DagsterRunStatus.SUCCESS]))
+                    # Ingest runs are batch runs (their config names the files), bar runs are
+                    # partitioned by day.
+                    ingest = [r for r in done if key in _batch_keys(r.dagster_run.run_config)]
+                    bars = [r for r in done if r.dagster_run.tags.get("dagster/partition") == day]
                     return (ingest[0], bars[0]) if ingest and bars else None
 
                 ingest, bars = wait("the ingest and bar runs to finish", finished_runs, timeout=120)
-                steps = step_seconds(instance, ingest.run_id) | step_seconds(instance, bars.run_id)
+                requested = ingest.create_timestamp.timestamp() - landed_wall
+                started = (ingest.start_time or 0) - landed_wall
+                steps = step_seconds(instance, ingest.dagster_run.run_id) | step_seconds(
+                    instance, bars.dagster_run.run_id
+                )
                 own = sum(steps.values())
-                rows.append((key, latency, own))
+                rows.append((key, latency, own, requested, started))
                 for step, seconds in steps.items():
                     per_step.setdefault(step, []).append(seconds)
                 print(
-                    f"{key}: visible in Trino after {latency:.1f} s; project steps {own:.2f} s "
+                    f"{key}: run requested after {requested:.2f} s, started after "
+                    f"{started:.1f} s; visible in Trino after {latency:.1f} s; project steps "
+                    f"{own:.2f} s "
                     f"({', '.join(f'{step} {seconds:.2f} s' for step, seconds in steps.items())})",
                     flush=True,
                 )
@@ -141,6 +163,8 @@ def main() -> None:
 
     latencies = [r[1] for r in rows]
     own = [r[2] for r in rows]
+    requested = [r[3] for r in rows]
+    started = [r[4] for r in rows]
     table = "\n".join(
         [
             "## Latency on the real stack",
@@ -152,10 +176,15 @@ def main() -> None:
             "project's own processing is the sum of the ingest and bar runs' step times "
             "(parse, checks, commits, bars), without sensor waits, queueing or process start.",
             "",
-            "| files | ticks each | sensor interval | landing → bars in Trino (min / median / max) "
+            "| files | ticks each | ingestion | landing → run requested | landing → run started "
+            "| landing → bars in Trino (min / median / max) "
             "| project's own processing (min / median / max) |",
-            "| --- | --- | --- | --- | --- |",
-            f"| {len(rows)} | {args.ticks:,} | {args.interval} s "
+            "| --- | --- | --- | --- | --- | --- | --- |",
+            f"| {len(rows)} | {args.ticks:,} "
+            f"| {mode if 'push' in mode else f'polling, {args.interval} s interval'} "
+            f"| {min(requested):.2f} / {statistics.median(requested):.2f} / "
+            f"{max(requested):.2f} s "
+            f"| {min(started):.1f} / {statistics.median(started):.1f} / {max(started):.1f} s "
             f"| {min(latencies):.1f} / {statistics.median(latencies):.1f} / "
             f"{max(latencies):.1f} s "
             f"| {min(own):.2f} / {statistics.median(own):.2f} / {max(own):.2f} s |",

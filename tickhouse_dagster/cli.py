@@ -135,6 +135,12 @@ def cmd_metrics(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_listen(args: argparse.Namespace) -> int:
+    from tickhouse_dagster.listener import main as listen
+
+    return listen(args.listener_args)
+
+
 def cmd_view(args: argparse.Namespace) -> int:
     app = Path(__file__).with_name("view") / "app.py"
     argv = [sys.executable, "-m", "streamlit", "run", str(app)]
@@ -180,6 +186,14 @@ def build_parser() -> argparse.ArgumentParser:
     met.add_argument("--cache-seconds", type=float, default=10.0, help="reuse figures this long")
     met.set_defaults(func=cmd_metrics)
 
+    lis = sub.add_parser(
+        "listen",
+        help="SeaweedFS landing listener: queue new landing files for the push sensor",
+        add_help=False,  # its own options: `tickhouse listen --help`
+    )
+    lis.add_argument("listener_args", nargs=argparse.REMAINDER)
+    lis.set_defaults(func=cmd_listen)
+
     view = sub.add_parser("view", help="candlestick quick look at the bars (Streamlit)")
     view.add_argument("--host", default="127.0.0.1")
     view.add_argument("--port", type=int, default=8501)
@@ -188,6 +202,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["listen"]:  # its options (and --help) are the listener's own
+        from tickhouse_dagster.listener import main as listen
+
+        return listen(argv[1:])
     args = build_parser().parse_args(argv)
     return args.func(args)
 

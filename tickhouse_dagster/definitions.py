@@ -20,6 +20,7 @@ from tickhouse_dagster.defs.ingest_batch import build_batch_job
 from tickhouse_dagster.defs.io_managers import iceberg_io_managers
 from tickhouse_dagster.defs.jobs import ingest_file_job, rebuild_bars_job
 from tickhouse_dagster.defs.maintenance import MAINTENANCE_JOBS, MAINTENANCE_SCHEDULES
+from tickhouse_dagster.defs.push import landing_push_sensor, push_enabled
 from tickhouse_dagster.defs.resources import resources_from_env
 from tickhouse_dagster.defs.resources_spark import spark_resources
 from tickhouse_dagster.defs.sensors import landing_sensor, touched_days_sensor
@@ -43,7 +44,9 @@ def build_definitions(resources: Mapping[str, Any]) -> Definitions:
             spark_backfill_ticks,
         ],
         schedules=MAINTENANCE_SCHEDULES,
-        sensors=[landing_sensor, touched_days_sensor, automation_sensor, bars_freshness_sensor],
+        # The push sensor only where a SeaweedFS filer feeds the landing listener.
+        sensors=[landing_sensor, touched_days_sensor, automation_sensor, bars_freshness_sensor]
+        + ([landing_push_sensor] if push_enabled() else []),
         # The Spark engine's resources cost nothing until a spark_backfill_ticks run uses them.
         # The Iceberg IO manager stores on the `lakehouse` resource's catalog and warehouse.
         resources={

@@ -58,6 +58,25 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("TICKHOUSE_SENSOR_INTERVAL_SECONDS", "30", "landing sensor interval"),
     Setting("TICKHOUSE_SENSOR_MAX_FILES_PER_TICK", "500", "runs requested per sensor tick"),
     Setting("TICKHOUSE_SENSOR_MARGIN_SECONDS", "300", "lookback for late-visible uploads"),
+    Setting(
+        "TICKHOUSE_FILER_GRPC",
+        None,
+        "SeaweedFS filer gRPC host:port: set, the landing listener pushes new files (push sensor)",
+    ),
+    Setting(
+        "TICKHOUSE_LANDING_QUEUE_URL",
+        None,
+        "the listener's queue, a SQLAlchemy URL (default: SQLite under TICKHOUSE_HOME/listener)",
+        secret=True,
+    ),
+    Setting("TICKHOUSE_LISTENER_PORT", None, "landing listener health endpoint port (optional)"),
+    Setting("TICKHOUSE_PUSH_SENSOR_INTERVAL_SECONDS", "1", "push sensor interval"),
+    Setting(
+        "TICKHOUSE_PUSH_WAIT_SECONDS",
+        "4",
+        "a push sensor evaluation that finds nothing waits this long for the listener's next "
+        "file (Dagster's sensor loop runs only every 5 s)",
+    ),
     Setting("TICKHOUSE_PROFILES_DIR", None, "folder of extra input profiles (*.yaml)"),
     Setting("TICKHOUSE_PROFILE_RULES", None, "key pattern → profile rules: 'glob=profile,…'"),
     Setting("TICKHOUSE_VENUES_FILE", None, "extra venue reference data (YAML)"),
@@ -105,6 +124,10 @@ def staging_uri() -> str:
 
 def embedded_catalog_db() -> str:
     return f"{_home()}/catalog.db"
+
+
+def tickhouse_home() -> str:
+    return _home()
 
 
 def dagster_home() -> str:

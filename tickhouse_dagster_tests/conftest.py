@@ -41,6 +41,8 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
         "TICKHOUSE_PROFILES_DIR",
         "TICKHOUSE_PROFILE_RULES",
         "TICKHOUSE_VENUES_FILE",
+        "TICKHOUSE_FILER_GRPC",  # push ingestion off unless a test turns it on
+        "TICKHOUSE_LANDING_QUEUE_URL",
     ]:
         monkeypatch.delenv(name, raising=False)
     (home / "dagster").mkdir(parents=True)
@@ -90,14 +92,27 @@ def parse_env(text: str) -> dict[str, str]:
     return env
 
 
+def stopped_services(status_output: str) -> list[str]:
+    """The default services `stack status` shows as stopped."""
+    return [
+        line.split()[0]
+        for line in status_output.splitlines()
+        if line.split()[1:2] == ["stopped"] and "(optional" not in line
+    ]
+
+
 @pytest.fixture(scope="session")
 def stack_env() -> Iterator[dict[str, str]]:
-    was_running = stack("status").returncode == 0
+    status = stack("status")
+    was_running = status.returncode == 0
+    # Only what this session starts is stopped afterwards: a stack that was partly running (e.g.
+    # started before a service was added to it) keeps the services it had.
+    started = [] if was_running else stopped_services(status.stdout)
     if not was_running:
         up = stack("up", timeout=COLD_START_TIMEOUT)
         assert up.returncode == 0, f"stack up failed:\n{up.stdout[-3000:]}\n{up.stderr[-3000:]}"
     try:
         yield parse_env(stack("env").stdout)
     finally:
-        if not was_running:
-            stack("down", timeout=120)
+        if started:
+            stack("down", *started, timeout=120)

@@ -11,8 +11,8 @@ from pydantic import PrivateAttr
 from tickhouse_dagster import settings
 from tickhouse_dagster.engine.feed import SNIFF_BYTES, Feed
 from tickhouse_dagster.engine.landing_file import LandingAddress, Staging
-from tickhouse_dagster.market.venues import Venue, load_venues
-from tickhouse_dagster.parsing.profiles import Profile, load_profiles
+from tickhouse_dagster.market.venues import Venue, VenueFileError, load_venues
+from tickhouse_dagster.parsing.profiles import Profile, ProfileError, load_profiles
 from tickhouse_dagster.storage.catalog import CatalogSettings, load_lakehouse_catalog
 from tickhouse_dagster.storage.lakehouse import Lakehouse
 from tickhouse_dagster.storage.landing import LandingStore
@@ -41,6 +41,16 @@ class FeedResource(ConfigurableResource):
 
     def feed(self) -> Feed:
         return Feed.load(self.profiles_dir, self.profile_rules, self.venues_file)
+
+    def refusal(self) -> str | None:
+        """Why no run may start, if the profiles or venues are refused. Runs read the same
+        profiles and venues: a broken one would fail every run a sensor starts, so a sensor
+        requests nothing (and keeps its cursor) until it is fixed."""
+        try:
+            self.feed()
+        except (ProfileError, VenueFileError) as exc:
+            return f"no run requested: the feed configuration is refused: {exc}"
+        return None
 
     def profiles(self) -> dict[str, Profile]:
         return load_profiles(self.profiles_dir)

@@ -5,6 +5,14 @@ Every file waiting at a tick goes into one `ingest_landing_batch` run (up to
 TICKHOUSE_SENSOR_MAX_FILES_PER_TICK): a lone file gets a prompt run of its own, a burst one run
 that parses on both cores instead of a run process per file.
 
+With push ingestion on (TICKHOUSE_FILER_GRPC set, defs/push.py), this sensor is the safety net:
+it registers the versions it finds in the listener's queue (insert-if-absent on the run key) and
+requests only those it registered first, i.e. that the listener had not queued; the push sensor
+requests only the listener's rows. So a version is requested by one of the two sensors, never
+both: normally the listener has every file within milliseconds and this sensor requests nothing;
+it catches what the listener missed (e.g. uploads while the listener and the filer were both down
+and the filer lost its unflushed metadata log).
+
 Dagster has no partition mapping from per-file partitions to daily ones, so the second sensor is
 the bridge: it reads the `trade_dates` each ticks materialization recorded and requests one
 `rebuild_bars` run per touched day (runs of one day are serialised by the run queue's limit on the
@@ -32,10 +40,11 @@ from tickhouse_dagster.defs.ingest_batch import BATCH_JOB
 from tickhouse_dagster.defs.jobs import BARS_DAY_TAG, rebuild_bars_job
 from tickhouse_dagster.defs.ledger import not_yet_ingested
 from tickhouse_dagster.defs.partitions import landing_files, trade_dates, why_not_a_partition
+from tickhouse_dagster.defs.push import push_queue
 from tickhouse_dagster.defs.resources import FeedResource, LandingResource
-from tickhouse_dagster.market.venues import VenueFileError
-from tickhouse_dagster.parsing.profiles import ProfileError
+from tickhouse_dagster.storage.landing import LandingFile, S3Landing
 from tickhouse_dagster.storage.landing_cursor import LandingCursor, plan_ingestion
+from tickhouse_dagster.storage.landing_queue import LandingQueue
 
 SENSOR_INTERVAL = int(settings.setting("TICKHOUSE_SENSOR_INTERVAL_SECONDS") or 30)
 MAX_FILES_PER_TICK = int(settings.setting("TICKHOUSE_SENSOR_MAX_FILES_PER_TICK") or 500)
@@ -57,12 +66,9 @@ def _valid_partition_key(key: str) -> bool:
 def landing_sensor(
     context: SensorEvaluationContext, landing: LandingResource, feed: FeedResource
 ) -> SensorResult | SkipReason:
-    try:
-        # The runs read the same profiles and venues: a broken one would fail every run it
-        # starts, so nothing is requested (and the cursor stays) until it is fixed.
-        feed.feed()
-    except (ProfileError, VenueFileError) as exc:
-        return SkipReason(f"no run requested: the feed configuration is refused: {exc}")
+    refused = feed.refusal()
+    if refused is not None:
+        return SkipReason(refused)
     store = landing.store()
     plan = plan_ingestion(
         store.iter_files(),
@@ -77,6 +83,9 @@ def landing_sensor(
     files = not_yet_ingested(
         context.instance, [f for f in plan.to_ingest if _valid_partition_key(f.key)]
     )
+    queue = push_queue()
+    if queue is not None and files and isinstance(store, S3Landing):
+        files = _missed_by_listener(queue, store, files)
     known = set(context.instance.get_dynamic_partitions(landing_files.name))
     new_keys = sorted({f.key for f in files} - known)
     context.log.info(
@@ -99,6 +108,13 @@ def landing_sensor(
         dynamic_partitions_requests=[landing_files.build_add_request(new_keys)] if new_keys else [],
         cursor=plan.cursor.to_json(),
     )
+
+
+def _missed_by_listener(
+    queue: LandingQueue, store: S3Landing, files: list[LandingFile]
+) -> list[LandingFile]:
+    taken = queue.take_for_poll(store.bucket, store.prefix, files)
+    return [f for f in files if f.run_key in taken]
 
 
 @sensor(

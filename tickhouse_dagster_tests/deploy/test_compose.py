@@ -45,6 +45,7 @@ SERVICES = {
     "postgres-init",
     "trino",
     "tickhouse-code",
+    "landing-listener",
     "dagster-webserver",
     "dagster-daemon",
     # monitoring (tickhouse_dagster_tests/deploy/test_compose_monitoring.py)
@@ -213,6 +214,7 @@ def test_code_location_image_is_built_from_the_repository_dockerfile(
         "seaweedfs-config",
         "seaweedfs-buckets",
         "tickhouse-metrics",
+        "landing-listener",
     }
     assert [n for n, s in services.items() if "build" in s] == ["tickhouse-code"]
     assert services["dagster-webserver"]["command"][:1] == ["dagster-webserver"]
@@ -403,3 +405,22 @@ def test_the_validator_build_is_cached(compose_validator: Validator) -> None:
     start = time.monotonic()
     assert compose_validator.run().returncode == 0
     assert again.seconds + (time.monotonic() - start) < 5
+
+
+def test_landing_listener_feeds_the_push_sensor(compose_model: dict[str, Any]) -> None:
+    """The listener and the code location's push sensor share one queue and one filer; the
+    filer's gRPC port is its HTTP port + 10000 (fixed by weed)."""
+    services = compose_model["services"]
+    listener, code = services["landing-listener"], services["tickhouse-code"]["environment"]
+    env = listener["environment"]
+    assert listener["command"][:2] == ["tickhouse", "listen"]
+    assert "ports" not in listener  # reached by the healthcheck only
+    for name in ("TICKHOUSE_LANDING_QUEUE_URL", "TICKHOUSE_FILER_GRPC", "TICKHOUSE_LANDING_URI"):
+        assert env[name] == code[name], name
+    assert env["TICKHOUSE_LANDING_QUEUE_URL"].endswith("@postgres:5432/dagster")
+    filer_port = next(
+        int(arg.split("=", 1)[1])
+        for arg in services["seaweedfs-filer"]["command"]
+        if arg.startswith("-port=")
+    )
+    assert env["TICKHOUSE_FILER_GRPC"] == f"seaweedfs-filer:{filer_port + 10000}"

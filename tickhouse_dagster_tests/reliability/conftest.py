@@ -88,6 +88,8 @@ def on_fault_stack(
             monkeypatch.delenv(name)
     for name, value in fault_stack_env.items():
         monkeypatch.setenv(name, value)
+    # The polling path, as for S3 without change notifications; the push tests set it back.
+    monkeypatch.delenv("TICKHOUSE_FILER_GRPC", raising=False)
     monkeypatch.delenv("TICKHOUSE_TRINO_URL")  # a test that wants "Trino down" sets it back
     settings = {
         "TICKHOUSE_HOME": str(tmp_path / "home"),

@@ -24,6 +24,8 @@ def on_stack(
             monkeypatch.delenv(name)
     for name, value in stack_env.items():
         monkeypatch.setenv(name, value)
+    # The polling path, as for S3 without change notifications; the push tests set it back.
+    monkeypatch.delenv("TICKHOUSE_FILER_GRPC", raising=False)
     settings = {
         "TICKHOUSE_HOME": str(tmp_path / "home"),
         "DAGSTER_HOME": str(tmp_path / "home" / "dagster"),

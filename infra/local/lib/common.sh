@@ -35,6 +35,7 @@ TRINO_HTTP_PORT=$((18080 + PORT_OFFSET))
 SEAWEED_SERVER_METRICS_PORT=$((19328 + PORT_OFFSET)) # master+volume process (volume disk usage)
 PROMETHEUS_PORT=$((19090 + PORT_OFFSET))           # optional service: `stack up prometheus`
 PIPELINE_METRICS_PORT=$((19464 + PORT_OFFSET))     # `tickhouse metrics` exporter, scraped by it
+LISTENER_PORT=$((19471 + PORT_OFFSET))             # landing listener health (/healthz)
 
 # --- credentials (local-dev defaults; override via the environment) -------------
 TICKHOUSE_S3_ACCESS_KEY=${TICKHOUSE_S3_ACCESS_KEY:-tickhouse}

@@ -1,0 +1,160 @@
+"""Push ingestion on the real stack: the stack's own landing-listener (started by
+`infra/local/stack up`) hears SeaweedFS's filer, the push sensor turns its queue into runs."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+from dagster import DagsterInstance, build_sensor_context
+
+from tickhouse_dagster.defs.resources import resolved_resources
+from tickhouse_dagster.defs.sensors import landing_sensor
+from tickhouse_dagster.storage.landing import LandingFile
+from tickhouse_dagster_tests.defs.helpers import definitions_with, step_error
+from tickhouse_dagster_tests.defs.test_ingest_assets import trades
+from tickhouse_dagster_tests.push import PushDaemon, queue, wait_queued
+
+pytestmark = pytest.mark.slow
+QUEUED_WITHIN = 5.0  # seconds from the upload's return to the version in the queue
+
+
+@pytest.fixture
+def pushed(on_stack: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    monkeypatch.setenv("TICKHOUSE_FILER_GRPC", on_stack["TICKHOUSE_FILER_GRPC"])
+    # Idle evaluations return quickly here; the wait itself has its own test below.
+    monkeypatch.setenv("TICKHOUSE_PUSH_WAIT_SECONDS", "0.2")
+    return on_stack
+
+
+def test_a_new_file_is_queued_within_seconds_and_requested_once(pushed, tmp_path):
+    resources = resolved_resources()
+    landing = resources["landing"]
+    store = landing.store()
+    with DagsterInstance.ephemeral() as instance:
+        daemon = PushDaemon(instance, landing)
+        daemon.start_at_queue_end()
+        assert daemon.tick().run_requests == []  # nothing new yet
+
+        started = time.monotonic()
+        version = store.write("KRX/2024-01-02/a.xml", trades(("1", "09:00:00", "71000", 5)))
+        waited = wait_queued([version.key], landing, QUEUED_WITHIN)
+        print(f"upload → queued: {(time.monotonic() - started) * 1000:.0f} ms")
+        assert waited < QUEUED_WITHIN
+
+        before = daemon.cursor
+        first = daemon.tick()
+        assert [r.tags["tickhouse/batch_files"] for r in first.run_requests] == ["1"]
+        assert daemon.requested_keys() == [version.key]
+        assert int(first.run_requests[0].tags["tickhouse/landed_to_requested_ms"]) < 5000
+        assert first.asset_events[0].metadata["requested_files"].value == 1
+        # A retried evaluation (the daemon died before storing the cursor) asks for the same
+        # run key, which Dagster drops; the next tick asks for nothing.
+        again = daemon.tick(cursor=before)
+        assert [r.run_key for r in again.run_requests] == [first.run_requests[0].run_key]
+        assert daemon.tick().run_requests == []
+        assert len(daemon.runs) == 1
+
+        # The polling sensor (the safety net) leaves the file to the listener.
+        polled = landing_sensor(
+            build_sensor_context(instance=instance, resources={"landing": landing})
+        )
+        assert polled.run_requests == []
+
+        # The requested run ingests the file.
+        job = definitions_with(dict(resources)).resolve_job_def("ingest_landing_batch")
+        request = first.run_requests[0]
+        run = job.execute_in_process(
+            instance=instance,
+            run_config=request.run_config,
+            tags=request.tags,
+            raise_on_error=False,
+        )
+        assert run.success, step_error(run)
+        house = resources["lakehouse"].lakehouse()
+        assert house.table("ticks").scan().to_arrow().num_rows == 1
+
+        # A changed file is a new version: queued and requested once more.
+        changed = store.write("KRX/2024-01-02/a.xml", trades(("1", "09:00:00", "71000", 6)))
+        wait_queued([changed.key], landing, QUEUED_WITHIN)
+        deadline = time.monotonic() + QUEUED_WITHIN
+        while len(daemon.runs) < 2 and time.monotonic() < deadline:
+            daemon.tick()
+        assert len(daemon.runs) == 2 and daemon.requested_keys() == [version.key] * 2
+
+
+def test_a_burst_is_one_batch_and_lone_files_get_their_own_runs(pushed):
+    landing = resolved_resources()["landing"]
+    store = landing.store()
+    with DagsterInstance.ephemeral() as instance:
+        daemon = PushDaemon(instance, landing)
+        daemon.start_at_queue_end()
+        burst = [f"KRX/burst/b{n:02d}.xml" for n in range(8)]
+        for key in burst:
+            store.write(key, trades(("1", "09:00:00", "71000", 5)))
+        wait_queued(burst, landing, QUEUED_WITHIN)
+        result = daemon.tick()
+        assert len(result.run_requests) == 1
+        assert sorted(daemon.requested_keys()) == burst
+
+        for n in range(2):
+            key = f"KRX/lone/l{n}.xml"
+            store.write(key, trades(("1", "09:00:00", "71000", 5)))
+            wait_queued([key], landing, QUEUED_WITHIN)
+            assert len(daemon.tick().run_requests) == 1
+        assert len(daemon.runs) == 3
+        assert daemon.requests == 3
+
+
+def test_an_idle_evaluation_returns_as_soon_as_a_file_is_queued(pushed, monkeypatch):
+    """Dagster evaluates sensors every 5 s at best; an evaluation that finds nothing waits for the
+    queue, so a file landing meanwhile is requested in well under a second."""
+    monkeypatch.setenv("TICKHOUSE_PUSH_WAIT_SECONDS", "4")
+    landing = resolved_resources()["landing"]
+    with DagsterInstance.ephemeral() as instance:
+        daemon = PushDaemon(instance, landing)
+        daemon.start_at_queue_end()
+        returned: list[float] = []
+        tick = threading.Thread(
+            target=lambda: (daemon.tick(), returned.append(time.monotonic())), daemon=True
+        )
+        tick.start()
+        time.sleep(1.0)
+        landing.store().write("KRX/wait/w.xml", trades(("1", "09:00:00", "71000", 5)))
+        uploaded = time.monotonic()
+        tick.join(10)
+        assert daemon.requested_keys() == ["KRX/wait/w.xml"]
+        print(f"upload → run requested: {(returned[0] - uploaded) * 1000:.0f} ms")
+        assert returned[0] - uploaded < 1.0
+
+
+def test_the_polling_safety_net_takes_only_what_the_listener_missed(pushed, monkeypatch):
+    """A file the listener never saw (here: a bucket it does not watch) is requested by the
+    polling sensor, which registers it in the queue; the listener noticing that version later
+    adds nothing, so the push sensor never requests it too."""
+    prefix = pushed["TICKHOUSE_LANDING_URI"].removeprefix("s3://landing/")
+    monkeypatch.setenv("TICKHOUSE_LANDING_URI", f"s3://warehouse/{prefix}")
+    landing = resolved_resources()["landing"]
+    store = landing.store()
+    with DagsterInstance.ephemeral() as instance:
+        daemon = PushDaemon(instance, landing)
+        daemon.start_at_queue_end()
+        try:
+            version = store.write("KRX/missed.xml", trades(("1", "09:00:00", "71000", 5)))
+            polled = landing_sensor(
+                build_sensor_context(instance=instance, resources={"landing": landing})
+            )
+            [request] = polled.run_requests
+            assert request.run_config["ops"]["ingest_landing_files"]["config"]["keys"] == [
+                version.key
+            ]
+            # The listener's view of that version: the full object key in the bucket.
+            full_key = LandingFile(
+                store.prefix + version.key, version.size, version.modified_ns, version.etag
+            )
+            late = (store.bucket, full_key, 1)
+            assert queue().record("late-listener", since_ns=1, filer_ts_ns=1, files=[late]) == 0
+            assert daemon.tick().run_requests == []
+        finally:
+            store.delete("KRX/missed.xml")
