@@ -45,12 +45,24 @@ def run_doctor() -> int:
         seen = "sees" if lakehouse.namespace in schemas else "does NOT see"
         return f"Trino {version}, catalog {resource.catalog!r} {seen} {lakehouse.namespace!r}"
 
+    def reference_data() -> str:
+        from tickhouse_dagster.storage.reference_lineage import find_stale
+
+        # Counting only: naming the files to re-ingest reads their ticks (`tickhouse stale`).
+        report = find_stale(lakehouse.lakehouse(), feed.venues(), check_ticks=False)
+        if report.stale:
+            lines = report.render().splitlines()[:-1]  # the last says "stale: see above"
+            summary = "; ".join(line for line in lines if not line.startswith(" "))
+            raise RuntimeError(f"{summary}; details: tickhouse stale")
+        return "ticks and bars built under the current reference data"
+
     print("checks:")
     results = [
         _probe("landing store", lambda: landing.store().check()),
         _probe("iceberg catalog", catalog),
         _probe("input profiles", lambda: ", ".join(sorted(feed.profiles()))),
         _probe("venues", lambda: ", ".join(sorted(feed.venues()))),
+        _probe("reference data", reference_data),
     ]
     if "trino" in resources:
         results.append(_probe("trino", trino))

@@ -32,6 +32,7 @@ from tickhouse_dagster.quality.bar_rules import (
     reconcile_bars_with_ticks,
 )
 from tickhouse_dagster.storage.lakehouse import Commit
+from tickhouse_dagster.storage.reference_lineage import record_bars_reference
 
 PREVIEW_ROWS = 10
 BAR_KEYS = {interval: AssetKey(["market", bar_table_name(interval)]) for interval in BAR_INTERVALS}
@@ -118,6 +119,13 @@ def ohlcv_bars(context: AssetExecutionContext, lakehouse: LakehouseResource, fee
     with retry_transient(context), ThreadPoolExecutor(max_workers=len(selected)) as pool:
         results = pool.map(store, [_INTERVAL_OF[key] for key in selected])
         stored_bars = dict(zip(selected, results, strict=True))
+        # After the bars, so a crash between leaves them reported stale, never wrongly current.
+        record_bars_reference(
+            house,
+            day,
+            {bar_table_name(_INTERVAL_OF[key]): stored for key, (_, stored) in stored_bars.items()},
+            venues,
+        )
     for key in selected:
         interval = _INTERVAL_OF[key]
         commit, stored = stored_bars[key]
