@@ -22,7 +22,11 @@ from tickhouse_dagster.defs.jobs import ingest_file_job, rebuild_bars_job
 from tickhouse_dagster.defs.maintenance import MAINTENANCE_JOBS, MAINTENANCE_SCHEDULES
 from tickhouse_dagster.defs.resources import resources_from_env
 from tickhouse_dagster.defs.resources_spark import spark_resources
-from tickhouse_dagster.defs.sensors import landing_sensor, touched_days_sensor
+from tickhouse_dagster.defs.sensors import (
+    landing_sensor,
+    reference_data_sensor,
+    touched_days_sensor,
+)
 from tickhouse_dagster.defs.spark import spark_backfill_ticks
 
 
@@ -43,7 +47,13 @@ def build_definitions(resources: Mapping[str, Any]) -> Definitions:
             spark_backfill_ticks,
         ],
         schedules=MAINTENANCE_SCHEDULES,
-        sensors=[landing_sensor, touched_days_sensor, automation_sensor, bars_freshness_sensor],
+        sensors=[
+            landing_sensor,
+            touched_days_sensor,
+            automation_sensor,
+            bars_freshness_sensor,
+            reference_data_sensor,
+        ],
         # The Spark engine's resources cost nothing until a spark_backfill_ticks run uses them.
         # The Iceberg IO manager stores on the `lakehouse` resource's catalog and warehouse.
         resources={

@@ -9,6 +9,10 @@ from collections.abc import Callable
 from tickhouse_dagster import settings
 
 
+class StaleReferenceData(RuntimeError):
+    """Ticks or bars built under venue reference data that has since changed."""
+
+
 def _probe(name: str, probe: Callable[[], str]) -> bool:
     try:
         detail = probe()
@@ -53,7 +57,7 @@ def run_doctor() -> int:
         if report.stale:
             lines = report.render().splitlines()[:-1]  # the last says "stale: see above"
             summary = "; ".join(line for line in lines if not line.startswith(" "))
-            raise RuntimeError(f"{summary}; details: tickhouse stale")
+            raise StaleReferenceData(f"{summary}; details: tickhouse stale")
         return "ticks and bars built under the current reference data"
 
     print("checks:")

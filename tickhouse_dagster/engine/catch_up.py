@@ -129,7 +129,7 @@ class Committer:
                 parsed.refusal = Refusal.of_findings(copies.conflicts, "conflicts")
                 return [*settled, self._refuse(parsed, copies)]
             commit = commit_parsed(self.house, parsed)
-            record_ticks_reference(self.house, [parsed.key], self.venues)
+            record_ticks_reference(self.house, {parsed.key: parsed.staged.venues}, self.venues)
             outcome = FileOutcome(parsed, copies, verify_commit(self.house, parsed, commit))
             parsed.staged.delete()
             return [*settled, outcome]
@@ -162,7 +162,8 @@ class Committer:
         days = trade_dates_of([p.staged for p in files if p.staged is not None])
         before = self.house.file_totals(keys, days, None) if len(files) > 1 else {}
         commit = self.house.commit_files_ticks({p.key: p.data_files or [] for p in files})
-        record_ticks_reference(self.house, keys, self.venues)
+        staged = {p.key: p.staged.venues for p in files if p.staged is not None}
+        record_ticks_reference(self.house, staged, self.venues)
         for (parsed, copies), committed in zip(
             accepted, verify_group(self.house, files, commit), strict=True
         ):

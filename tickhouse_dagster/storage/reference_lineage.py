@@ -5,8 +5,8 @@ The record is Iceberg's own table `reference_data_used`, so every writer that go
 `Lakehouse` records it (the sensor's runs, `tickhouse ingest`, the bars job, the bulk backfill)
 and any engine can read it:
 
-- a landing file's ticks: one row per (file, configured venue), written right after the ticks
-  commit — the trade-date rule the parser used for prints without a feed trade date;
+- a landing file's ticks: one row per (file, venue its rows name), written right after the
+  ticks commit — the trade-date rule the parser used for prints without a feed trade date;
 - a trade date's bars: one row per (bar table, trade date, venue with bars that day), written
   right after the bar commits — the bar clock and the trade-date rule they were built under.
 
@@ -83,19 +83,21 @@ def record_bars_reference(
 
 
 def record_ticks_reference(
-    house: Lakehouse, source_files: Sequence[str], venues: Mapping[str, Venue]
+    house: Lakehouse, files: Mapping[str, Sequence[str]], venues: Mapping[str, Venue]
 ) -> Commit | None:
     """After landing files' ticks were committed, record the reference data they were parsed
-    under: every configured venue's (the parser may have used any of them), a few rows a file."""
-    if not source_files:
+    under: for each file (landing key → the venues its rows name), each of its venues' data."""
+    if not files:
         return None
     now = datetime.now(UTC)
     rows = [
         row
-        for key in source_files
-        for row in _rows(TICKS_BUILT, venues.values(), source_file=key, recorded_at=now)
+        for key, names in files.items()
+        for row in _rows(
+            TICKS_BUILT, (venues[n] for n in sorted(names)), source_file=key, recorded_at=now
+        )
     ]
-    predicate = And(EqualTo("built", TICKS_BUILT), In("source_file", list(source_files)))
+    predicate = And(EqualTo("built", TICKS_BUILT), In("source_file", list(files)))
     return house.replace_reference_records(
         predicate, pa.Table.from_pylist(rows, schema=REFERENCE_ARROW)
     )

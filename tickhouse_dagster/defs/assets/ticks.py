@@ -215,7 +215,7 @@ def ticks(
     with retry_transient(context):
         copies = trade_copies_of(house, key, parsed_ticks)
         commit = commit_parsed(house, parsed)
-        record_ticks_reference(house, [key], feed.venues())
+        record_ticks_reference(house, {key: parsed_ticks.venues}, feed.venues())
         committed = verify_commit(house, parsed, commit)
     yield MaterializeResult(metadata=ticks_metadata(parsed, committed))
     for outcome in ticks_checks(committed, copies):
