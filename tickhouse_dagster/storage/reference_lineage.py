@@ -93,6 +93,7 @@ def record_ticks_reference(
     rows = [
         row
         for key, names in files.items()
+        # Every venue a committed row names is configured (the parsers refuse unknown ones).
         for row in _rows(
             TICKS_BUILT, (venues[n] for n in sorted(names)), source_file=key, recorded_at=now
         )
