@@ -144,8 +144,14 @@ def cmd_rebuild_bars(args: argparse.Namespace) -> int:
     from tickhouse_dagster.defs.partitions import trade_dates, why_not_a_partition
     from tickhouse_dagster.ingest import rebuild_bars
 
-    days = [d.isoformat() for d in _stale_report(check_ticks=False).days()]
-    days = days if args.stale else args.days
+    report = _stale_report(check_ticks=False)
+    days = [d.isoformat() for d in report.days()] if args.stale else args.days
+    for venue, files in sorted(report.ticks_unchecked.items()):
+        # Bars are rebuilt from the ticks as stored: moved trade dates need the files first.
+        print(
+            f"note: {files} file(s) were parsed under {venue}'s former trade-date rule; "
+            "re-ingest those `tickhouse stale` names, which rebuilds their days' bars"
+        )
     if not days:
         print("no stale bars: nothing rebuilt")
         return 0
