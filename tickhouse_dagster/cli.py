@@ -11,8 +11,12 @@ import tempfile
 from collections.abc import Sequence
 from datetime import date
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tickhouse_dagster import settings
+
+if TYPE_CHECKING:  # the commands import their modules lazily: `tickhouse --help` stays fast
+    from tickhouse_dagster.storage.reference_lineage import StaleReport, TicksMode
 
 DAGSTER_INSTANCE_TEMPLATE = settings.PROJECT_ROOT / "infra" / "dagster" / "dagster.local.yaml"
 
@@ -119,13 +123,13 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     return run_doctor()
 
 
-def _stale_report(check_ticks: bool = True):  # -> StaleReport (imports stay lazy for the CLI)
+def _stale_report(ticks: TicksMode = "check") -> StaleReport:
     from tickhouse_dagster.defs.resources import resolved_resources
     from tickhouse_dagster.storage.reference_lineage import find_stale
 
     resources = resolved_resources()
     house = resources["lakehouse"].lakehouse()
-    return find_stale(house, resources["feed"].venues(), check_ticks=check_ticks)
+    return find_stale(house, resources["feed"].venues(), ticks=ticks)
 
 
 def cmd_stale(args: argparse.Namespace) -> int:
@@ -144,7 +148,7 @@ def cmd_rebuild_bars(args: argparse.Namespace) -> int:
     from tickhouse_dagster.defs.partitions import trade_dates, why_not_a_partition
     from tickhouse_dagster.ingest import rebuild_bars
 
-    report = _stale_report(check_ticks=False)
+    report = _stale_report(ticks="count")
     days = [d.isoformat() for d in report.days()] if args.stale else args.days
     for venue, files in sorted(report.ticks_unchecked.items()):
         # Bars are rebuilt from the ticks as stored: moved trade dates need the files first.

@@ -21,12 +21,19 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
+from typing import Literal
 
 import pyarrow as pa
 import pyarrow.compute as pc
-from pyiceberg.expressions import And, EqualTo, In
+from pyiceberg.expressions import AlwaysTrue, And, EqualTo, In
 
-from tickhouse_dagster.contract import REFERENCE_ARROW, TICKS_BUILT, bar_table_name
+from tickhouse_dagster.contract import (
+    BAR_INTERVALS,
+    REFERENCE_ARROW,
+    REFERENCE_TABLE,
+    TICKS_BUILT,
+    bar_table_name,
+)
 from tickhouse_dagster.market.reference_data import (
     CHECK_ONLY_NOTE,
     bars_stale_fields,
@@ -42,6 +49,9 @@ from tickhouse_dagster.market.venues import Venue
 from tickhouse_dagster.storage.lakehouse import Commit, Lakehouse
 
 DAILY_BARS = bar_table_name("1d")  # the bar table whose days tell which days have bars
+BAR_TABLES = tuple(bar_table_name(i) for i in BAR_INTERVALS)
+COMPACT_AT_FILES = 16  # data files of the record table that make a compaction worth it
+TicksMode = Literal["check", "count", "skip"]
 
 
 def _rows(
@@ -210,15 +220,18 @@ def _bar_days(house: Lakehouse) -> set[tuple[date, str]]:
 
 
 def find_stale(
-    house: Lakehouse, venues: Mapping[str, Venue], *, check_ticks: bool = True
+    house: Lakehouse, venues: Mapping[str, Venue], *, ticks: TicksMode = "check"
 ) -> StaleReport:
-    """What the stored records say is stale under `venues`. `check_ticks` reads the ticks of
-    files parsed under a changed trade-date rule to name those whose trade dates move (exact,
-    costs a read of those files' ts); without it they are only counted."""
+    """What the stored records say is stale under `venues`. `ticks`: "check" reads the ticks
+    of files parsed under a changed trade-date rule to name those whose trade dates move (exact,
+    costs a read of those files' ts); "count" only counts such files; "skip" reads the bars'
+    records only (a ticks commit's record file is pruned by its `built` bounds unopened) and
+    leaves out the bars without a record — what a sensor needs every minute."""
     report = StaleReport()
     current = {name: fingerprint(v) for name, v in venues.items()}
     columns = ["built", "venue", "trade_date", "source_file", "fingerprint"]
-    records = house.reference_records(columns).to_pylist()
+    only_bars = In("built", list(BAR_TABLES)) if ticks == "skip" else None
+    records = house.reference_records(columns, only_bars).to_pylist()
     old: dict[tuple[str, str], Venue] = {}
 
     def recorded(name: str, fp: str) -> Venue:
@@ -262,13 +275,14 @@ def find_stale(
         if not rule:
             changes = tuple(describe_change(f, before, now) for f in changed_fields(before, now))
             report.no_effect.setdefault(name, changes)
-        elif check_ticks:
+        elif ticks == "check":
             changes = tuple(describe_change(f, before, now) for f in rule)
             report.ticks += _moved_ticks(house, before, now, keys, changes)
         else:
             report.ticks_unchecked[name] = report.ticks_unchecked.get(name, 0) + len(keys)
     report.ticks.sort(key=lambda t: (t.source_file, t.venue))
-    report.unrecorded = sorted(_bar_days(house) - recorded_days)
+    if ticks != "skip":
+        report.unrecorded = sorted(_bar_days(house) - recorded_days)
     return report
 
 
@@ -299,3 +313,21 @@ def _moved_ticks(
         StaleTicks(key, before.name, tuple(sorted(moves)), changes)
         for key, moves in sorted(by_file.items())
     ]
+
+
+def compact_reference_records(house: Lakehouse, min_files: int = COMPACT_AT_FILES) -> int | None:
+    """Rewrite the record table into one data file once it has `min_files` or more (every ticks
+    commit adds one small file; the nightly maintenance calls this). Returns the files there
+    were, or None when left alone. Rows are read inside the commit's attempt, so a concurrent
+    record makes the attempt fail and start again, never lost."""
+    table = house.table(REFERENCE_TABLE)
+    if table.current_snapshot() is None:
+        return None
+    files = sum(1 for _ in table.scan().plan_files())
+    if files < min_files:
+        return None
+    columns = list(REFERENCE_ARROW.names)
+    house.replace_reference_records_planned(
+        lambda: (AlwaysTrue(), house.reference_records(columns).sort_by("built"))
+    )
+    return files
