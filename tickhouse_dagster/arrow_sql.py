@@ -69,3 +69,8 @@ def query_rows(
 ) -> list[tuple]:
     with arrow_connection(**tables) as connection:
         return connection.execute(sql, params or {}).fetchall()
+
+
+def query_arrow(sql: str, params: dict[str, Any] | None = None, **tables: ArrowSource) -> pa.Table:
+    with arrow_connection(**tables) as connection:
+        return connection.sql(sql, params=params or None).to_arrow_table()

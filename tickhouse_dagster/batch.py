@@ -19,6 +19,7 @@ from tickhouse_dagster.market.venues import Venue
 from tickhouse_dagster.storage.lakehouse import Lakehouse
 from tickhouse_dagster.storage.reference_lineage import record_bars_reference
 from tickhouse_dagster.storage.staging import StagedTicks, stage_tick_file
+from tickhouse_dagster.storage.trade_index import TradeIndex
 
 
 @dataclass
@@ -84,7 +85,8 @@ def ingest_paths(
 def rebuild_day_bars(
     lakehouse: Lakehouse, day: date, venues: Mapping[str, Venue], counts: dict[str, int]
 ) -> None:
-    built = build_all_bars(lakehouse.ticks_dataset([day]), venues)
+    windows = TradeIndex(lakehouse).duplicate_windows(day)
+    built = build_all_bars(lakehouse.ticks_dataset([day]), venues, duplicate_windows=windows)
     for interval, bars in built.items():
         lakehouse.replace_day_bars(interval, day, bars)
         counts[interval] = counts.get(interval, 0) + bars.num_rows

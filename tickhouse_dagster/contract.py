@@ -28,6 +28,7 @@ CORRECTIONS_TABLE: Final = "tick_corrections"
 # under (docs/decisions/1402-stale-reference-data.md); not part of the query contract.
 REFERENCE_TABLE: Final = "reference_data_used"
 TICKS_BUILT: Final = "ticks"  # `built` of a landing file's record; bars use their table name
+TRADE_ID_RANGES_TABLE: Final = "trade_id_ranges"
 BAR_INTERVALS: Final = ("1m", "5m", "1h", "1d")
 TRADE_KEY: Final = ("venue", "symbol", "trade_date", "trade_id")
 
@@ -50,6 +51,22 @@ CORRECTIONS_SCHEMA = Schema(
     *TICKS_SCHEMA.fields,
     NestedField(11, "trans_type", StringType(), required=True),  # C = cancel, R = replace
     NestedField(12, "record", LongType(), required=True),  # where in its file it was reported
+)
+
+# Where each landing file's trades lie in market.ticks: per (venue, symbol, trade_date) its lowest
+# and highest trade_id, its rows and its repeated keys. The copy check and the bar builder consult
+# it (quality.trade_ranges) instead of searching the day's ticks for copies; storage.trade_index
+# keeps it and rebuilds a trade date that disagrees with the ticks.
+TRADE_ID_RANGES_SCHEMA = Schema(
+    NestedField(1, "venue", StringType(), required=True),
+    NestedField(2, "symbol", StringType(), required=True),
+    NestedField(3, "trade_date", DateType(), required=True),
+    NestedField(4, "low_id", StringType(), required=True),
+    NestedField(5, "high_id", StringType(), required=True),
+    NestedField(6, "rows", LongType(), required=True),
+    # Rows that repeat a trade key already in the same file (for that instrument and date).
+    NestedField(7, "repeats", LongType(), required=True),
+    NestedField(8, "source_file", StringType(), required=True),
 )
 
 BARS_SCHEMA = Schema(
@@ -92,6 +109,7 @@ TICKS_ARROW: Final[pa.Schema] = arrow_schema(TICKS_SCHEMA)
 BARS_ARROW: Final[pa.Schema] = arrow_schema(BARS_SCHEMA)
 CORRECTIONS_ARROW: Final[pa.Schema] = arrow_schema(CORRECTIONS_SCHEMA)
 REFERENCE_ARROW: Final[pa.Schema] = arrow_schema(REFERENCE_SCHEMA)
+TRADE_ID_RANGES_ARROW: Final[pa.Schema] = arrow_schema(TRADE_ID_RANGES_SCHEMA)
 
 # Parsed ticks are the ticks before ingestion, plus where in the file each row came from, so that
 # a rejected value can be traced to its record (and line, where the parser knows it).

@@ -60,11 +60,18 @@ def run_doctor() -> int:
             raise StaleReferenceData(f"{summary}; details: tickhouse stale")
         return "ticks and bars built under the current reference data"
 
+    def profiles() -> str:
+        from tickhouse_dagster.parsing.profiles import skipped_profile_files
+
+        names = ", ".join(sorted(feed.profiles()))  # every file checked: file, field, reason
+        notes = skipped_profile_files(feed.profiles_dir)
+        return names + "".join(f"\n        note: {note}" for note in notes)
+
     print("checks:")
     results = [
         _probe("landing store", lambda: landing.store().check()),
         _probe("iceberg catalog", catalog),
-        _probe("input profiles", lambda: ", ".join(sorted(feed.profiles()))),
+        _probe("input profiles", profiles),
         _probe("venues", lambda: ", ".join(sorted(feed.venues()))),
         _probe("reference data", reference_data),
     ]

@@ -15,6 +15,8 @@ from tickhouse_dagster.defs.ingest_batch import BATCH_JOB
 from tickhouse_dagster.defs.jobs import BARS_DAY_TAG, rebuild_bars_job
 from tickhouse_dagster.defs.ledger import not_yet_ingested
 from tickhouse_dagster.defs.resources import LandingResource, resolved_resources
+from tickhouse_dagster.market.venues import VenueFileError
+from tickhouse_dagster.parsing.profiles import ProfileError
 from tickhouse_dagster.storage.landing import LandingFile
 
 # Run events (with stack traces) still go to the instance's event log, visible in the UI; the
@@ -84,7 +86,16 @@ def ingest_landing(
     """One batch run of the engine over every file to ingest (the sensor's runs are the same),
     then one bar rebuild per touched trade date."""
     instance = DagsterInstance.get()
-    landing: LandingResource = resolved_resources()["landing"]
+    resources = resolved_resources()
+    landing: LandingResource = resources["landing"]
+    try:
+        # Profiles and venues are checked before any run: a bad profile is one line naming
+        # its file, field and reason, not a step failure of every file's run.
+        resources["feed"].feed()
+    except (ProfileError, VenueFileError) as exc:
+        report = IngestReport()
+        report.failed.append(("configuration", str(exc)))
+        return report
     files: list[LandingFile] = list(landing.store().iter_files())
     if keys:
         files = [f for f in files if f.key in set(keys)]

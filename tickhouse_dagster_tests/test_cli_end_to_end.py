@@ -250,3 +250,59 @@ def test_doctor_reports_and_masks(tmp_path):
     assert "postgresql+psycopg2://tick:****@127.0.0.1:1/none" in result.stdout
     assert "FAIL  iceberg catalog" in result.stdout
     assert "ok    landing store" in result.stdout
+
+
+BROKEN_PROFILE = """name: cme_clearing
+root: FIXML
+record: TrdCaptRpt
+fields:
+  venue: {path: "Instrmt/@Exch"}
+  symbol: {path: "concat(Instrmt/@ID, Instrmt/@MMY)"}
+  ts: "@TxnTm"
+  trade_id: "@TrdID"
+  price: "@LastPx"
+  quantity: "@LastQty"
+"""
+VENUES_IN_PROFILES = (
+    'CME:\n  timezone: America/Chicago\n  session: {open: "08:30", close: "13:20"}\n'
+)
+
+
+def test_doctor_and_ingest_refuse_a_broken_profile_naming_file_and_field(tmp_path):
+    home = tmp_path / "home"
+    folder = tmp_path / "profiles"
+    folder.mkdir()
+    (folder / "cme.yaml").write_text(BROKEN_PROFILE)
+    (folder / "venues.yaml").write_text(VENUES_IN_PROFILES)
+    (home / "landing").mkdir(parents=True)
+    (home / "landing" / "a.xml").write_text("<FIXML/>")
+    env = {**os.environ, "TICKHOUSE_HOME": str(home), "DAGSTER_HOME": str(home / "dagster")}
+    env["TICKHOUSE_PROFILES_DIR"] = str(folder)
+    reason = (
+        f"{folder / 'cme.yaml'}, profile 'cme_clearing', field 'symbol': path "
+        "'concat(Instrmt/@ID, Instrmt/@MMY)': 'concat(Instrmt' is not an element step"
+    )
+    doctor = subprocess.run(
+        [TICKHOUSE_CLI, "doctor"], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert doctor.returncode == 1
+    assert f"FAIL  input profiles: ProfileError: {reason}" in doctor.stdout
+    ingest = subprocess.run(
+        [TICKHOUSE_CLI, "ingest"], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert ingest.returncode == 1
+    assert f"FAILED configuration: {reason}" in ingest.stdout
+    assert "DagsterExecutionStepExecutionError" not in ingest.stdout + ingest.stderr
+
+    # Fixed: doctor says ok and notes the venues file it skipped.
+    (folder / "cme.yaml").write_text(
+        BROKEN_PROFILE.replace(
+            '{path: "concat(Instrmt/@ID, Instrmt/@MMY)"}',
+            '{template: "{Instrmt/@ID}{Instrmt/@MMY}"}',
+        )
+    )
+    doctor = subprocess.run(
+        [TICKHOUSE_CLI, "doctor"], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert "ok    input profiles: cme_clearing, fixml, tickhouse" in doctor.stdout
+    assert f"note: {folder / 'venues.yaml'}: venue reference data, not a profile" in doctor.stdout

@@ -22,6 +22,7 @@ from typing import Any
 from tickhouse_dagster.engine.commit import (
     CommittedFile,
     TradeCopies,
+    commit_group,
     commit_parsed,
     discard_data_files,
     group_copies_of,
@@ -43,6 +44,7 @@ from tickhouse_dagster.storage.lakehouse import Lakehouse, LakehouseAddress
 from tickhouse_dagster.storage.landing import LandingStore
 from tickhouse_dagster.storage.quarantine import QuarantineNote, quarantine
 from tickhouse_dagster.storage.reference_lineage import record_ticks_reference
+from tickhouse_dagster.storage.trade_index import TradeIndex
 
 
 @dataclass
@@ -113,6 +115,7 @@ class Committer:
 
     def __init__(self, house: Lakehouse, store: LandingStore, venues: Mapping[str, Venue]) -> None:
         self.house, self.store, self.venues = house, store, venues
+        self.index = TradeIndex(house)  # kept across the batch: each group reads it once
         self.pending: list[ParsedFile] = []
 
     def offer(self, parsed: ParsedFile) -> list[FileOutcome]:
@@ -124,11 +127,11 @@ class Committer:
         days = parsed.staged.trade_date_values()
         if parsed.data_files is None or self.house.corrections_for_days(days).num_rows:
             settled = self.flush()
-            copies = trade_copies_of(self.house, parsed.key, parsed.staged)
+            copies = trade_copies_of(self.house, self.index, parsed.key, parsed.staged)
             if not copies.conflicts.passed:
                 parsed.refusal = Refusal.of_findings(copies.conflicts, "conflicts")
                 return [*settled, self._refuse(parsed, copies)]
-            commit = commit_parsed(self.house, parsed)
+            commit = commit_parsed(self.house, self.index, parsed)
             record_ticks_reference(self.house, {parsed.key: parsed.staged.venues}, self.venues)
             outcome = FileOutcome(parsed, copies, verify_commit(self.house, parsed, commit))
             parsed.staged.delete()
@@ -145,7 +148,7 @@ class Committer:
         if not self.pending:
             return []
         group, self.pending = self.pending, []
-        copies_of = group_copies_of(self.house, group)
+        copies_of = group_copies_of(self.house, self.index, group)
         outcomes: list[FileOutcome] = []
         accepted: list[tuple[ParsedFile, TradeCopies]] = []
         for parsed in group:
@@ -161,7 +164,7 @@ class Committer:
         keys = [p.key for p in files]
         days = trade_dates_of([p.staged for p in files if p.staged is not None])
         before = self.house.file_totals(keys, days, None) if len(files) > 1 else {}
-        commit = self.house.commit_files_ticks({p.key: p.data_files or [] for p in files})
+        commit = commit_group(self.house, self.index, files)
         staged = {p.key: p.staged.venues for p in files if p.staged is not None}
         record_ticks_reference(self.house, staged, self.venues)
         for (parsed, copies), committed in zip(

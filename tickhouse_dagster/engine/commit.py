@@ -2,9 +2,10 @@
 Iceberg commit, and the read-back that proves the table holds exactly the file's rows.
 
 Every lookup is bounded by the file, not by the day it belongs to: copies of its trades are
-searched for in the data files whose trade_id bounds overlap the file's (`Lakehouse.trades_near`),
-and its rows are counted in its own data files (`Lakehouse.file_totals`). A group of files that
-commits together is checked and counted with one lookup each.
+searched for only where the trade index (storage.trade_index) says its trade_id ranges meet
+another file's (`Lakehouse.trades_in`), and its rows are counted in its own data files
+(`Lakehouse.file_totals`). A group of files that commits together is checked and counted with
+one lookup each.
 """
 
 from __future__ import annotations
@@ -19,9 +20,11 @@ from pyarrow import fs
 
 from tickhouse_dagster.engine.landing_file import ParsedFile
 from tickhouse_dagster.quality.findings import Findings
-from tickhouse_dagster.quality.tick_rules import group_trade_copies
+from tickhouse_dagster.quality.tick_rules import group_trade_copies, no_copies
+from tickhouse_dagster.quality.trade_ranges import copy_windows, file_id_ranges
 from tickhouse_dagster.storage.lakehouse import Commit, Lakehouse
 from tickhouse_dagster.storage.staging import StagedTicks
+from tickhouse_dagster.storage.trade_index import TradeIndex
 
 
 @dataclass(frozen=True)
@@ -46,60 +49,79 @@ def trade_dates_of(staged_files: Sequence[StagedTicks]) -> set[date]:
     return {day for staged in staged_files for day in staged.trade_date_values()}
 
 
-def id_ranges(staged_files: Sequence[StagedTicks]) -> list[tuple[date, str, str]]:
-    """(trade date, lowest trade_id, highest trade_id) the files span, per trade date."""
-    bounds: dict[date, tuple[str, str]] = {}
-    for staged in staged_files:
-        for batch in staged.batches():
-            table = pa.Table.from_batches([batch]).select(["trade_date", "trade_id"])
-            grouped = table.group_by("trade_date").aggregate(
-                [("trade_id", "min"), ("trade_id", "max")]
-            )
-            for row in grouped.to_pylist():
-                day, low, high = row["trade_date"], row["trade_id_min"], row["trade_id_max"]
-                if day in bounds:
-                    low, high = min(low, bounds[day][0]), max(high, bounds[day][1])
-                bounds[day] = (low, high)
-    return [(day, low, high) for day, (low, high) in sorted(bounds.items())]
+def id_ranges_of(staged: StagedTicks) -> tuple[pa.Table, pa.Table]:
+    """(ranges, repeats) of a staged file: from its parsing worker, or worked out now."""
+    if staged.id_ranges is None:
+        staged.id_ranges = file_id_ranges(staged.dataset())
+    return staged.id_ranges
 
 
-def copies_of(house: Lakehouse, files: Sequence[tuple[str, StagedTicks]]) -> dict[str, TradeCopies]:
+def copies_of(
+    house: Lakehouse, index: TradeIndex, files: Sequence[tuple[str, StagedTicks]]
+) -> dict[str, TradeCopies]:
     """Copies of the trades of (landing key, staged rows) files about to commit, in this order:
-    each file against the table's other files, the files before it and itself — one lookup of
-    the table's rows near the files' trade ids and one query, for one file or a group."""
+    each file against the table's other files, the files before it and itself. The trade index
+    tells where copies can be; only those rows are read and compared (usually none)."""
     staged = [s for _, s in files]
-    others = house.trades_near(id_ranges(staged), excluding=[key for key, _ in files])
-    corrected = house.corrections_for_days(trade_dates_of(staged))
+    keys = [key for key, _ in files]
+    committed = index.committed_ranges(trade_dates_of(staged), excluding=keys)
+    group = [(key, *id_ranges_of(s)) for key, s in files]
+    own_windows, their_windows = copy_windows(group, committed)
+    if not own_windows.num_rows:  # no two ranges meet: nothing to read
+        return {key: TradeCopies(*no_copies(s.rows)) for key, s in files}
     filesystem, _ = fs.FileSystem.from_uri(staged[0].uri)
     paths = [fs.FileSystem.from_uri(s.uri)[1] for s in staged]
-    own = ds.dataset(paths, format="ipc", filesystem=filesystem)
-    found = group_trade_copies(own, {key: s.rows for key, s in files}, others, corrected)
+    found = group_trade_copies(
+        ds.dataset(paths, format="ipc", filesystem=filesystem),
+        {key: s.rows for key, s in files},
+        house.trades_in(their_windows),
+        house.corrections_for_days(trade_dates_of(staged)),
+        own_windows,
+    )
     return {key: TradeCopies(*pair) for key, pair in found.items()}
 
 
-def group_copies_of(house: Lakehouse, files: Sequence[ParsedFile]) -> dict[str, TradeCopies]:
+def group_copies_of(
+    house: Lakehouse, index: TradeIndex, files: Sequence[ParsedFile]
+) -> dict[str, TradeCopies]:
     """`copies_of` for parsed files."""
     keyed = [(p.key, p.staged) for p in files if p.staged is not None]
     assert len(keyed) == len(files)
-    return copies_of(house, keyed)
+    return copies_of(house, index, keyed)
 
 
-def trade_copies_of(house: Lakehouse, key: str, staged: StagedTicks) -> TradeCopies:
+def trade_copies_of(
+    house: Lakehouse, index: TradeIndex, key: str, staged: StagedTicks
+) -> TradeCopies:
     """`copies_of` for one file."""
-    return copies_of(house, [(key, staged)])[key]
+    return copies_of(house, index, [(key, staged)])[key]
 
 
-def commit_parsed(house: Lakehouse, parsed: ParsedFile) -> Commit:
+def commit_parsed(house: Lakehouse, index: TradeIndex, parsed: ParsedFile) -> Commit:
     """Replace the file's rows in the ticks table in one commit: its encoded data files when it
     has them and no correction touches its trade dates, else from staging with the corrections
-    applied (`Lakehouse.replace_file_ticks`)."""
+    applied (`Lakehouse.replace_file_ticks`). Its trade ranges go in the index first."""
     staged = parsed.staged
     assert staged is not None and parsed.ok, "only a parsed file that passed its checks commits"
+    index.record({parsed.key: id_ranges_of(staged)[0]})
     if parsed.data_files is not None:
         if not house.corrections_for_days(staged.trade_date_values()).num_rows:
-            return house.commit_file_ticks(parsed.key, parsed.data_files)
+            commit = house.commit_file_ticks(parsed.key, parsed.data_files)
+            index.after_commit(commit)
+            return commit
         discard_data_files(house, parsed)
-    return house.replace_file_ticks(parsed.key, staged.batches)
+    commit = house.replace_file_ticks(parsed.key, staged.batches)
+    index.after_commit(commit)
+    return commit
+
+
+def commit_group(house: Lakehouse, index: TradeIndex, files: Sequence[ParsedFile]) -> Commit:
+    """Several parsed files' encoded data files in one ticks commit (their ranges indexed
+    first)."""
+    index.record({p.key: id_ranges_of(p.staged)[0] for p in files if p.staged is not None})
+    commit = house.commit_files_ticks({p.key: p.data_files or [] for p in files})
+    index.after_commit(commit)
+    return commit
 
 
 def discard_data_files(house: Lakehouse, parsed: ParsedFile) -> None:

@@ -29,6 +29,7 @@ from tickhouse_dagster.quality.tick_rules import (
     check_tick_values,
     file_trading_day,
 )
+from tickhouse_dagster.quality.trade_ranges import file_id_ranges
 from tickhouse_dagster.storage.lakehouse import LakehouseAddress
 from tickhouse_dagster.storage.landing import LandingStore, landing_store
 from tickhouse_dagster.storage.staging import StagedTicks, stage_tick_file
@@ -166,6 +167,7 @@ def parse_landing_file(
     if not parsed.values.passed:
         parsed.refusal = Refusal.of_findings(parsed.values, "tick_values")
         return parsed
+    staged.id_ranges = file_id_ranges(staged.dataset())
     if encode_for is not None:
         parsed.data_files = encode_for.open().write_file_ticks(key, staged.batches())
     return parsed

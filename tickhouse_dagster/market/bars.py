@@ -38,6 +38,16 @@ CREATE TEMP TABLE candidates AS
 SELECT hash(symbol, trade_id) AS key_hash FROM ticks GROUP BY ALL HAVING count(*) > 1
 """
 
+# The same candidates from the trade index's duplicate windows (quality.trade_ranges): only rows
+# inside a window can repeat a key, so on a day without copies nothing is grouped at all.
+_WINDOWED_CANDIDATES_SQL = """
+CREATE TEMP TABLE candidates AS
+SELECT DISTINCT hash(t.symbol, t.trade_id) AS key_hash
+FROM ticks t JOIN windows w
+  ON t.venue = w.venue AND t.symbol = w.symbol AND t.trade_date = w.trade_date
+ AND t.trade_id BETWEEN w.low_id AND w.high_id
+"""
+
 _ALL_TRADES_SQL = """
 CREATE TEMP VIEW trades AS
 SELECT venue, symbol, trade_date, trade_id, ts, price, quantity FROM ticks
@@ -139,17 +149,26 @@ def _bucket_expression(interval: str, venues: Mapping[str, Venue], time_column: 
 
 
 def build_all_bars(
-    ticks: ArrowSource, venues: Mapping[str, Venue], intervals: Sequence[str] = BAR_INTERVALS
+    ticks: ArrowSource,
+    venues: Mapping[str, Venue],
+    intervals: Sequence[str] = BAR_INTERVALS,
+    duplicate_windows: pa.Table | None = None,
 ) -> dict[str, pa.Table]:
     """Bars of each interval for all ticks given (any venues): one pass picks each trade's
-    counting copy and builds 1-minute bars, which every coarser interval rolls up."""
+    counting copy and builds 1-minute bars, which every coarser interval rolls up.
+    `duplicate_windows` (trade_ranges.duplicate_windows of the ticks' files): where copies can
+    be, when the trade index knows; without it every key is hashed to find them."""
     _check_intervals(intervals)
     first_copy = (
         "ingested_at, source_file" if "ingested_at" in ticks.schema.names else "source_file"
     )
-    with arrow_connection(ticks=ticks) as connection:
-        connection.execute(_DUPLICATE_CANDIDATES_SQL)
-        if connection.execute("SELECT count(*) FROM candidates").fetchall() == [(0,)]:
+    windows = {} if duplicate_windows is None else {"windows": duplicate_windows}
+    with arrow_connection(ticks=ticks, **windows) as connection:
+        if duplicate_windows is None:
+            connection.execute(_DUPLICATE_CANDIDATES_SQL)
+        elif duplicate_windows.num_rows:
+            connection.execute(_WINDOWED_CANDIDATES_SQL)
+        if not _has_candidates(connection, duplicate_windows):
             connection.execute(_ALL_TRADES_SQL)
         else:
             connection.execute(_DISTINCT_TRADES_SQL.format(first_copy=first_copy))
@@ -160,6 +179,15 @@ def build_all_bars(
             bucket = _bucket_expression("1m", venues, "ts")
             connection.execute(_MINUTE_BARS_SQL.format(bucket=bucket, bar_start="bucket"))
         return {interval: _rolled_up(connection, interval, venues) for interval in intervals}
+
+
+def _has_candidates(
+    connection: duckdb.DuckDBPyConnection, duplicate_windows: pa.Table | None
+) -> bool:
+    """Whether any trade key may have copies (`candidates` holds their hashes)."""
+    if duplicate_windows is not None and not duplicate_windows.num_rows:
+        return False
+    return connection.execute("SELECT count(*) FROM candidates").fetchall() != [(0,)]
 
 
 def roll_up_bars(minute_bars: ArrowSource, interval: str, venues: Mapping[str, Venue]) -> pa.Table:

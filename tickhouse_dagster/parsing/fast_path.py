@@ -19,7 +19,14 @@ Two shapes:
   (the record's own attributes land in its first row), with the record's number beside it.
   lxml reads the FIRST child of a name; xml2arrow, asked for one row per record, would join
   the attribute values of repeated children ("1" + "2" -> "12") and refuse repeated text, so
-  each record's first row of each child name is picked out in Arrow.
+  each record's first row of each child name is picked out in Arrow. A pick is too:
+  `RptSide[2]/@Side` takes the record's second row of that name, `RptSide[@Side='1']/@ID`
+  the first whose Side column is "1" (the predicate's attribute is read as a column).
+- Declined for the whole profile: a path below the record's children (`RptSide/Pty/@ID`,
+  with or without picks): xml2arrow would need a row per grandchild and a second level of
+  numbering to tell "the first Pty of the first RptSide" from "the first Pty of any"; lxml
+  reads those profiles. Templates, fallbacks, defaults and maps are not the readers' own:
+  both apply them with `fields.field_texts` to the columns they read.
 
 What it checks before it vouches (anything else declines):
 - the first 64 KiB parse with lxml; no DOCTYPE, no undeclared prefix there; XML 1.0 in UTF-8;
@@ -67,22 +74,18 @@ from lxml import etree
 from xml2arrow import XmlToArrowParser
 
 from tickhouse_dagster.market.venues import Venue
-from tickhouse_dagster.parsing.profiles import FieldRule, Profile
+from tickhouse_dagster.parsing.fields import BadValue, field_texts
+from tickhouse_dagster.parsing.profiles import FieldPath, Profile
 from tickhouse_dagster.parsing.ticks_xml import (
     _GZIP_MAGIC,
     _SAFE_PARSER_OPTIONS,
     DEFAULT_BATCH_ROWS,
-    TEXT_COLUMNS,
     contract_batch,
     local_name,
     open_tick_stream,
 )
 
 HEAD_BYTES = 64 * 1024
-_NAME = r"[A-Za-z_][\w.-]*"
-_PATH = re.compile(
-    rf"^(?P<root>/)?(?:(?P<child>{_NAME})(?:/@(?P<child_attr>{_NAME}))?|@(?P<attr>{_NAME}))$"
-)
 _SCAN_CHUNK = 1 << 20
 # Bytes a pattern may reach past a chunk's settled part (an element read as text must fit).
 _OVERLAP = 4096
@@ -106,8 +109,8 @@ class FastPathDeclined(Exception):
 
 @dataclass(frozen=True)
 class _Read:
-    """One value a profile reads: a record attribute, a root attribute, or the first child
-    element of a name's attribute (or text, when `attribute` is None)."""
+    """One column xml2arrow reads: a record attribute, a root attribute, or an attribute (or
+    the text, when `attribute` is None) of the record's child elements of a name."""
 
     kind: str  # "record", "root" or "child"
     name: str  # attribute name, or the child element's local name
@@ -121,29 +124,51 @@ class _Read:
         return f"@{self.name}"
 
 
-def _read_of(path: str) -> _Read:
-    match = _PATH.match(path)
-    if match is None:
+@dataclass(frozen=True)
+class _Pick:
+    """One path of the profile: the column it reads and, for a child, which of the record's
+    children of that name: the `position`-th (from 1) of those whose `where` column equals
+    `value` (of all of them without `where`)."""
+
+    read: _Read
+    position: int = 1
+    where: _Read | None = None
+    value: str | None = None
+
+    @property
+    def plain(self) -> bool:
+        """The first child of the name, as a selector-less path reads it."""
+        return self.position == 1 and self.where is None
+
+
+def _pick_of(path: FieldPath) -> _Pick:
+    if path.from_root:
+        assert path.attribute is not None
+        return _Pick(_Read("root", path.attribute))
+    if not path.steps:
+        assert path.attribute is not None
+        return _Pick(_Read("record", path.attribute))
+    if len(path.steps) > 1:
+        # xml2arrow would need a row per grandchild and a second level of record numbers to
+        # keep "the first B of the first A" apart from "the first B under any A".
         raise FastPathDeclined(
-            f"path {path!r} is lxml's to read (the fast path reads '@a', '/@a', 'Child/@a', "
-            "'Child')"
+            f"path '{path}' reaches below the record's children: lxml's to read (the fast "
+            "path reads '@a', '/@a', 'Child/@a', 'Child', each with [n] or [@a='v'])"
         )
-    if match["root"]:
-        if match["attr"] is None:
-            raise FastPathDeclined(f"path {path!r}: only '/@attribute' is read from the root")
-        return _Read("root", match["attr"])
-    if match["attr"] is not None:
-        return _Read("record", match["attr"])
-    return _Read("child", match["child"], match["child_attr"])
-
-
-def _paths(rule: FieldRule) -> list[str]:
-    return [p for p in (rule.path, rule.fallback) if p]
+    (step,) = path.steps
+    where = None if step.where is None else _Read("child", step.name, step.where[0])
+    return _Pick(
+        _Read("child", step.name, path.attribute),
+        step.position or 1,
+        where,
+        None if step.where is None else step.where[1],
+    )
 
 
 @dataclass(frozen=True)
 class _Plan:
-    reads: tuple[_Read, ...]  # every distinct value, in profile order
+    reads: tuple[_Read, ...]  # every distinct column, in profile order
+    picks: tuple[_Pick, ...]  # every distinct path, in profile order
 
     @property
     def record_attributes(self) -> list[_Read]:
@@ -151,7 +176,7 @@ class _Plan:
 
     @property
     def children(self) -> dict[str, list[_Read]]:
-        """Child element local name -> the values read from its first occurrence."""
+        """Child element local name -> the columns read from its elements."""
         children: dict[str, list[_Read]] = {}
         for read in self.reads:
             if read.kind == "child":
@@ -165,14 +190,18 @@ class _Plan:
 
 def _plan(profile: Profile) -> _Plan:
     reads: list[_Read] = []
+    picks: list[_Pick] = []
     for rule in profile.fields.values():
-        for path in _paths(rule):
-            read = _read_of(path)
-            if read not in reads:
-                reads.append(read)
+        for path in rule.paths():
+            pick = _pick_of(path)
+            for read in (pick.read, pick.where):
+                if read is not None and read not in reads:
+                    reads.append(read)
+            if pick not in picks:
+                picks.append(pick)
     if all(read.kind == "root" for read in reads):
         raise FastPathDeclined("a profile that reads nothing from its records")
-    return _Plan(tuple(reads))
+    return _Plan(tuple(reads), tuple(picks))
 
 
 def supports(profile: Profile) -> bool:
@@ -690,35 +719,72 @@ class _ChildRows:
             # record's), or a second records parent (numbering starts again): lxml's to read.
             raise FastPathDeclined("a record without a child element the profile reads")
         self.records += count
-        attributes = self._plan.record_attributes
-        firsts = rows.select([read.column for read in attributes]).filter(first)
-        out = {read.column: _checked(firsts.column(read.column), read) for read in attributes}
+        attributes = {
+            read.column: _checked(rows.column(read.column).filter(first), read)
+            for read in self._plan.record_attributes
+        }
+        out = {p: attributes[p.read.column] for p in self._plan.picks if p.read.kind == "record"}
         children = self._plan.children
         values = {
-            name: [_checked(rows.column(read.column), read) for read in reads]
-            for name, reads in children.items()
+            read.column: _checked(rows.column(read.column), read)
+            for reads in children.values()
+            for read in reads
         }
-        if len(children) == 1:
+        picks = [p for p in self._plan.picks if p.read.kind == "child"]
+        if len(children) == 1 and all(p.plain for p in picks):
             # Every row is that child's, and a record's first row is its first child.
-            ((name, reads),) = children.items()
-            for read, column in zip(reads, values[name], strict=True):
-                out[read.column] = column.filter(first)
+            for pick in picks:
+                out[pick] = values[pick.read.column].filter(first)
             return out
-        present = {n: _any([pc.is_valid(c) for c in columns]) for n, columns in values.items()}
-        if not pc.all(_any(list(present.values()))).as_py():
-            # A row with no value could be any child's: which came first is unknown.
-            raise FastPathDeclined("a child element without any value the profile reads")
-        for name, reads in children.items():
-            rows_of_name = pc.indices_nonzero(present[name])
-            their_records = record.take(rows_of_name)
-            starts = _first_of_each(their_records)
-            picked = rows_of_name.filter(starts)
-            if len(picked) != count:  # some records have no such child: place by number
-                where = pc.index_in(numbers, value_set=their_records.filter(starts))
-                picked = picked.take(where)
-            for read, column in zip(reads, values[name], strict=True):
-                out[read.column] = column.take(picked)
+        if len(children) == 1:
+            # xml2arrow gives a row to every element of the child's name, with or without
+            # values: each row is one.
+            present = {name: pa.repeat(pa.scalar(True), rows.num_rows) for name in children}
+        else:
+            present = {
+                name: _any([pc.is_valid(values[read.column]) for read in reads])
+                for name, reads in children.items()
+            }
+            if not pc.all(_any(list(present.values()))).as_py():
+                # A row with no value could be any child's: which came first is unknown.
+                raise FastPathDeclined("a child element without any value the profile reads")
+        for pick in picks:
+            out[pick] = values[pick.read.column].take(
+                _picked_rows(pick, present[pick.read.name], record, numbers, values)
+            )
         return out
+
+
+def _picked_rows(
+    pick: _Pick,
+    present: pa.Array,
+    record: pa.Array,
+    numbers: pa.Array,
+    values: Mapping[str, pa.Array],
+) -> pa.Array:
+    """For each record (`numbers`), the row of the child `pick` takes, or null when the record
+    has none: among the rows of the child's name (`present`) whose `where` column equals the
+    value, the `position`-th of the record."""
+    mask = present
+    if pick.where is not None:
+        equal = pc.equal(values[pick.where.column], pa.scalar(pick.value, pa.string()))
+        mask = pc.and_(mask, pc.fill_null(equal, False))
+    rows = pc.indices_nonzero(mask)
+    their_records = record.take(rows)
+    starts = _first_of_each(their_records)
+    if pick.position == 1:
+        keep = starts
+    else:
+        # Rank of each row within its record: its index minus its record's first index.
+        run = pc.subtract(pc.cumulative_sum(pc.cast(starts, pa.int64())), 1)
+        first_index = pc.indices_nonzero(starts).take(run)
+        rank = pc.subtract(pc.cast(_iota(len(rows)), pa.int64()), pc.cast(first_index, pa.int64()))
+        keep = pc.equal(rank, pick.position - 1)
+    picked, picked_records = rows.filter(keep), their_records.filter(keep)
+    if len(picked) == len(numbers) and picked_records.equals(numbers):
+        return picked
+    # Some records have no such child: place by number (null where none).
+    return picked.take(pc.index_in(numbers, value_set=picked_records))
 
 
 @lru_cache(maxsize=1)
@@ -796,9 +862,9 @@ def read_fast(
                 if children is None:
                     parts = [
                         {
-                            r.column: _checked(batch.column(r.column), r)
-                            for r in plan.reads
-                            if r.kind == "record"
+                            p: _checked(batch.column(p.read.column), p.read)
+                            for p in plan.picks
+                            if p.read.kind == "record"
                         }
                     ]
                 else:
@@ -843,49 +909,29 @@ def _verify(checked: _CheckedStream, layout: Layout, rows: int, roots: int) -> N
 
 
 def _contract(
-    values: Mapping[str, pa.Array],
+    values: Mapping[_Pick, pa.Array],
     profile: Profile,
     layout: Layout,
     rows: int,
     source_file: str,
     venues: Mapping[str, Venue],
 ) -> pa.RecordBatch:
-    """Rows `rows + 1 ...` in the contract, from the values read; the profile's fallback,
-    default, required and map rules applied as the lxml reader applies them."""
+    """Rows `rows + 1 ...` in the contract, from the values read; the profile's rules applied
+    by `fields.field_texts`, as the lxml reader applies them."""
     count = len(next(iter(values.values())))
 
-    def column(path: str) -> pa.Array:
-        read = _read_of(path)
-        if read.kind == "root":
-            value = layout.root_attributes.get(read.name)
+    def value_of(path: FieldPath) -> pa.Array:
+        pick = _pick_of(path)
+        if pick.read.kind == "root":
+            value = layout.root_attributes.get(pick.read.name)
             return pa.repeat(pa.scalar(value, pa.string()), count)
-        return values[read.column]
+        return values[pick]
 
-    texts: dict[str, pa.Array] = {}
-    for name in TEXT_COLUMNS:
-        rule = profile.fields.get(name)
-        if rule is None:
-            texts[name] = pa.nulls(count, pa.string())
-            continue
-        text = column(rule.path)
-        if rule.fallback:
-            text = pc.coalesce(text, column(rule.fallback))
-        if rule.default is not None:
-            text = text.fill_null(rule.default)
-        if not rule.optional and text.null_count:
-            raise FastPathDeclined(f"{name}: a required value is missing")
-        if rule.map is not None:
-            text = _mapped(text, rule.map, name)
-        texts[name] = text
+    try:
+        texts = field_texts(profile, value_of, count)
+    except BadValue as bad:  # lxml reads the file again and names the record
+        raise FastPathDeclined(f"{bad.column}: {bad.reason}") from None
     ones = pa.repeat(pa.scalar(1, pa.int64()), count)
     records = pc.cumulative_sum(ones, start=rows)  # rows + 1, rows + 2, ...
     lines = pa.nulls(count, pa.int64())
     return contract_batch(texts, records, lines, source_file, venues)
-
-
-def _mapped(values: pa.Array, mapping: Mapping[str, str | None], column: str) -> pa.Array:
-    codes = pa.array(list(mapping), pa.string())
-    index = pc.index_in(values, value_set=codes)
-    if pc.sum(pc.and_(pc.is_null(index), pc.is_valid(values))).as_py():
-        raise FastPathDeclined(f"{column}: a code outside the profile's map")
-    return pa.array(list(mapping.values()), pa.string()).take(index)

@@ -22,7 +22,8 @@ from lxml import etree
 from tickhouse_dagster.contract import PARSED_TICKS_ARROW
 from tickhouse_dagster.market.venues import Venue, trade_dates_of
 from tickhouse_dagster.parsing.errors import TickFileError
-from tickhouse_dagster.parsing.profiles import PROFILE_COLUMNS, FieldRule, Profile
+from tickhouse_dagster.parsing.fields import BadValue, field_texts
+from tickhouse_dagster.parsing.profiles import PROFILE_COLUMNS, FieldPath, Profile
 
 DEFAULT_BATCH_ROWS = 65_536
 _GZIP_MAGIC = b"\x1f\x8b"
@@ -42,6 +43,7 @@ _Extract = Callable[[etree._Element, etree._Element], "str | None"]
 
 # The columns a profile yields as text before conversion: every column a profile maps.
 TEXT_COLUMNS = PROFILE_COLUMNS
+
 
 # (arrow type, what a valid text looks like) for the columns that are cast from text.
 _CASTS: dict[str, tuple[pa.DataType, str]] = {
@@ -104,19 +106,18 @@ def unreadable_start(source_file: str, head: bytes) -> TickFileError:
     return TickFileError(source_file, "malformed XML: no root element at the start of the file")
 
 
-def _compile_path(path: str) -> _Extract:
-    """`@a` → record attribute; `A/B/@a` → attribute of a descendant path; `A` → its text;
-    a leading `/` reads the root element's attribute instead."""
-    from_root = path.startswith("/")
-    parts = path.lstrip("/").split("/")
-    attribute = parts[-1][1:] if parts[-1].startswith("@") else None
-    steps = "/".join("{*}" + part for part in (parts[:-1] if attribute else parts))
-    if from_root:
-        if steps or attribute is None:
-            raise ValueError(f"root path {path!r}: only '/@attribute' is supported")
+def _compile_path(path: FieldPath) -> _Extract:
+    """A path (`profiles.parse_path`) as a function of (record, root): lxml's ElementPath with
+    every name in any namespace, so `RptSide[2]` and `RptSide[@Side='1']` pick as XPath does
+    (the first element the whole path matches, in document order)."""
+    attribute = path.attribute
+    if path.from_root:
+        assert attribute is not None
         return lambda record, root: root.get(attribute)
-    if not steps:
+    if not path.steps:
+        assert attribute is not None
         return lambda record, root: record.get(attribute)
+    steps = "/".join("{*}" + str(step) for step in path.steps)
 
     def extract(record: etree._Element, root: etree._Element) -> str | None:
         found = record.find(steps)
@@ -129,27 +130,11 @@ def _compile_path(path: str) -> _Extract:
     return extract
 
 
-def _compile_rule(rule: FieldRule) -> _Extract:
-    first = _compile_path(rule.path)
-    second = _compile_path(rule.fallback) if rule.fallback else None
-    default = rule.default
-    if second is None and default is None:
-        return first
-
-    def extract(record: etree._Element, root: etree._Element) -> str | None:
-        value = first(record, root)
-        if value is None and second is not None:
-            value = second(record, root)
-        return default if value is None else value
-
-    return extract
-
-
 class _Batch:
     """Text values of one batch of records, column by column."""
 
-    def __init__(self, columns: tuple[str, ...]) -> None:
-        self.values: dict[str, list[str | None]] = {column: [] for column in columns}
+    def __init__(self, paths: tuple[FieldPath, ...]) -> None:
+        self.values: dict[FieldPath, list[str | None]] = {path: [] for path in paths}
         self.records: list[int] = []
         self.lines: list[int] = []
 
@@ -165,9 +150,10 @@ class _TickFileReader:
         self.profile = profile
         self.venues = venues
         self.batch_rows = batch_rows
-        self.extractors = {col: _compile_rule(rule) for col, rule in profile.fields.items()}
-        self.required = {col for col, rule in profile.fields.items() if not rule.optional}
-        self.maps = {col: rule.map for col, rule in profile.fields.items() if rule.map is not None}
+        # Each distinct path is read once per record; the rules are applied a batch at a time
+        # by `fields.field_texts`, as the fast path applies them.
+        paths = dict.fromkeys(p for rule in profile.fields.values() for p in rule.paths())
+        self.extractors = {path: _compile_path(path) for path in paths}
 
     def error(self, reason: str, **where: int | str | None) -> TickFileError:
         return TickFileError(self.source_file, reason, **where)  # type: ignore[arg-type]
@@ -222,43 +208,16 @@ class _TickFileReader:
     def collect(
         self, batch: _Batch, record: etree._Element, root: etree._Element, number: int
     ) -> None:
-        for column, extract in self.extractors.items():
-            value = extract(record, root)
-            if value is None and column in self.required:
-                path = self.profile.fields[column].path
-                raise self.error(
-                    f"required value missing "
-                    f"(profile {self.profile.name!r} reads it from {path!r})",
-                    record=number,
-                    line=record.sourceline,
-                    field=column,
-                )
-            batch.values[column].append(value)
+        for path, extract in self.extractors.items():
+            batch.values[path].append(extract(record, root))
         batch.records.append(number)
         batch.lines.append(record.sourceline or 0)
 
-    def mapped(self, batch: _Batch, column: str) -> list[str | None]:
-        texts = batch.values.get(column) or [None] * len(batch)
-        mapping = self.maps.get(column)
-        if mapping is None:
-            return texts
-        out: list[str | None] = []
-        for index, text in enumerate(texts):
-            if text is not None and text not in mapping:
-                raise self.error(
-                    f"{text!r} is not one of {', '.join(sorted(mapping))}",
-                    record=batch.records[index],
-                    line=batch.lines[index],
-                    field=column,
-                )
-            out.append(None if text is None else mapping[text])
-        return out
-
     def convert(self, batch: _Batch) -> pa.RecordBatch:
-        texts = {
-            column: pa.array(self.mapped(batch, column), pa.string()) for column in TEXT_COLUMNS
-        }
         try:
+            texts = field_texts(
+                self.profile, lambda path: pa.array(batch.values[path], pa.string()), len(batch)
+            )
             return contract_batch(
                 texts,
                 pa.array(batch.records, pa.int64()),
@@ -273,14 +232,6 @@ class _TickFileReader:
                 line=batch.lines[bad.index],
                 field=bad.column,
             ) from None
-
-
-class BadValue(ValueError):
-    """A value that does not convert to the contract: which column, which row, why."""
-
-    def __init__(self, column: str, index: int, reason: str) -> None:
-        self.column, self.index, self.reason = column, index, reason
-        super().__init__(f"row {index}, {column}: {reason}")
 
 
 def _cast(texts: pa.Array, column: str) -> pa.Array:

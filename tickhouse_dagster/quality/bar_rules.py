@@ -30,21 +30,47 @@ def check_bar_invariants(bars: pa.Table) -> Findings:
     return findings
 
 
-def distinct_trade_totals(ticks: ArrowSource) -> pa.Table:
+def distinct_trade_totals(
+    ticks: ArrowSource, duplicate_windows: pa.Table | None = None
+) -> pa.Table:
     """Per (venue, symbol, trade_date): the volume and number of the distinct trades, a trade
-    carried by several files taken from its first-ingested copy. Grouped by the whole trade key
-    (not the bar builder's hashes), so the reconciliation is an independent count."""
+    carried by several files taken from its first-ingested copy. Counted independently of the
+    bar builder: every row is summed, then the extra copies — keys grouped whole, not by the
+    builder's hashes — are taken off. `duplicate_windows` (trade_ranges.duplicate_windows):
+    only keys inside them are grouped; without it, all are."""
     key = ", ".join(TRADE_KEY)
-    with arrow_connection(ticks=ticks) as connection:
+    inside = (
+        """SELECT * FROM ticks t WHERE EXISTS (
+               SELECT 1 FROM windows w
+               WHERE t.venue = w.venue AND t.symbol = w.symbol AND t.trade_date = w.trade_date
+                 AND t.trade_id BETWEEN w.low_id AND w.high_id)"""
+        if duplicate_windows is not None
+        else "SELECT * FROM ticks"
+    )
+    windows = {} if duplicate_windows is None else {"windows": duplicate_windows}
+    with arrow_connection(ticks=ticks, **windows) as connection:
         return connection.sql(
-            f"""WITH trades AS (
+            f"""WITH every_row AS (
+                    SELECT venue, symbol, trade_date, sum(quantity)::BIGINT AS volume,
+                           count(*)::BIGINT AS trade_count
+                    FROM ticks GROUP BY ALL
+                ), copies AS (
                     SELECT venue, symbol, trade_date,
-                           arg_min(quantity, (ingested_at, source_file)) AS quantity
-                    FROM ticks GROUP BY {key}
+                           sum(quantity) - arg_min(quantity, (ingested_at, source_file))
+                               AS volume,
+                           count(*) - 1 AS trade_count
+                    FROM ({inside}) GROUP BY {key}
+                    HAVING count(*) > 1
+                ), extra AS (
+                    SELECT venue, symbol, trade_date, sum(volume)::BIGINT AS volume,
+                           sum(trade_count)::BIGINT AS trade_count
+                    FROM copies GROUP BY ALL
                 )
-                SELECT venue, symbol, trade_date, sum(quantity)::BIGINT AS volume,
-                       count(*)::BIGINT AS trade_count
-                FROM trades GROUP BY ALL"""
+                SELECT e.venue, e.symbol, e.trade_date,
+                       (e.volume - coalesce(x.volume, 0))::BIGINT AS volume,
+                       (e.trade_count - coalesce(x.trade_count, 0))::BIGINT AS trade_count
+                FROM every_row e LEFT JOIN extra x USING (venue, symbol, trade_date)
+                ORDER BY ALL"""
         ).to_arrow_table()
 
 

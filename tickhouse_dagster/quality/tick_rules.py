@@ -263,7 +263,11 @@ WITH mine AS (
     SELECT o.venue, o.symbol, o.trade_date, o.trade_id, o.ts, o.price, o.quantity, o.side,
            o.source_file, o.record, f.file_order
     FROM own o JOIN files f ON o.source_file = f.source_file
-    WHERE coalesce(o.trans_type, 'N') NOT IN ('C', 'R')
+    WHERE coalesce(o.trans_type, 'N') NOT IN ('C', 'R') AND EXISTS (
+        SELECT 1 FROM windows w
+        WHERE w.source_file = o.source_file AND w.venue = o.venue AND w.symbol = o.symbol
+          AND w.trade_date = o.trade_date AND o.trade_id BETWEEN w.low_id AND w.high_id
+    )
 ), explained AS (  -- keys a correction names, on record or in the files themselves
     SELECT venue, symbol, trade_date, trade_id FROM corrected
     UNION ALL
@@ -300,28 +304,35 @@ _COPY_COLUMNS = [
 ]  # fmt: skip
 
 
+def no_copies(rows: int) -> tuple[Findings, Findings]:
+    """(duplicates, conflicts) of a file of `rows` rows in which none were found."""
+    return (
+        Findings("duplicate trades", rows_checked=rows),
+        Findings("conflicting trades", rows_checked=rows),
+    )
+
+
 def group_trade_copies(
     own: ArrowSource,
     rows: Mapping[str, int],
     others: pa.Table,
     corrected: pa.Table,
+    windows: pa.Table,
 ) -> dict[str, tuple[Findings, Findings]]:
     """Trades of a group of files carried by another row too. `own`: the files' parsed rows (a
     table or a dataset streamed from staging); `rows`: each file's row count, in the group's
-    order; `others`: rows of files outside the group (e.g. `Lakehouse.trades_near`). A file's
-    row is compared with `others`, with the files before it in the group and with its own other
-    rows. Returns per file (duplicates, conflicts): identical copies, which the bars count once
-    (a warning), and copies whose ts, price, quantity or side differ, which no correction in
-    `corrected` (columns of TRADE_KEY) or in the files explains — a conflict: which copy is
-    right cannot be told, so the (later) file must not go in. Each example names the key and
-    both files. One query for the whole group."""
-    found = {
-        name: (
-            Findings("duplicate trades", rows_checked=count),
-            Findings("conflicting trades", rows_checked=count),
-        )
-        for name, count in rows.items()
-    }
+    order; `others`: rows of files outside the group (e.g. `Lakehouse.trades_in`); `windows`:
+    where the group's rows can have copies (`trade_ranges.copy_windows`): only those rows are
+    compared, and none when there is no window. A file's row is compared with `others`, with
+    the files before it in the group and with its own other rows. Returns per file
+    (duplicates, conflicts): identical copies, which the bars count once (a warning), and
+    copies whose ts, price, quantity or side differ, which no correction in `corrected`
+    (columns of TRADE_KEY) or in the files explains — a conflict: which copy is right cannot
+    be told, so the (later) file must not go in. Each example names the key and both files.
+    One query for the whole group."""
+    found = {name: no_copies(count) for name, count in rows.items()}
+    if not windows.num_rows:
+        return found
     files = pa.table(
         {"source_file": list(rows), "file_order": pa.array(range(len(rows)), pa.int64())}
     )
@@ -332,6 +343,7 @@ def group_trade_copies(
         files=files,
         others=others.select([*columns, "source_file"]),
         corrected=corrected.select(list(TRADE_KEY)),
+        windows=windows,
     )
     for values in result:
         row = dict(zip(_COPY_COLUMNS, values, strict=True))

@@ -32,7 +32,7 @@ from pyspark.sql.types import StringType, StructField, StructType
 
 from tickhouse_dagster.contract import TICKS_ARROW, TICKS_TABLE
 from tickhouse_dagster.market.venues import Venue
-from tickhouse_dagster.parsing.profiles import FieldRule, Profile, select_profile
+from tickhouse_dagster.parsing.profiles import FieldRule, Profile, ProfileError, select_profile
 from tickhouse_dagster.parsing.ticks_xml import sniff_root
 from tickhouse_dagster.spark.session import cached_jars, remember_jars
 
@@ -203,7 +203,16 @@ class _Node:
 
 
 def _paths(profile: Profile) -> Iterable[str]:
-    for rule in profile.fields.values():
+    for column, rule in profile.fields.items():
+        picks = any(s.position or s.where for p in rule.paths() for s in p.steps)
+        if rule.is_template or picks:
+            # Composed fields and picks are the Python readers' (parsing.fields); a Spark
+            # column for them is not written yet: refuse rather than read something else.
+            raise ProfileError(
+                f"profile {profile.name!r}, field {column!r}: {rule.path!r} uses a template or "
+                "a [n] / [@a='v'] pick, which the Spark engine does not read; ingest this feed "
+                "with the Python engine (tickhouse ingest, the sensor)"
+            )
         yield rule.path
         if rule.fallback:
             yield rule.fallback

@@ -13,7 +13,7 @@ import uuid
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from functools import reduce
 
 import pyarrow as pa
@@ -31,10 +31,7 @@ from pyiceberg.expressions import (
     And,
     BooleanExpression,
     EqualTo,
-    GreaterThanOrEqual,
     In,
-    LessThanOrEqual,
-    NotIn,
     Or,
 )
 from pyiceberg.io.pyarrow import (
@@ -55,6 +52,7 @@ from pyiceberg.table import Table, Transaction, WriteTask
 from pyiceberg.table.sorting import SortField, SortOrder
 from pyiceberg.transforms import IdentityTransform
 
+from tickhouse_dagster.arrow_sql import query_arrow
 from tickhouse_dagster.contract import (
     BAR_INTERVALS,
     BARS_ARROW,
@@ -68,6 +66,8 @@ from tickhouse_dagster.contract import (
     TICKS_ARROW,
     TICKS_SCHEMA,
     TICKS_TABLE,
+    TRADE_ID_RANGES_SCHEMA,
+    TRADE_ID_RANGES_TABLE,
     TRADE_KEY,
     bar_table_name,
 )
@@ -92,6 +92,7 @@ TABLE_PROPERTIES = {
 }
 # Full bounds for source_file, so replacing a file's ticks drops its data files whole instead of
 # rewriting them (bounds truncated to 16 characters cannot prove a data file holds one file only).
+_EPOCH = date(1970, 1, 1)  # identity-partitioned dates are stored as days since it
 _TICKS_PROPERTIES = {
     **TABLE_PROPERTIES,
     "write.metadata.metrics.column.source_file": "full",
@@ -179,6 +180,9 @@ class Lakehouse:
         self.ensure_namespace()
         self._ensure(TICKS_TABLE, TICKS_SCHEMA, ("symbol", "ts"), _TICKS_PROPERTIES)
         self._ensure(CORRECTIONS_TABLE, CORRECTIONS_SCHEMA, ("symbol", "ts"), _TICKS_PROPERTIES)
+        self._ensure(
+            TRADE_ID_RANGES_TABLE, TRADE_ID_RANGES_SCHEMA, ("symbol", "low_id"), TABLE_PROPERTIES
+        )
         for interval in BAR_INTERVALS:
             self._ensure(
                 bar_table_name(interval), BARS_SCHEMA, ("symbol", "bar_start"), TABLE_PROPERTIES
@@ -219,9 +223,9 @@ class Lakehouse:
         chunks: Callable[[], Iterable[pa.Table]],
     ) -> Commit:
         """Delete the rows matching `predicate` and append `chunks` in one atomic commit."""
-        return self._replace_planned(name, lambda: (predicate, chunks()))
+        return self.replace_planned(name, lambda: (predicate, chunks()))
 
-    def _replace_planned(
+    def replace_planned(
         self, name: str, plan: Callable[[], tuple[BooleanExpression, Iterable[pa.Table]]]
     ) -> Commit:
         """`_replace` where what to delete and append is planned again on every attempt, from
@@ -329,7 +333,7 @@ class Lakehouse:
 
             return _file_or_trades(source_file, named), rows()
 
-        commit = self._replace_planned(TICKS_TABLE, plan)
+        commit = self.replace_planned(TICKS_TABLE, plan)
         return replace(commit, file_rows=file_rows, corrections=own.num_rows)
 
     def _replace_file_corrections(
@@ -484,29 +488,46 @@ class Lakehouse:
         every = [data_file for data_files in files.values() for data_file in data_files]
         return self.replace_data_files(TICKS_TABLE, In("source_file", list(files)), every)
 
-    def trades_near(
-        self, id_ranges: Sequence[tuple[date, str, str]], excluding: Sequence[str]
-    ) -> pa.Table:
-        """Rows of other landing files whose trade_id lies, on its trade date, in one of the
-        ranges `(trade date, lowest id, highest id)` a file spans. Iceberg prunes data files by
-        their trade_id bounds, so with the increasing trade ids exchanges send, a lookup reads
-        the files whose ids overlap, not the whole day. Exact whatever the ids: pruning only
-        ever skips files that cannot match."""
+    def trades_in(self, windows: pa.Table) -> pa.Table:
+        """Rows of committed landing files inside `windows` (quality.trade_ranges.WINDOWS_ARROW:
+        a file, an instrument, a trade date and a trade_id range each). Only those files'
+        data files are opened (each holds one file, with full source_file bounds)."""
         columns = ("venue", "symbol", "trade_date", "trade_id", "ts", "price", "quantity", "side")
         schema = pa.schema([TICKS_ARROW.field(n) for n in (*columns, "source_file")])
         table = self.table(TICKS_TABLE)
-        if table.current_snapshot() is None or not id_ranges:
+        if table.current_snapshot() is None or not windows.num_rows:
             return schema.empty_table()
-        by_day = [
-            And(
-                EqualTo("trade_date", day.isoformat()),
-                And(GreaterThanOrEqual("trade_id", low), LessThanOrEqual("trade_id", high)),
-            )
-            for day, low, high in id_ranges
-        ]
-        row_filter = And(reduce(Or, by_day), NotIn("source_file", list(excluding)))
+        days = sorted({d.isoformat() for d in windows["trade_date"].to_pylist()})
+        files = sorted(set(windows["source_file"].to_pylist()))
+        row_filter = And(In("trade_date", days), In("source_file", files))
         scan = table.scan(row_filter=row_filter, selected_fields=(*columns, "source_file"))
-        return scan.to_arrow().select(schema.names).cast(schema)
+        rows = scan.to_arrow().select(schema.names).cast(schema)
+        inside = query_arrow(
+            """SELECT r.* FROM rows r WHERE EXISTS (
+                   SELECT 1 FROM windows w
+                   WHERE w.source_file = r.source_file AND w.venue = r.venue
+                     AND w.symbol = r.symbol AND w.trade_date = r.trade_date
+                     AND r.trade_id BETWEEN w.low_id AND w.high_id)""",
+            rows=rows,
+            windows=windows,
+        )
+        return inside.select(schema.names).cast(schema)
+
+    def day_row_counts(self, trade_dates: Iterable[date]) -> dict[date, int] | None:
+        """Rows the ticks table holds per trade date, from its data files' record counts (no
+        data read); None when delete files make those counts not the rows."""
+        table = self.table(TICKS_TABLE)
+        if table.current_snapshot() is None:
+            return {}
+        days = [d.isoformat() for d in trade_dates]
+        counts: dict[date, int] = {}
+        position = [f.name for f in table.spec().fields].index("trade_date")
+        for task in table.scan(row_filter=In("trade_date", days)).plan_files():
+            if task.delete_files:
+                return None
+            day = _EPOCH + timedelta(days=task.file.partition[position])
+            counts[day] = counts.get(day, 0) + task.file.record_count
+        return counts
 
     def replace_day_bars(self, interval: str, trade_date: date, bars: pa.Table) -> Commit:
         return self._replace(

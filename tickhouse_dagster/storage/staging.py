@@ -13,6 +13,7 @@ from typing import IO
 
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.dataset as ds
 from pyarrow import fs
 
 from tickhouse_dagster.contract import PARSED_TICKS_ARROW
@@ -33,6 +34,9 @@ class StagedTicks:
     parser: str = ""  # which reader produced the rows, and why when the fast path declined
     file_version: str = ""  # the landing file version these ticks were parsed from
     sha256: str = ""  # checksum of exactly the bytes parsed
+    # Where its trades lie (quality.trade_ranges.file_id_ranges), worked out by the parsing
+    # worker so the committing process only compares ranges: (ranges, repeats).
+    id_ranges: tuple[pa.Table, pa.Table] | None = None
 
     def trade_date_values(self) -> list[date]:
         return [date.fromisoformat(d) for d in self.trade_dates]
@@ -40,6 +44,10 @@ class StagedTicks:
     def _open(self) -> pa.ipc.RecordBatchFileReader:
         filesystem, path = fs.FileSystem.from_uri(self.uri)
         return pa.ipc.open_file(filesystem.open_input_file(path))
+
+    def dataset(self) -> ds.Dataset:
+        filesystem, path = fs.FileSystem.from_uri(self.uri)
+        return ds.dataset([path], format="ipc", filesystem=filesystem)
 
     def batches(self) -> Iterator[pa.RecordBatch]:
         reader = self._open()

@@ -5,21 +5,27 @@ per-file lookups read the file's own data files, not its day's."""
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from datetime import date
 from pathlib import Path
 
+import pyarrow.compute as pc
 import pytest
-from pyiceberg.expressions import And, EqualTo, GreaterThanOrEqual, LessThanOrEqual
+from pyiceberg.expressions import AlwaysTrue
 
 from tickhouse_dagster.batch import ingest_paths
-from tickhouse_dagster.contract import TICKS_TABLE
+from tickhouse_dagster.contract import TICKS_TABLE, TRADE_ID_RANGES_TABLE
 from tickhouse_dagster.engine.catch_up import ingest_files
 from tickhouse_dagster.engine.feed import Feed
 from tickhouse_dagster.engine.landing_file import LandingAddress, Staging
+from tickhouse_dagster.market.bars import build_all_bars
+from tickhouse_dagster.quality.bar_rules import distinct_trade_totals
+from tickhouse_dagster.quality.trade_ranges import copy_windows
 from tickhouse_dagster.sample.generator import SampleSpec, generate
 from tickhouse_dagster.storage.catalog import CatalogSettings, load_lakehouse_catalog
 from tickhouse_dagster.storage.lakehouse import Lakehouse
+from tickhouse_dagster.storage.trade_index import TradeIndex
 
 DAY = date(2024, 1, 2)
 HEAD = '<tickhouse venue="KRX" trade_date="2024-01-02">\n'
@@ -108,28 +114,55 @@ def test_bulk_ingest_reports_refused_files_and_keeps_the_rest(tmp_path, house):
     assert house.bars_for_day("1d", DAY)["volume"].to_pylist() == [5]
 
 
-def test_the_copy_lookup_reads_the_files_whose_trade_ids_overlap(tmp_path, house):
-    """Cost grows with the file, not the day: on a day of 20 collection windows, the lookup for
-    the last file plans only the data files whose trade_id bounds overlap its own."""
+def test_the_copy_check_reads_only_where_trade_id_ranges_meet(tmp_path, house):
+    """Cost grows with the file, not the day: on a day of 20 collection windows of 5 symbols
+    (trade ids restart for every symbol, as exchanges number them), no range of the last file
+    meets another file's, so its copy check reads no rows; a second delivery of an earlier
+    file meets exactly that file and its copies are found."""
     landing = tmp_path / "landing"
-    paths = generate(SampleSpec(ticks_per_day=20_000, symbols=1, files_per_day=20), landing)
+    paths = generate(SampleSpec(ticks_per_day=20_000, symbols=5, files_per_day=20), landing)
     result = ingest_paths(paths, landing, house, tmp_path / "staging", workers=2)
     assert result.ticks == 20_000 and not result.refused
-    table = house.table(TICKS_TABLE)
-    last = paths[-1].relative_to(landing).as_posix()
-    own = table.scan(row_filter=EqualTo("source_file", last)).to_arrow()
-    low, high = min(own["trade_id"].to_pylist()), max(own["trade_id"].to_pylist())
-    lookup = And(
-        EqualTo("trade_date", DAY.isoformat()),
-        And(GreaterThanOrEqual("trade_id", low), LessThanOrEqual("trade_id", high)),
-    )
-    planned = {t.file.file_path for t in table.scan(row_filter=lookup).plan_files()}
-    everything = {t.file.file_path for t in table.scan().plan_files()}
-    assert len(everything) >= 20
-    assert len(planned) <= 2, f"{len(planned)} of {len(everything)} data files read"
-    assert house.trades_near([(DAY, low, high)], excluding=[last]).num_rows == 0
-    snapshot = table.current_snapshot().snapshot_id
-    assert house.file_totals([last], [DAY], snapshot)[last][0] == own.num_rows
+    keys = [p.relative_to(landing).as_posix() for p in paths]
+
+    index = TradeIndex(house)
+    every = index.committed_ranges([DAY], excluding=[])
+    assert set(every["source_file"].to_pylist()) == set(keys)
+    assert pc.sum(every["rows"]).as_py() == house.day_row_counts([DAY])[DAY] == 20_000
+    last = every.filter(pc.equal(every["source_file"], keys[-1]))
+    others = index.committed_ranges([DAY], excluding=[keys[-1]])
+    no_repeats = last.slice(0, 0).drop_columns(["source_file"])
+    own, theirs = copy_windows([(keys[-1], last.drop_columns(["source_file"]), no_repeats)], others)
+    assert own.num_rows == theirs.num_rows == 0, "nothing to read for the last file"
+    assert house.trades_in(theirs).num_rows == 0
+
+    again = landing / "KRX" / "2024-01-02" / "redelivered.xml"
+    again.write_bytes(paths[3].read_bytes())
+    [outcome] = ingest(landing, house, again.relative_to(landing).as_posix())
+    assert outcome.ok and outcome.copies is not None
+    assert outcome.copies.duplicates.count == outcome.rows > 0
+    assert {
+        e.split(" and ")[1].split(" record")[0] for e in outcome.copies.duplicates.examples
+    } == {keys[3]}
+
+
+def test_the_trade_index_is_rebuilt_when_it_disagrees_with_the_ticks(tmp_path, house):
+    """Ticks the index does not know (written before it existed, or by another engine) make it
+    disagree with the table's row count: the date is rebuilt from the ticks, and copies of those
+    ticks are still found."""
+    landing = tmp_path / "landing"
+    (landing / "KRX").mkdir(parents=True)
+    (landing / "KRX/a.xml").write_text(document(("1", 0, "71000", 5), ("2", 1, "71100", 3)))
+    (landing / "KRX/b.xml").write_text(document(("2", 1, "71100", 30)))
+    [a] = ingest(landing, house, "KRX/a.xml")
+    assert a.ok
+    house.replace_planned(TRADE_ID_RANGES_TABLE, lambda: (AlwaysTrue(), []))  # forget a
+    assert TradeIndex(house)._stored([DAY]).num_rows == 0
+
+    [b] = ingest(landing, house, "KRX/b.xml")
+
+    assert not b.ok and "KRX/a.xml has 3 @ 71100" in b.reason()
+    assert set(TradeIndex(house)._stored([DAY])["source_file"].to_pylist()) == {"KRX/a.xml"}
 
 
 FIXML_TRADE = (
@@ -159,3 +192,56 @@ def test_fixml_new_trades_are_encoded_by_the_workers_and_corrections_are_not(tmp
     assert fix.committed is not None and fix.committed.commit.corrections == 1
     ids = sorted(house.table(TICKS_TABLE).scan().to_arrow()["trade_id"].to_pylist())
     assert ids == ["2", "3"]
+
+
+def _reports(text: str) -> list[str]:
+    return re.findall(r"<TrdCaptRpt .*?</TrdCaptRpt>", text, flags=re.S)
+
+
+def _fixml_file(reports: list[str]) -> str:
+    body = "\n".join(reports)
+    return (
+        f'<FIXML xmlns="http://www.fixprotocol.org/FIXML-4-4" v="4.4"><Batch>{body}</Batch></FIXML>'
+    )
+
+
+def test_bars_from_the_trade_index_equal_a_full_rebuild_on_a_day_of_copies_and_corrections(
+    tmp_path, house
+):
+    """A day in 12 files plus a second delivery of one, a file repeating part of another and
+    one of its own records, and a file of corrections (a cancel, a replace): the stored bars
+    (built with the trade index's duplicate windows) equal bars rebuilt from the ticks by
+    hashing every key, and so do the reconciliation's distinct-trade totals."""
+    landing = tmp_path / "landing"
+    paths = generate(
+        SampleSpec(ticks_per_day=6_000, symbols=4, files_per_day=12, profile="fixml"), landing
+    )
+    folder = paths[0].parent
+    (folder / "redelivered.fixml.xml").write_bytes(paths[3].read_bytes())
+    fifth = _reports(paths[5].read_text())
+    (folder / "overlap.fixml.xml").write_text(_fixml_file([*fifth[:40], fifth[7]]))
+    second = _reports(paths[2].read_text())
+    cancel = second[10].replace('TransTyp="0"', 'TransTyp="1"')
+    replace = re.sub(
+        r'LastQty="\d+"', 'LastQty="999"', second[20].replace('TransTyp="0"', 'TransTyp="2"')
+    )
+    (folder / "zz-corrections.fixml.xml").write_text(_fixml_file([cancel, replace]))
+    everything = sorted(folder.iterdir())
+
+    result = ingest_paths(everything, landing, house, tmp_path / "staging", workers=2)
+
+    assert not result.refused and result.files == 15
+    venues = Feed.load().venues
+    ticks = house.ticks_for_days([DAY])
+    windows = TradeIndex(house).duplicate_windows(DAY)
+    assert windows.num_rows > 0, "the copies are inside the windows"
+    rebuilt = build_all_bars(ticks, venues)  # every key hashed: the full rebuild
+    for interval in ("1m", "5m", "1h", "1d"):
+        stored = house.bars_for_day(interval, DAY)
+        assert stored.sort_by([("symbol", "ascending"), ("bar_start", "ascending")]).equals(
+            rebuilt[interval].sort_by([("symbol", "ascending"), ("bar_start", "ascending")])
+        ), interval
+    assert distinct_trade_totals(ticks, windows).equals(distinct_trade_totals(ticks))
+    daily = rebuilt["1d"]
+    # 6,000 trades: the copies count once, the cancel removes one, the replace changes one.
+    assert pc.sum(daily["trade_count"]).as_py() == 6_000 - 1

@@ -79,6 +79,6 @@ fields:
 def test_invalid_profile_file_is_reported(tmp_path):
     (tmp_path / "broken.yaml").write_text("name: broken\nrecord: r\nfields:\n  symbol: '@s'\n")
     with pytest.raises(
-        ProfileError, match="profile 'broken': unknown columns \\[\\], missing columns"
+        ProfileError, match=r"broken.yaml, profile 'broken': missing required fields \['venue'"
     ):
         load_profiles(tmp_path)

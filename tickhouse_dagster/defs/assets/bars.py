@@ -33,6 +33,7 @@ from tickhouse_dagster.quality.bar_rules import (
 )
 from tickhouse_dagster.storage.lakehouse import Commit
 from tickhouse_dagster.storage.reference_lineage import record_bars_reference
+from tickhouse_dagster.storage.trade_index import TradeIndex
 
 PREVIEW_ROWS = 10
 BAR_KEYS = {interval: AssetKey(["market", bar_table_name(interval)]) for interval in BAR_INTERVALS}
@@ -106,8 +107,11 @@ def ohlcv_bars(context: AssetExecutionContext, lakehouse: LakehouseResource, fee
         selected = sorted(
             context.selected_asset_keys, key=lambda k: BAR_INTERVALS.index(_INTERVAL_OF[k])
         )
-        built = build_all_bars(ticks, venues, [_INTERVAL_OF[key] for key in selected])
-        trade_totals = distinct_trade_totals(ticks)
+        # Where the day's copies can be, from the trade index (one small read): the builder
+        # and the reconciliation group only those keys.
+        windows = TradeIndex(house).duplicate_windows(day)
+        built = build_all_bars(ticks, venues, [_INTERVAL_OF[k] for k in selected], windows)
+        trade_totals = distinct_trade_totals(ticks, windows)
         ticks_read = ticks.num_rows if isinstance(ticks, pa.Table) else ticks.count_rows()
 
     def store(interval: str) -> tuple[Commit, pa.Table]:

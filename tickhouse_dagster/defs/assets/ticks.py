@@ -47,6 +47,7 @@ from tickhouse_dagster.parsing.profiles import ProfileError
 from tickhouse_dagster.storage.landing import LandingKeyError
 from tickhouse_dagster.storage.reference_lineage import record_ticks_reference
 from tickhouse_dagster.storage.staging import StagedTicks
+from tickhouse_dagster.storage.trade_index import TradeIndex
 
 __all__ = ["PARSED_TICKS", "RAW_TICK_XML", "TICKS", "parsed_ticks", "raw_tick_xml", "ticks"]
 
@@ -153,7 +154,8 @@ def parsed_ticks(
                 staging_uri=staging.uri_for(key, context.run.run_id),
                 forced_profile=config.profile,
             )
-            copies = trade_copies_of(house, key, parsed.staged) if parsed.ok else None
+            index = TradeIndex(house)
+            copies = trade_copies_of(house, index, key, parsed.staged) if parsed.ok else None
     except (LandingKeyError, FileNotFoundError) as exc:
         raise _bad_input(key, f"{type(exc).__name__}: {exc}") from exc
     if copies is not None and not copies.conflicts.passed:
@@ -213,8 +215,9 @@ def ticks(
         key, parsed_ticks.file_version, 0, sha256=parsed_ticks.sha256, staged=parsed_ticks
     )
     with retry_transient(context):
-        copies = trade_copies_of(house, key, parsed_ticks)
-        commit = commit_parsed(house, parsed)
+        index = TradeIndex(house)
+        copies = trade_copies_of(house, index, key, parsed_ticks)
+        commit = commit_parsed(house, index, parsed)
         record_ticks_reference(house, {key: parsed_ticks.venues}, feed.venues())
         committed = verify_commit(house, parsed, commit)
     yield MaterializeResult(metadata=ticks_metadata(parsed, committed))
