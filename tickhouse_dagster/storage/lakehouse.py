@@ -577,18 +577,6 @@ class Lakehouse:
         commit (storage.reference_lineage says what they are)."""
         return self._replace(REFERENCE_TABLE, predicate, lambda: [rows.cast(REFERENCE_ARROW)])
 
-    def replace_reference_records_planned(
-        self, plan: Callable[[], tuple[BooleanExpression, pa.Table]]
-    ) -> Commit:
-        """`replace_reference_records` planned again on every attempt (a rewrite of the rows
-        as they are then: the record table's compaction)."""
-
-        def planned() -> tuple[BooleanExpression, Iterable[pa.Table]]:
-            predicate, rows = plan()
-            return predicate, [rows.cast(REFERENCE_ARROW)]
-
-        return self._replace_planned(REFERENCE_TABLE, planned)
-
     def reference_records(
         self,
         columns: Sequence[str],

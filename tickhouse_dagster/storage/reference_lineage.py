@@ -327,7 +327,8 @@ def compact_reference_records(house: Lakehouse, min_files: int = COMPACT_AT_FILE
     if files < min_files:
         return None
     columns = list(REFERENCE_ARROW.names)
-    house.replace_reference_records_planned(
-        lambda: (AlwaysTrue(), house.reference_records(columns).sort_by("built"))
+    house.replace_planned(
+        REFERENCE_TABLE,
+        lambda: (AlwaysTrue(), [house.reference_records(columns).sort_by("built")]),
     )
     return files
