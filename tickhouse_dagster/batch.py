@@ -10,12 +10,14 @@ from datetime import date
 from functools import partial
 from pathlib import Path
 
+from tickhouse_dagster.contract import bar_table_name
 from tickhouse_dagster.engine.catch_up import FileOutcome, ingest_files
 from tickhouse_dagster.engine.feed import Feed
 from tickhouse_dagster.engine.landing_file import LandingAddress, Staging
 from tickhouse_dagster.market.bars import build_all_bars
 from tickhouse_dagster.market.venues import Venue
 from tickhouse_dagster.storage.lakehouse import Lakehouse
+from tickhouse_dagster.storage.reference_lineage import record_bars_reference
 from tickhouse_dagster.storage.staging import StagedTicks, stage_tick_file
 from tickhouse_dagster.storage.trade_index import TradeIndex
 
@@ -84,8 +86,10 @@ def rebuild_day_bars(
     lakehouse: Lakehouse, day: date, venues: Mapping[str, Venue], counts: dict[str, int]
 ) -> None:
     windows = TradeIndex(lakehouse).duplicate_windows(day)
-    for interval, bars in build_all_bars(
-        lakehouse.ticks_dataset([day]), venues, duplicate_windows=windows
-    ).items():
+    built = build_all_bars(lakehouse.ticks_dataset([day]), venues, duplicate_windows=windows)
+    for interval, bars in built.items():
         lakehouse.replace_day_bars(interval, day, bars)
         counts[interval] = counts.get(interval, 0) + bars.num_rows
+    record_bars_reference(
+        lakehouse, day, {bar_table_name(i): bars for i, bars in built.items()}, venues
+    )

@@ -11,8 +11,12 @@ import tempfile
 from collections.abc import Sequence
 from datetime import date
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tickhouse_dagster import settings
+
+if TYPE_CHECKING:  # the commands import their modules lazily: `tickhouse --help` stays fast
+    from tickhouse_dagster.storage.reference_lineage import StaleReport, TicksMode
 
 DAGSTER_INSTANCE_TEMPLATE = settings.PROJECT_ROOT / "infra" / "dagster" / "dagster.local.yaml"
 
@@ -119,6 +123,52 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     return run_doctor()
 
 
+def _stale_report(ticks: TicksMode = "check") -> StaleReport:
+    from tickhouse_dagster.defs.resources import resolved_resources
+    from tickhouse_dagster.storage.reference_lineage import find_stale
+
+    resources = resolved_resources()
+    house = resources["lakehouse"].lakehouse()
+    return find_stale(house, resources["feed"].venues(), ticks=ticks)
+
+
+def cmd_stale(args: argparse.Namespace) -> int:
+    report = _stale_report()
+    print(report.render())
+    return 1 if report.stale else 0
+
+
+def cmd_rebuild_bars(args: argparse.Namespace) -> int:
+    if bool(args.stale) == bool(args.days):
+        print("error: give --stale or trade dates (YYYY-MM-DD), one of them", file=sys.stderr)
+        return 2
+    ensure_dagster_home()
+    from dagster import DagsterInstance
+
+    from tickhouse_dagster.defs.partitions import trade_dates, why_not_a_partition
+    from tickhouse_dagster.ingest import rebuild_bars
+
+    report = _stale_report(ticks="count")
+    days = [d.isoformat() for d in report.days()] if args.stale else args.days
+    for venue, files in sorted(report.ticks_unchecked.items()):
+        # Bars are rebuilt from the ticks as stored: moved trade dates need the files first.
+        print(
+            f"note: {files} file(s) were parsed under {venue}'s former trade-date rule; "
+            "re-ingest those `tickhouse stale` names, which rebuilds their days' bars"
+        )
+    if not days:
+        print("no stale bars: nothing rebuilt")
+        return 0
+    instance = DagsterInstance.get()
+    valid = set(trade_dates.get_partition_keys(dynamic_partitions_store=instance))
+    refused = [(f"bars {d}", why_not_a_partition(d)) for d in days if d not in valid]
+    rebuilt, failed = rebuild_bars(instance, [d for d in days if d in valid])
+    print(f"bars rebuilt for {len(rebuilt)} trade date(s): {', '.join(rebuilt) or '-'}")
+    for what, reason in refused + failed:
+        print(f"  FAILED {what}: {reason}")
+    return 1 if refused or failed else 0
+
+
 def cmd_metrics(args: argparse.Namespace) -> int:
     import logging
     import threading
@@ -176,6 +226,16 @@ def build_parser() -> argparse.ArgumentParser:
     qua = sub.add_parser("quarantine", help="list quarantined files and why; release them")
     qua.add_argument("--release", nargs="+", metavar="KEY", help="move these back to landing")
     qua.set_defaults(func=cmd_quarantine)
+
+    sta = sub.add_parser(
+        "stale", help="bars and ticks built under venue reference data that has since changed"
+    )
+    sta.set_defaults(func=cmd_stale)
+
+    reb = sub.add_parser("rebuild-bars", help="rebuild the bars of stale or given trade dates")
+    reb.add_argument("--stale", action="store_true", help="exactly the days `stale` lists")
+    reb.add_argument("days", nargs="*", help="these trade dates (YYYY-MM-DD)")
+    reb.set_defaults(func=cmd_rebuild_bars)
 
     doc = sub.add_parser("doctor", help="show the configuration and check every store")
     doc.set_defaults(func=cmd_doctor)

@@ -24,6 +24,10 @@ TURNOVER = DecimalType(38, 6)
 
 TICKS_TABLE: Final = "ticks"
 CORRECTIONS_TABLE: Final = "tick_corrections"
+# Which venue reference data each landing file's ticks and each trade date's bars were built
+# under (docs/decisions/1402-stale-reference-data.md); not part of the query contract.
+REFERENCE_TABLE: Final = "reference_data_used"
+TICKS_BUILT: Final = "ticks"  # `built` of a landing file's record; bars use their table name
 TRADE_ID_RANGES_TABLE: Final = "trade_id_ranges"
 BAR_INTERVALS: Final = ("1m", "5m", "1h", "1d")
 TRADE_KEY: Final = ("venue", "symbol", "trade_date", "trade_id")
@@ -80,6 +84,16 @@ BARS_SCHEMA = Schema(
     NestedField(12, "trade_count", LongType(), required=True),
 )
 
+REFERENCE_SCHEMA = Schema(
+    NestedField(1, "built", StringType(), required=True),  # "ticks" or a bar table name
+    NestedField(2, "venue", StringType(), required=True),
+    NestedField(3, "trade_date", DateType(), required=False),  # bars: the trade date
+    NestedField(4, "source_file", StringType(), required=False),  # ticks: the landing file
+    NestedField(5, "fingerprint", StringType(), required=True),
+    NestedField(6, "reference", StringType(), required=True),  # the venue's data, canonical JSON
+    NestedField(7, "recorded_at", TimestamptzType(), required=True),
+)
+
 
 def arrow_schema(schema: Schema) -> pa.Schema:
     """Arrow form of an Iceberg schema: plain `string` (not `large_string`) and no field-id
@@ -94,6 +108,7 @@ def arrow_schema(schema: Schema) -> pa.Schema:
 TICKS_ARROW: Final[pa.Schema] = arrow_schema(TICKS_SCHEMA)
 BARS_ARROW: Final[pa.Schema] = arrow_schema(BARS_SCHEMA)
 CORRECTIONS_ARROW: Final[pa.Schema] = arrow_schema(CORRECTIONS_SCHEMA)
+REFERENCE_ARROW: Final[pa.Schema] = arrow_schema(REFERENCE_SCHEMA)
 TRADE_ID_RANGES_ARROW: Final[pa.Schema] = arrow_schema(TRADE_ID_RANGES_SCHEMA)
 
 # Parsed ticks are the ticks before ingestion, plus where in the file each row came from, so that

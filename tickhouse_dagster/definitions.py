@@ -23,7 +23,11 @@ from tickhouse_dagster.defs.maintenance import MAINTENANCE_JOBS, MAINTENANCE_SCH
 from tickhouse_dagster.defs.push import landing_push_sensor, push_enabled
 from tickhouse_dagster.defs.resources import resources_from_env
 from tickhouse_dagster.defs.resources_spark import spark_resources
-from tickhouse_dagster.defs.sensors import landing_sensor, touched_days_sensor
+from tickhouse_dagster.defs.sensors import (
+    landing_sensor,
+    reference_data_sensor,
+    touched_days_sensor,
+)
 from tickhouse_dagster.defs.spark import spark_backfill_ticks
 
 
@@ -45,7 +49,13 @@ def build_definitions(resources: Mapping[str, Any]) -> Definitions:
         ],
         schedules=MAINTENANCE_SCHEDULES,
         # The push sensor only where a SeaweedFS filer feeds the landing listener.
-        sensors=[landing_sensor, touched_days_sensor, automation_sensor, bars_freshness_sensor]
+        sensors=[
+            landing_sensor,
+            touched_days_sensor,
+            automation_sensor,
+            bars_freshness_sensor,
+            reference_data_sensor,
+        ]
         + ([landing_push_sensor] if push_enabled() else []),
         # The Spark engine's resources cost nothing until a spark_backfill_ticks run uses them.
         # The Iceberg IO manager stores on the `lakehouse` resource's catalog and warehouse.

@@ -9,6 +9,10 @@ from collections.abc import Callable
 from tickhouse_dagster import settings
 
 
+class StaleReferenceData(RuntimeError):
+    """Ticks or bars built under venue reference data that has since changed."""
+
+
 def _probe(name: str, probe: Callable[[], str]) -> bool:
     try:
         detail = probe()
@@ -45,6 +49,17 @@ def run_doctor() -> int:
         seen = "sees" if lakehouse.namespace in schemas else "does NOT see"
         return f"Trino {version}, catalog {resource.catalog!r} {seen} {lakehouse.namespace!r}"
 
+    def reference_data() -> str:
+        from tickhouse_dagster.storage.reference_lineage import find_stale
+
+        # Counting only: naming the files to re-ingest reads their ticks (`tickhouse stale`).
+        report = find_stale(lakehouse.lakehouse(), feed.venues(), ticks="count")
+        if report.stale:
+            lines = report.render().splitlines()[:-1]  # the last says "stale: see above"
+            summary = "; ".join(line for line in lines if not line.startswith(" "))
+            raise StaleReferenceData(f"{summary}; details: tickhouse stale")
+        return "ticks and bars built under the current reference data"
+
     def profiles() -> str:
         from tickhouse_dagster.parsing.profiles import skipped_profile_files
 
@@ -58,6 +73,7 @@ def run_doctor() -> int:
         _probe("iceberg catalog", catalog),
         _probe("input profiles", profiles),
         _probe("venues", lambda: ", ".join(sorted(feed.venues()))),
+        _probe("reference data", reference_data),
     ]
     if "trino" in resources:
         results.append(_probe("trino", trino))

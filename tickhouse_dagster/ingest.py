@@ -4,6 +4,7 @@ instance; then the touched days' bars are rebuilt."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from dagster import AssetKey, AssetMaterialization, DagsterInstance, ExecuteInProcessResult
@@ -122,7 +123,20 @@ def ingest_landing(
         if not result.success and not refused:
             report.failed.append(("ingest run", failure_reason(result)))
 
+    rebuilt, failed = rebuild_bars(instance, days)
+    report.days += rebuilt
+    report.failed += failed
+    return report
+
+
+def rebuild_bars(
+    instance: DagsterInstance, days: Iterable[str]
+) -> tuple[list[str], list[tuple[str, str]]]:
+    """One `rebuild_bars` run per trade date, in process on the shared instance (as the
+    touched-days sensor would run them): (days rebuilt, (what, reason) of each failure)."""
     bars = defs.resolve_job_def(rebuild_bars_job.name)
+    rebuilt: list[str] = []
+    failed: list[tuple[str, str]] = []
     for day in sorted(days):
         result = bars.execute_in_process(
             instance=instance,
@@ -132,7 +146,7 @@ def ingest_landing(
             raise_on_error=False,
         )
         if result.success:
-            report.days.append(day)
+            rebuilt.append(day)
         else:
-            report.failed.append((f"bars {day}", failure_reason(result)))
-    return report
+            failed.append((f"bars {day}", failure_reason(result)))
+    return rebuilt, failed

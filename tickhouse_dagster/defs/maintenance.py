@@ -25,19 +25,29 @@ from dagster import (
     schedule,
 )
 
-from tickhouse_dagster.contract import BAR_INTERVALS, CORRECTIONS_TABLE, TICKS_TABLE, bar_table_name
+from tickhouse_dagster.contract import (
+    BAR_INTERVALS,
+    CORRECTIONS_TABLE,
+    REFERENCE_TABLE,
+    TICKS_TABLE,
+    bar_table_name,
+)
 from tickhouse_dagster.defs.assets.bars import BAR_KEYS
 from tickhouse_dagster.defs.assets.ticks import TICKS
 from tickhouse_dagster.defs.jobs import BARS_DAY_TAG
 from tickhouse_dagster.defs.partitions import trade_dates
 from tickhouse_dagster.defs.resources import LakehouseResource
 from tickhouse_dagster.storage import maintenance
+from tickhouse_dagster.storage.reference_lineage import compact_reference_records
 
 MAINTENANCE_TABLES = (
     TICKS_TABLE,
     CORRECTIONS_TABLE,  # recorded on the ticks asset, which it belongs to
     *(bar_table_name(i) for i in BAR_INTERVALS),
 )
+# The record of what reference data built them (storage.reference_lineage): compacted whole and
+# expired like the others, reported in the run log only (it is no asset).
+RECORD_TABLES = (REFERENCE_TABLE,)
 # 02:00 UTC: yesterday's sessions in Asia, Europe and the Americas have closed. A late file of
 # that day is harmless: it becomes one more small file, and its commit and the compaction's
 # cannot both apply a stale plan (storage.maintenance).
@@ -64,6 +74,11 @@ def _compaction_config(partition_key: str) -> dict:
 def compact_tables(context: OpExecutionContext, lakehouse: LakehouseResource) -> None:
     day = date.fromisoformat(context.partition_key)
     house = lakehouse.lakehouse()
+    # Unpartitioned and small: the whole record table, whichever day the run is for.
+    files = compact_reference_records(house)
+    context.log.info(
+        f"{REFERENCE_TABLE}: " + ("skipped" if files is None else f"{files} → 1 files")
+    )
     for table in MAINTENANCE_TABLES:
         result = maintenance.compact_trade_date(house, table, day)
         summary = (
@@ -120,7 +135,7 @@ def expire_table_snapshots(
 ) -> None:
     house = lakehouse.lakehouse()
     window = maintenance.retention_window(config.retention_hours)
-    for table in MAINTENANCE_TABLES:
+    for table in (*MAINTENANCE_TABLES, *RECORD_TABLES):
         result = maintenance.expire_snapshots(
             house,
             table,
@@ -132,7 +147,7 @@ def expire_table_snapshots(
             f"{table}: {result.snapshots_before} → {result.snapshots_after} snapshots, "
             f"{result.files_deleted} files deleted (window {window}, cutoff {result.cutoff})"
         )
-        if table == CORRECTIONS_TABLE and not result.expired:
+        if (table == CORRECTIONS_TABLE and not result.expired) or table in RECORD_TABLES:
             continue
         context.log_event(
             AssetObservation(

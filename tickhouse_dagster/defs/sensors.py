@@ -41,15 +41,18 @@ from tickhouse_dagster.defs.jobs import BARS_DAY_TAG, rebuild_bars_job
 from tickhouse_dagster.defs.ledger import not_yet_ingested
 from tickhouse_dagster.defs.partitions import landing_files, trade_dates, why_not_a_partition
 from tickhouse_dagster.defs.push import push_queue
-from tickhouse_dagster.defs.resources import FeedResource, LandingResource
+from tickhouse_dagster.defs.resources import FeedResource, LakehouseResource, LandingResource
+from tickhouse_dagster.market.reference_data import fingerprint
 from tickhouse_dagster.storage.landing import LandingFile, S3Landing
 from tickhouse_dagster.storage.landing_cursor import LandingCursor, plan_ingestion
 from tickhouse_dagster.storage.landing_queue import LandingQueue
+from tickhouse_dagster.storage.reference_lineage import find_stale
 
 SENSOR_INTERVAL = int(settings.setting("TICKHOUSE_SENSOR_INTERVAL_SECONDS") or 30)
 MAX_FILES_PER_TICK = int(settings.setting("TICKHOUSE_SENSOR_MAX_FILES_PER_TICK") or 500)
 MARGIN_SECONDS = int(settings.setting("TICKHOUSE_SENSOR_MARGIN_SECONDS") or 300)
 TICKS_EVENTS_PER_TICK = 1000
+REFERENCE_SENSOR_INTERVAL = 60
 BATCH_FILES_TAG = "tickhouse/batch_files"
 
 
@@ -151,3 +154,43 @@ def touched_days_sensor(context: SensorEvaluationContext) -> SensorResult | Skip
         ],
         cursor=result.cursor,
     )
+
+
+@sensor(
+    job=rebuild_bars_job,
+    minimum_interval_seconds=REFERENCE_SENSOR_INTERVAL,
+    default_status=DefaultSensorStatus.RUNNING,
+    description="Rebuilds the bars of every trade date built under venue reference data that "
+    "has since changed (time zone, trade-date rule); `tickhouse stale` names files to re-ingest.",
+)
+def reference_data_sensor(
+    context: SensorEvaluationContext, feed: FeedResource, lakehouse: LakehouseResource
+) -> SensorResult | SkipReason:
+    venues = feed.venues()
+    # The bars' records only, every minute; which files need re-ingesting (a read of their
+    # ticks) is `tickhouse stale`'s and doctor's to say: a sensor cannot re-parse them anyway.
+    report = find_stale(lakehouse.lakehouse(), venues, ticks="skip")
+    if report.removed:
+        context.log.warning(report.render())
+    if not report.bars:
+        return SkipReason("no bars built under changed reference data")
+    valid = set(trade_dates.get_partition_keys(dynamic_partitions_store=context.instance))
+    requests = []
+    for day in report.days():
+        key = day.isoformat()
+        if key not in valid:
+            context.log.warning(f"stale bars of {key} not rebuilt: {why_not_a_partition(key)}")
+            continue
+        # One request per day and state of the reference data it is rebuilt under.
+        state = ",".join(
+            f"{b.venue}={fingerprint(venues[b.venue])}" for b in report.bars if b.trade_date == day
+        )
+        requests.append(
+            RunRequest(
+                run_key=f"reference-{key}-{hashlib.sha256(state.encode()).hexdigest()[:16]}",
+                partition_key=key,
+                tags={BARS_DAY_TAG: key},
+            )
+        )
+    context.log.info(report.render())
+    return SensorResult(run_requests=requests)

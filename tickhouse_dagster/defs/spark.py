@@ -33,6 +33,7 @@ from tickhouse_dagster.parsing.profiles import ProfileError, parse_profile_rules
 from tickhouse_dagster.spark.session import SparkConfigError, apply_runtime_conf, catalog_conf
 from tickhouse_dagster.spark.ticks import SparkIngestError, ingest_files, result_message
 from tickhouse_dagster.storage.landing import LandingFile, LandingStore
+from tickhouse_dagster.storage.reference_lineage import record_ticks_reference
 
 
 class SparkBackfillConfig(Config):
@@ -179,6 +180,12 @@ def spark_ingest_ticks(
             message = _run_submit(context, spark_submit, landing, lakehouse, keys, config)
     except (SparkIngestError, SparkConfigError, ProfileError) as exc:
         raise Failure(description=str(exc), allow_retries=False) from None
+    # The reference data the Spark rule derived trade dates under, as the Python engine records.
+    record_ticks_reference(
+        lakehouse.lakehouse(),
+        {f["key"]: f.get("venues", []) for f in message["files"]},
+        feed.venues(),
+    )
     context.log.info(
         f"{message['table']}: {sum(f['rows'] for f in message['files'])} rows of {len(keys)} "
         f"files in {message['seconds']} s ({message['method']}, snapshot {message['snapshot_id']})"

@@ -13,7 +13,7 @@ import multiprocessing
 import multiprocessing.context
 import os
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, replace
 from functools import partial
@@ -39,9 +39,11 @@ from tickhouse_dagster.engine.landing_file import (
     Staging,
     parse_landing_file,
 )
+from tickhouse_dagster.market.venues import Venue
 from tickhouse_dagster.storage.lakehouse import Lakehouse, LakehouseAddress
 from tickhouse_dagster.storage.landing import LandingStore
 from tickhouse_dagster.storage.quarantine import QuarantineNote, quarantine
+from tickhouse_dagster.storage.reference_lineage import record_ticks_reference
 from tickhouse_dagster.storage.trade_index import TradeIndex
 
 
@@ -111,8 +113,8 @@ class Committer:
     commit and lookup reads the table's growing metadata). Each file's rows are still replaced
     whole, and each file is verified on its own."""
 
-    def __init__(self, house: Lakehouse, store: LandingStore) -> None:
-        self.house, self.store = house, store
+    def __init__(self, house: Lakehouse, store: LandingStore, venues: Mapping[str, Venue]) -> None:
+        self.house, self.store, self.venues = house, store, venues
         self.index = TradeIndex(house)  # kept across the batch: each group reads it once
         self.pending: list[ParsedFile] = []
 
@@ -130,6 +132,7 @@ class Committer:
                 parsed.refusal = Refusal.of_findings(copies.conflicts, "conflicts")
                 return [*settled, self._refuse(parsed, copies)]
             commit = commit_parsed(self.house, self.index, parsed)
+            record_ticks_reference(self.house, {parsed.key: parsed.staged.venues}, self.venues)
             outcome = FileOutcome(parsed, copies, verify_commit(self.house, parsed, commit))
             parsed.staged.delete()
             return [*settled, outcome]
@@ -162,6 +165,8 @@ class Committer:
         days = trade_dates_of([p.staged for p in files if p.staged is not None])
         before = self.house.file_totals(keys, days, None) if len(files) > 1 else {}
         commit = commit_group(self.house, self.index, files)
+        staged = {p.key: p.staged.venues for p in files if p.staged is not None}
+        record_ticks_reference(self.house, staged, self.venues)
         for (parsed, copies), committed in zip(
             accepted, verify_group(self.house, files, commit), strict=True
         ):
@@ -198,7 +203,7 @@ def iter_ingest_files(
     started = time.perf_counter()
     house = lakehouse.open()
     house.ensure_tables()
-    committer = Committer(house, landing.open())
+    committer = Committer(house, landing.open(), feed.venues)
     parse = partial(
         parse_landing_file,
         landing,

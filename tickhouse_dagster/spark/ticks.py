@@ -99,6 +99,7 @@ class FileResult:
     trade_dates: tuple[str, ...]
     symbols: int
     profile: str
+    venues: tuple[str, ...] = ()  # the venues the file's rows name
 
 
 @dataclass(frozen=True)
@@ -586,7 +587,7 @@ def _summaries(
 ) -> tuple[FileResult, ...]:
     """Per landing file, what the commit holds (read back at its snapshot)."""
     keys = [i.key for i in inputs]
-    counts: dict[str, tuple[int, tuple[str, ...], int]] = {}
+    counts: dict[str, tuple[int, tuple[str, ...], int, tuple[str, ...]]] = {}
     if snapshot_id is not None:
         rows = (
             spark.read.option("versionAsOf", snapshot_id)
@@ -597,13 +598,18 @@ def _summaries(
                 F.count(F.lit(1)).alias("rows"),
                 F.array_sort(F.collect_set(F.date_format("trade_date", "yyyy-MM-dd"))).alias("d"),
                 F.countDistinct("symbol").alias("symbols"),
+                F.array_sort(F.collect_set("venue")).alias("v"),
             )
             .collect()
         )
-        counts = {r["source_file"]: (r["rows"], tuple(r["d"]), r["symbols"]) for r in rows}
-    return tuple(
-        FileResult(i.key, *counts.get(i.key, (0, (), 0)), profile=i.profile) for i in inputs
-    )
+        counts = {
+            r["source_file"]: (r["rows"], tuple(r["d"]), r["symbols"], tuple(r["v"])) for r in rows
+        }
+    results = []
+    for i in inputs:
+        rows_, days, symbols, venues = counts.get(i.key, (0, (), 0, ()))
+        results.append(FileResult(i.key, rows_, days, symbols, i.profile, venues))
+    return tuple(results)
 
 
 def _java_message(exc: BaseException) -> str:
@@ -759,6 +765,7 @@ def result_message(result: IngestResult) -> dict[str, Any]:
                 "trade_dates": list(f.trade_dates),
                 "symbols": f.symbols,
                 "profile": f.profile,
+                "venues": list(f.venues),
             }
             for f in result.files
         ],

@@ -62,6 +62,9 @@ from tickhouse_dagster.contract import (
     CORRECTIONS_ARROW,
     CORRECTIONS_SCHEMA,
     CORRECTIONS_TABLE,
+    REFERENCE_ARROW,
+    REFERENCE_SCHEMA,
+    REFERENCE_TABLE,
     TICKS_ARROW,
     TICKS_SCHEMA,
     TICKS_TABLE,
@@ -186,9 +189,16 @@ class Lakehouse:
             self._ensure(
                 bar_table_name(interval), BARS_SCHEMA, ("symbol", "bar_start"), TABLE_PROPERTIES
             )
+        # A few rows per file and per day: unpartitioned (a file's record has no trade date).
+        self._ensure(REFERENCE_TABLE, REFERENCE_SCHEMA, ("built", "venue"), TABLE_PROPERTIES, False)
 
     def _ensure(
-        self, name: str, schema: Schema, sort: tuple[str, ...], properties: dict[str, str]
+        self,
+        name: str,
+        schema: Schema,
+        sort: tuple[str, ...],
+        properties: dict[str, str],
+        by_trade_date: bool = True,
     ) -> None:
         if self.catalog.table_exists(self.identifier(name)):
             return
@@ -196,7 +206,7 @@ class Lakehouse:
             self.catalog.create_table(
                 self.identifier(name),
                 schema=schema,
-                partition_spec=_trade_date_spec(schema),
+                partition_spec=_trade_date_spec(schema) if by_trade_date else PartitionSpec(),
                 sort_order=_sort_order(schema, *sort),
                 properties=properties,
             )
@@ -572,6 +582,26 @@ class Lakehouse:
             format="parquet",
             filesystem=table.io.fs_by_scheme(scheme, netloc),
         )
+
+    def replace_reference_records(self, predicate: BooleanExpression, rows: pa.Table) -> Commit:
+        """Replace the `reference_data_used` rows matching `predicate` with `rows`, in one
+        commit (storage.reference_lineage says what they are)."""
+        return self._replace(REFERENCE_TABLE, predicate, lambda: [rows.cast(REFERENCE_ARROW)])
+
+    def reference_records(
+        self,
+        columns: Sequence[str],
+        row_filter: BooleanExpression | None = None,
+        limit: int | None = None,
+    ) -> pa.Table:
+        schema = pa.schema([REFERENCE_ARROW.field(n) for n in columns])
+        table = self.table(REFERENCE_TABLE)
+        if table.current_snapshot() is None:
+            return schema.empty_table()
+        scan = table.scan(selected_fields=tuple(columns), limit=limit)
+        if row_filter is not None:
+            scan = scan.filter(row_filter)
+        return scan.to_arrow().select(list(columns)).cast(schema)
 
     def bars_for_day(self, interval: str, trade_date: date) -> pa.Table:
         table = self.table(bar_table_name(interval))

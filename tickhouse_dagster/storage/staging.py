@@ -30,6 +30,7 @@ class StagedTicks:
     rows: int = 0
     trade_dates: list[str] = field(default_factory=list)
     symbols: int = 0
+    venues: list[str] = field(default_factory=list)  # the venues the rows name
     parser: str = ""  # which reader produced the rows, and why when the fast path declined
     file_version: str = ""  # the landing file version these ticks were parsed from
     sha256: str = ""  # checksum of exactly the bytes parsed
@@ -70,6 +71,7 @@ def stage_ticks(batches: Iterable[pa.RecordBatch], uri: str) -> StagedTicks:
     staged = StagedTicks(uri)
     dates: set[str] = set()
     symbols: set[str] = set()
+    venues: set[str] = set()
     try:
         options = pa.ipc.IpcWriteOptions(compression="lz4")
         sink = filesystem.open_output_stream(path)
@@ -79,11 +81,13 @@ def stage_ticks(batches: Iterable[pa.RecordBatch], uri: str) -> StagedTicks:
                 staged.rows += batch.num_rows
                 dates.update(str(d) for d in pc.unique(batch["trade_date"]).to_pylist())
                 symbols.update(pc.unique(batch["symbol"]).to_pylist())
+                venues.update(pc.unique(batch["venue"]).to_pylist())
     except BaseException:
         filesystem.delete_file(path)  # a half-parsed file must never look staged
         raise
     staged.trade_dates = sorted(dates)
     staged.symbols = len(symbols)
+    staged.venues = sorted(v for v in venues if v is not None)
     return staged
 
 

@@ -18,7 +18,7 @@ import pyarrow as pa
 import pytest
 from dagster import DagsterInstance, SensorResult, build_sensor_context
 
-from tickhouse_dagster.contract import BAR_INTERVALS, bar_table_name
+from tickhouse_dagster.contract import BAR_INTERVALS, REFERENCE_TABLE, bar_table_name
 from tickhouse_dagster.defs.resources import resolved_resources
 from tickhouse_dagster.defs.sensors import touched_days_sensor
 from tickhouse_dagster.market.venues import load_venues
@@ -42,8 +42,9 @@ def _rows(namespace: str, table: str) -> list[tuple]:
     os.environ["TICKHOUSE_NAMESPACE"] = namespace
     house = resolved_resources()["lakehouse"].lakehouse()
     arrow: pa.Table = house.table(table).scan().to_arrow()
-    if "ingested_at" in arrow.column_names:
-        arrow = arrow.drop_columns(["ingested_at"])
+    for stamp in ("ingested_at", "recorded_at"):
+        if stamp in arrow.column_names:
+            arrow = arrow.drop_columns([stamp])
     return sorted(tuple(row.values()) for row in arrow.to_pylist())
 
 
@@ -119,6 +120,10 @@ def test_python_and_spark_paths_give_identical_ticks_and_bars(
         table = bar_table_name(interval)
         python_bars = _rows(python_ns, table)
         assert python_bars and _rows(spark_ns, table) == python_bars, table
+    # Both engines record the reference data each file and day was built under, alike.
+    python_records = _rows(python_ns, REFERENCE_TABLE)
+    assert len([r for r in python_records if r[0] == "ticks"]) == len(keys)
+    assert _rows(spark_ns, REFERENCE_TABLE) == python_records
 
 
 def test_rerun_replaces_the_files_rows(spark, on_stack, tmp_path: Path):

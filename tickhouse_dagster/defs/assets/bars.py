@@ -27,12 +27,14 @@ from tickhouse_dagster.defs.partitions import trade_dates
 from tickhouse_dagster.defs.resources import FeedResource, LakehouseResource
 from tickhouse_dagster.defs.retries import retry_transient
 from tickhouse_dagster.engine.day_bars import build_day_bars
+from tickhouse_dagster.market.reference_data import venues_fingerprint
 from tickhouse_dagster.quality.bar_rules import (
     check_bar_invariants,
     distinct_trade_totals,
     reconcile_bars_with_ticks,
 )
 from tickhouse_dagster.storage.lakehouse import Commit
+from tickhouse_dagster.storage.reference_lineage import record_bars_reference
 
 PREVIEW_ROWS = 10
 BAR_KEYS = {interval: AssetKey(["market", bar_table_name(interval)]) for interval in BAR_INTERVALS}
@@ -89,16 +91,21 @@ def _preview(bars: pa.Table) -> MetadataValue:
     return MetadataValue.md("\n".join(lines))
 
 
-def _built_from(context: AssetExecutionContext, day: date) -> int | None:
+def _built_from(context: AssetExecutionContext, day: date, reference: str) -> int | None:
     """The ticks snapshot the day's stored bars were last built from (all four intervals
-    together), from the latest 1-minute bars materialization; None if unknown."""
+    together), from the latest 1-minute bars materialization; None if unknown or built under
+    other venue reference data (`reference`: venues_fingerprint of the venues now)."""
     records = context.instance.fetch_materializations(
         AssetRecordsFilter(asset_key=BAR_KEYS["1m"], asset_partitions=[day.isoformat()]),
         limit=1,
     ).records
     if not records or records[0].asset_materialization is None:
         return None
-    recorded = records[0].asset_materialization.metadata.get("ticks_snapshot_id")
+    metadata = records[0].asset_materialization.metadata
+    built_under = metadata.get("reference_data")
+    if built_under is None or str(built_under.value) != reference:
+        return None
+    recorded = metadata.get("ticks_snapshot_id")
     text = str(recorded.value) if recorded is not None else ""
     return int(text) if text.isdigit() else None
 
@@ -119,8 +126,9 @@ def ohlcv_bars(context: AssetExecutionContext, lakehouse: LakehouseResource, fee
             context.selected_asset_keys, key=lambda k: BAR_INTERVALS.index(_INTERVAL_OF[k])
         )
         intervals = [_INTERVAL_OF[key] for key in selected]
+        reference = venues_fingerprint(venues)
         day_bars = build_day_bars(
-            house, venues, day, intervals, built_from=_built_from(context, day)
+            house, venues, day, intervals, built_from=_built_from(context, day, reference)
         )
         built = day_bars.bars
         trade_totals = distinct_trade_totals(house.ticks_dataset([day]), day_bars.duplicate_windows)
@@ -134,6 +142,13 @@ def ohlcv_bars(context: AssetExecutionContext, lakehouse: LakehouseResource, fee
     with retry_transient(context), ThreadPoolExecutor(max_workers=len(selected)) as pool:
         results = pool.map(store, [_INTERVAL_OF[key] for key in selected])
         stored_bars = dict(zip(selected, results, strict=True))
+        # After the bars, so a crash between leaves them reported stale, never wrongly current.
+        record_bars_reference(
+            house,
+            day,
+            {bar_table_name(_INTERVAL_OF[key]): stored for key, (_, stored) in stored_bars.items()},
+            venues,
+        )
     for key in selected:
         interval = _INTERVAL_OF[key]
         commit, stored = stored_bars[key]
@@ -145,6 +160,7 @@ def ohlcv_bars(context: AssetExecutionContext, lakehouse: LakehouseResource, fee
                 "symbols": MetadataValue.int(len(set(stored["symbol"].to_pylist()))),
                 "rebuilt": day_bars.rebuilt,
                 "ticks_snapshot_id": str(day_bars.ticks_snapshot_id),
+                "reference_data": reference,
                 "table": commit.table,
                 "snapshot_id": str(commit.snapshot_id),
                 "preview": _preview(stored),

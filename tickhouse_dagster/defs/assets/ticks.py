@@ -45,6 +45,7 @@ from tickhouse_dagster.engine.landing_file import (
 from tickhouse_dagster.parsing import TickFileError
 from tickhouse_dagster.parsing.profiles import ProfileError
 from tickhouse_dagster.storage.landing import LandingKeyError
+from tickhouse_dagster.storage.reference_lineage import record_ticks_reference
 from tickhouse_dagster.storage.staging import StagedTicks
 from tickhouse_dagster.storage.trade_index import TradeIndex
 
@@ -202,7 +203,12 @@ def parsed_ticks(
         ),
     ],
 )
-def ticks(context: AssetExecutionContext, parsed_ticks: StagedTicks, lakehouse: LakehouseResource):
+def ticks(
+    context: AssetExecutionContext,
+    parsed_ticks: StagedTicks,
+    lakehouse: LakehouseResource,
+    feed: FeedResource,
+):
     key = context.partition_key
     house = lakehouse.lakehouse()
     parsed = ParsedFile(
@@ -212,6 +218,7 @@ def ticks(context: AssetExecutionContext, parsed_ticks: StagedTicks, lakehouse: 
         index = TradeIndex(house)
         copies = trade_copies_of(house, index, key, parsed_ticks)
         commit = commit_parsed(house, index, parsed)
+        record_ticks_reference(house, {key: parsed_ticks.venues}, feed.venues())
         committed = verify_commit(house, parsed, commit)
     yield MaterializeResult(metadata=ticks_metadata(parsed, committed))
     for outcome in ticks_checks(committed, copies):
