@@ -118,7 +118,7 @@ def check_parsed(staged: StagedTicks, feed: Feed) -> tuple[Findings, Findings]:
     """(contract values, session and tick grid) of a file's parsed rows."""
     file_day = file_trading_day(staged.batches())
     values = check_tick_values(staged.batches(), feed.venues, file_day)
-    return values, check_session_and_grid(staged.batches(), feed.venues)
+    return values, check_session_and_grid(staged.dataset(), feed.venues)
 
 
 def new_trades(staged: StagedTicks) -> Iterator[pa.Table]:

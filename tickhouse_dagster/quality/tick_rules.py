@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from datetime import UTC, date, timedelta
 
 import pandera.errors
@@ -12,7 +12,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from tickhouse_dagster.arrow_sql import ArrowSource, query_rows
+from tickhouse_dagster.arrow_sql import ArrowSource, arrow_connection, query_rows
 from tickhouse_dagster.contract import TRADE_KEY
 from tickhouse_dagster.market.venues import Venue, trade_dates_of
 from tickhouse_dagster.quality.findings import MAX_EXAMPLES, Findings
@@ -105,14 +105,31 @@ def _value_reason(column: str, row: dict, case: dict, file_day: date | None) -> 
     return column, f"{shown} fails {case['check']}"
 
 
+# Rows validated together: pandera runs a polars query per check and column, whose setup cost
+# more than the work on a 64K-row batch; a bounded chunk keeps a 2 GB file's memory flat.
+VALUES_CHUNK_ROWS = 1 << 20
+
+
+def _chunks(batches: Iterable[pa.RecordBatch], rows: int) -> Iterator[pa.Table]:
+    pending: list[pa.RecordBatch] = []
+    held = 0
+    for batch in batches:
+        pending.append(batch)
+        held += batch.num_rows
+        if held >= rows:
+            yield pa.Table.from_batches(pending)
+            pending, held = [], 0
+    if pending:
+        yield pa.Table.from_batches(pending)
+
+
 def check_tick_values(
     batches: Iterable[pa.RecordBatch], venues: Mapping[str, Venue], file_day: date | None = None
 ) -> Findings:
     """Contract values of parsed ticks; each finding names the file, record, line and field.
     `file_day` (see `file_trading_day`) enables the distance-from-the-file's-day rule."""
     findings = Findings("tick values")
-    for batch in batches:
-        table = pa.Table.from_batches([batch])
+    for table in _chunks(batches, VALUES_CHUNK_ROWS):
         skew = _trade_date_skew(table, venues)
         checked = table.append_column("trade_date_skew_days", skew).append_column(
             "days_from_file_day", _days_from(table, file_day).fill_null(0)
@@ -205,28 +222,29 @@ def _session_and_grid_examples(row: dict, venue: Venue) -> list[str]:
     return examples
 
 
-def check_session_and_grid(
-    batches: Iterable[pa.RecordBatch], venues: Mapping[str, Venue]
-) -> Findings:
+def check_session_and_grid(ticks: ArrowSource, venues: Mapping[str, Venue]) -> Findings:
     """Prints outside every session of the venue for their trade date (in a break, on a day the
     venue does not trade, after an early close; the close is inclusive: the closing auction
-    prints at it), or off its tick-size grid."""
+    prints at it), or off its tick-size grid. One query per venue over all the rows (a file's
+    staged rows stream through DuckDB; per batch, setting a query up cost more than running
+    it)."""
     findings = Findings("session and tick grid")
-    for batch in batches:
-        table = pa.Table.from_batches([batch])
-        findings.rows_checked += table.num_rows
-        for name in pc.unique(table["venue"]).to_pylist():
+    with arrow_connection(ticks=ticks) as connection:
+        days_of: dict[str, list[date]] = {}
+        for name, day, rows in connection.execute(
+            "SELECT venue, trade_date, count(*) FROM ticks GROUP BY ALL ORDER BY ALL"
+        ).fetchall():
+            days_of.setdefault(name, []).append(day)
+            findings.rows_checked += rows
+        for name, days in days_of.items():
             venue = venues[name]
-            mine = table.filter(pc.equal(table["venue"], name))
-            sessions = _sessions_table(venue, pc.unique(mine["trade_date"]).to_pylist())
+            connection.register("sessions", _sessions_table(venue, days))
             tick_case = " ".join(
                 f"WHEN price >= {lower} THEN CAST({tick} AS DECIMAL(18, 6))"
                 for lower, tick in reversed(venue.tick_sizes)
             )
             sql = _SESSION_AND_GRID_SQL.format(tick_case=tick_case, examples=MAX_EXAMPLES)
-            [(outside, off_grid, examples)] = query_rows(
-                sql, {"venue": name}, ticks=mine, sessions=sessions
-            )
+            [(outside, off_grid, examples)] = connection.execute(sql, {"venue": name}).fetchall()
             findings.count += outside + off_grid
             for row in examples or []:
                 for example in _session_and_grid_examples(row, venue):
