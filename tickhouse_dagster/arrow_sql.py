@@ -40,6 +40,9 @@ def relation(rows: ArrowSource) -> duckdb.DuckDBPyRelation:
     return arrow_connection(rows=rows).view("rows")
 
 
+# DuckDB's own default is 80 % of the machine's memory, which it then keeps: a 2 GB file's key
+# grouping would hold gigabytes after it ran. Bounded, larger work spills to its temp folder.
+_CONFIG = {"memory_limit": "256MB"}
 _database: tuple[int, duckdb.DuckDBPyConnection] | None = None
 _database_lock = threading.Lock()
 
@@ -51,7 +54,7 @@ def _session() -> duckdb.DuckDBPyConnection:
     global _database
     with _database_lock:
         if _database is None or _database[0] != os.getpid():
-            _database = (os.getpid(), duckdb.connect())
+            _database = (os.getpid(), duckdb.connect(config=_CONFIG))
         return _database[1].cursor()
 
 

@@ -118,7 +118,7 @@ def check_parsed(staged: StagedTicks, feed: Feed) -> tuple[Findings, Findings]:
     """(contract values, session and tick grid) of a file's parsed rows."""
     file_day = file_trading_day(staged.batches())
     values = check_tick_values(staged.batches(), feed.venues, file_day)
-    return values, check_session_and_grid(staged.dataset(), feed.venues)
+    return values, check_session_and_grid(staged.batches(), feed.venues)
 
 
 def new_trades(staged: StagedTicks) -> Iterator[pa.Table]:
@@ -170,6 +170,9 @@ def parse_landing_file(
     staged.id_ranges = file_id_ranges(staged.dataset())
     if encode_for is not None:
         parsed.data_files = encode_for.open().write_file_ticks(key, staged.batches())
+    # Arrow's allocator keeps freed memory for reuse; the next step of this process is a commit
+    # (or the next file), which needs little of it: give it back rather than carry it.
+    pa.default_memory_pool().release_unused()
     return parsed
 
 

@@ -12,7 +12,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from tickhouse_dagster.arrow_sql import ArrowSource, arrow_connection, query_rows
+from tickhouse_dagster.arrow_sql import ArrowSource, query_rows
 from tickhouse_dagster.contract import TRADE_KEY
 from tickhouse_dagster.market.venues import Venue, trade_dates_of
 from tickhouse_dagster.quality.findings import MAX_EXAMPLES, Findings
@@ -107,7 +107,7 @@ def _value_reason(column: str, row: dict, case: dict, file_day: date | None) -> 
 
 # Rows validated together: pandera runs a polars query per check and column, whose setup cost
 # more than the work on a 64K-row batch; a bounded chunk keeps a 2 GB file's memory flat.
-VALUES_CHUNK_ROWS = 1 << 20
+VALUES_CHUNK_ROWS = 1 << 18
 
 
 def _chunks(batches: Iterable[pa.RecordBatch], rows: int) -> Iterator[pa.Table]:
@@ -222,29 +222,29 @@ def _session_and_grid_examples(row: dict, venue: Venue) -> list[str]:
     return examples
 
 
-def check_session_and_grid(ticks: ArrowSource, venues: Mapping[str, Venue]) -> Findings:
+def check_session_and_grid(
+    batches: Iterable[pa.RecordBatch], venues: Mapping[str, Venue]
+) -> Findings:
     """Prints outside every session of the venue for their trade date (in a break, on a day the
     venue does not trade, after an early close; the close is inclusive: the closing auction
-    prints at it), or off its tick-size grid. One query per venue over all the rows (a file's
-    staged rows stream through DuckDB; per batch, setting a query up cost more than running
-    it)."""
+    prints at it), or off its tick-size grid. One query per venue and chunk of 1M rows: per
+    64K batch, setting a query up cost more than running it; over a whole 2 GB file, the
+    session join held every row at once."""
     findings = Findings("session and tick grid")
-    with arrow_connection(ticks=ticks) as connection:
-        days_of: dict[str, list[date]] = {}
-        for name, day, rows in connection.execute(
-            "SELECT venue, trade_date, count(*) FROM ticks GROUP BY ALL ORDER BY ALL"
-        ).fetchall():
-            days_of.setdefault(name, []).append(day)
-            findings.rows_checked += rows
-        for name, days in days_of.items():
+    for table in _chunks(batches, VALUES_CHUNK_ROWS):
+        findings.rows_checked += table.num_rows
+        for name in pc.unique(table["venue"]).to_pylist():
             venue = venues[name]
-            connection.register("sessions", _sessions_table(venue, days))
+            mine = table.filter(pc.equal(table["venue"], name))
+            sessions = _sessions_table(venue, pc.unique(mine["trade_date"]).to_pylist())
             tick_case = " ".join(
                 f"WHEN price >= {lower} THEN CAST({tick} AS DECIMAL(18, 6))"
                 for lower, tick in reversed(venue.tick_sizes)
             )
             sql = _SESSION_AND_GRID_SQL.format(tick_case=tick_case, examples=MAX_EXAMPLES)
-            [(outside, off_grid, examples)] = connection.execute(sql, {"venue": name}).fetchall()
+            [(outside, off_grid, examples)] = query_rows(
+                sql, {"venue": name}, ticks=mine, sessions=sessions
+            )
             findings.count += outside + off_grid
             for row in examples or []:
                 for example in _session_and_grid_examples(row, venue):

@@ -471,13 +471,19 @@ class Lakehouse:
             selected_fields=("source_file", "quantity"),
             snapshot_id=snapshot_id,
         )
-        grouped = (
-            scan.to_arrow()
-            .group_by("source_file")
-            .aggregate([("quantity", "count"), ("quantity", "sum")])
-        )
-        for row in grouped.to_pylist():
-            totals[row["source_file"]] = (row["quantity_count"], row["quantity_sum"] or 0)
+        # Batch by batch: a 2 GB file's source_file column alone would be half a gigabyte.
+        counts = {key: [0, 0] for key in source_files}
+        for batch in scan.to_arrow_batch_reader():
+            grouped = (
+                pa.Table.from_batches([batch])
+                .group_by("source_file")
+                .aggregate([("quantity", "count"), ("quantity", "sum")])
+            )
+            for row in grouped.to_pylist():
+                count = counts.setdefault(row["source_file"], [0, 0])
+                count[0] += row["quantity_count"]
+                count[1] += row["quantity_sum"] or 0
+        totals.update({key: (rows, volume) for key, (rows, volume) in counts.items()})
         return totals
 
     def commit_files_ticks(self, files: Mapping[str, Sequence[DataFile]]) -> Commit:

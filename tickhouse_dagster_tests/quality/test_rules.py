@@ -52,7 +52,7 @@ def test_session_and_grid(venues):
             tick("10:00:00", "4", "71050", 1),  # 71,050 is off the 100-won grid above 50,000
         ]
     )
-    findings = check_session_and_grid(rows, venues)
+    findings = check_session_and_grid(rows.to_batches(), venues)
     assert findings.count == 2
     assert "record 3 (005930 3): 08:59:59 is outside the KRX session" in findings.examples[0]
     assert "record 4 (005930 4): price 71050.000000 is off the 100 grid" in findings.examples[1]
