@@ -39,9 +39,11 @@ from pydantic import Field, PrivateAttr
 from pyiceberg.schema import Schema
 
 from tickhouse_dagster.arrow_sql import relation
+from tickhouse_dagster.defs.links import table_links
 from tickhouse_dagster.defs.resources import LakehouseResource
 from tickhouse_dagster.defs.retries import retry_transient
 from tickhouse_dagster.storage.iceberg_io import IcebergTables, TableRead, TableWrite
+from tickhouse_dagster.storage.lakehouse import Commit
 
 IO_MANAGER_KEY = "iceberg_io_manager"
 
@@ -145,22 +147,41 @@ def to_arrow(obj: object, context: OutputContext) -> pa.Table | pa.RecordBatchRe
 def write_metadata(written: TableWrite) -> dict[str, Any]:
     commit = written.commit
     partitioned = written.trade_dates is not None
-    # Dagster's table metadata: the table's name and columns, its rows after the commit and,
-    # for a partition, the partition's rows.
-    metadata: dict[str, Any] = {
-        "dagster/table_name": commit.table,
-        "dagster/column_schema": MetadataValue.table_schema(column_schema(written.schema)),
-        "dagster/row_count": _int_or_none(commit.table_rows),
-        "dagster/partition_row_count": (
-            MetadataValue.int(commit.rows_written) if partitioned else None
+    return {
+        **table_metadata(
+            commit,
+            written.schema,
+            written.trade_dates,
+            partition_rows=commit.rows_written if partitioned else None,
         ),
-        "snapshot_id": str(commit.snapshot_id),
         "rows_written": MetadataValue.int(commit.rows_written),
         "rows_removed": MetadataValue.int(commit.rows_removed),
         "commit_attempts": MetadataValue.int(commit.attempts),
     }
-    if partitioned:
-        metadata["trade_dates"] = ",".join(d.isoformat() for d in written.trade_dates or ())
+
+
+def table_metadata(
+    commit: Commit,
+    schema: Schema,
+    trade_dates: Sequence[date] | None,
+    *,
+    partition_rows: int | None = None,
+    bar_interval: str | None = None,
+) -> dict[str, Any]:
+    """What every write to an Iceberg table shows in the UI — the IO manager's, the ticks' and
+    the bars' alike: Dagster's table metadata (the table's name and columns, its rows after the
+    commit and the partition's rows), the snapshot, the trade dates written, and links to the
+    tools that read the table (`defs/links.py`, where configured)."""
+    metadata: dict[str, Any] = {
+        "dagster/table_name": commit.table,
+        "dagster/column_schema": MetadataValue.table_schema(column_schema(schema)),
+        "dagster/row_count": _int_or_none(commit.table_rows),
+        "dagster/partition_row_count": _int_or_none(partition_rows),
+        "snapshot_id": str(commit.snapshot_id),
+    }
+    if trade_dates is not None:
+        metadata["trade_dates"] = ",".join(d.isoformat() for d in sorted(trade_dates))
+    metadata.update(table_links(commit.table, trade_dates, bar_interval=bar_interval))
     return {k: v for k, v in metadata.items() if v is not None}
 
 
