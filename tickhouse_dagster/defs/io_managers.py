@@ -199,20 +199,41 @@ def table_metadata(
     partition_rows: int | None = None,
     bar_interval: str | None = None,
 ) -> dict[str, Any]:
+    return written_table_metadata(
+        commit.table,
+        commit.snapshot_id,
+        schema,
+        trade_dates,
+        table_rows=commit.table_rows,
+        partition_rows=partition_rows,
+        bar_interval=bar_interval,
+    )
+
+
+def written_table_metadata(
+    table: str,
+    snapshot_id: int | str | None,
+    schema: Schema,
+    trade_dates: Sequence[date] | None,
+    *,
+    table_rows: int | None = None,
+    partition_rows: int | None = None,
+    bar_interval: str | None = None,
+) -> dict[str, Any]:
     """What every write to an Iceberg table shows in the UI — the IO manager's, the ticks' and
     the bars' alike: Dagster's table metadata (the table's name and columns, its rows after the
     commit and the partition's rows), the snapshot, the trade dates written, and links to the
     tools that read the table (`defs/links.py`, where configured)."""
     metadata: dict[str, Any] = {
-        "dagster/table_name": commit.table,
+        "dagster/table_name": table,
         "dagster/column_schema": MetadataValue.table_schema(column_schema(schema)),
-        "dagster/row_count": _int_or_none(commit.table_rows),
+        "dagster/row_count": _int_or_none(table_rows),
         "dagster/partition_row_count": _int_or_none(partition_rows),
-        "snapshot_id": str(commit.snapshot_id),
+        "snapshot_id": str(snapshot_id),
     }
     if trade_dates is not None:
         metadata["trade_dates"] = ",".join(d.isoformat() for d in sorted(trade_dates))
-    metadata.update(table_links(commit.table, trade_dates, bar_interval=bar_interval))
+    metadata.update(table_links(table, trade_dates, bar_interval=bar_interval))
     return {k: v for k, v in metadata.items() if v is not None}
 
 
