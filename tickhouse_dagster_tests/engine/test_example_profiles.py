@@ -2,7 +2,7 @@
 (`batch.ingest_paths`: parse, checks, corrections, Iceberg commit, bars) and give exactly the
 hand-computed ticks and bars.
 
-CME clearing FIXML on the built-in CBOT calendar (America/Chicago; sessions 19:00-07:45 and
+CME clearing FIXML on a user venues file's CBOT calendar (examples/venues; America/Chicago; sessions 19:00-07:45 and
 08:30-13:20; evening prints on the next trade date). US daylight saving time ends on Sunday
 2026-11-01: Friday's prints are at -05:00 (CDT), the Sunday-evening session of Monday
 2026-11-02 at -06:00 (CST), so Monday's 1d bar starts at 06:00Z, Friday's at 05:00Z.
@@ -24,6 +24,7 @@ from tickhouse_dagster.storage.catalog import CatalogSettings, load_lakehouse_ca
 from tickhouse_dagster.storage.lakehouse import Lakehouse
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "profiles"
+USER_VENUES = EXAMPLES.parent / "venues" / "cbot_grains.yaml"
 
 
 @pytest.fixture
@@ -96,7 +97,11 @@ def test_cme_clearing_fixml_ticks_and_bars_across_the_end_of_dst(tmp_path, house
     friday.write_text(cme_file(*FRIDAY))
     monday = landing / "cme/2026-11-02.xml.gz"
     monday.write_bytes(gzip.compress(cme_file(*MONDAY).encode()))
-    feed = Feed.load(profiles_dir=EXAMPLES)
+    # The user's own profile and venues file, as a user would point TICKHOUSE_PROFILES_DIR and
+    # TICKHOUSE_VENUES_FILE at them.
+    feed = Feed.load(profiles_dir=EXAMPLES, venues_file=USER_VENUES)
+    assert feed.venues["CBOT"].timezone.key == "America/Chicago"
+    assert sorted(feed.venues["CBOT"].holidays)[0] == date(2026, 1, 1), "the user's calendar"
     # Chosen by its key pattern, although the built-in fixml profile also names <FIXML>.
     assert feed.profile_for("cme/2026-10-30.xml", friday.read_bytes()).name == "cme_clearing"
 

@@ -72,7 +72,7 @@ def test_a_print_in_the_break_is_outside_the_sessions(cbot):
             _print("5", chicago(tuesday, 13, 21), tuesday),  # after it
         ]
     )
-    findings = check_session_and_grid(rows.to_batches(), {"CBOT": cbot})
+    findings = check_session_and_grid(rows, {"CBOT": cbot})
     assert findings.count == 2, findings.examples
     assert "record 3 (ZCZ6 3): 08:00:00 is outside the CBOT session" in findings.examples[0]
     assert "2026-10-27: Mon 19:00–07:45, 08:30–13:20" in findings.examples[0]

@@ -9,7 +9,7 @@ import time
 import pytest
 from dagster import DagsterInstance, build_sensor_context
 
-from tickhouse_dagster.defs.resources import resolved_resources
+from tickhouse_dagster.defs.resources import FeedResource, resolved_resources
 from tickhouse_dagster.defs.sensors import landing_sensor
 from tickhouse_dagster.storage.landing import LandingFile
 from tickhouse_dagster_tests.defs.helpers import definitions_with, step_error
@@ -58,7 +58,9 @@ def test_a_new_file_is_queued_within_seconds_and_requested_once(pushed, tmp_path
 
         # The polling sensor (the safety net) leaves the file to the listener.
         polled = landing_sensor(
-            build_sensor_context(instance=instance, resources={"landing": landing})
+            build_sensor_context(
+                instance=instance, resources={"landing": landing, "feed": FeedResource()}
+            )
         )
         assert polled.run_requests == []
 
@@ -143,7 +145,9 @@ def test_the_polling_safety_net_takes_only_what_the_listener_missed(pushed, monk
         try:
             version = store.write("KRX/missed.xml", trades(("1", "09:00:00", "71000", 5)))
             polled = landing_sensor(
-                build_sensor_context(instance=instance, resources={"landing": landing})
+                build_sensor_context(
+                    instance=instance, resources={"landing": landing, "feed": FeedResource()}
+                )
             )
             [request] = polled.run_requests
             assert request.run_config["ops"]["ingest_landing_files"]["config"]["keys"] == [
