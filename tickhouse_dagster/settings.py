@@ -55,6 +55,26 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("TICKHOUSE_TRINO_CATALOG", "iceberg", "Trino catalog that maps the Iceberg catalog"),
     Setting("TICKHOUSE_TRINO_USER", "tickhouse", "Trino user"),
     Setting("TICKHOUSE_TRINO_PASSWORD", None, "Trino password (https only)", secret=True),
+    # Where a person's browser reaches the tools (not always where the code reaches them: in
+    # compose Trino is http://trino:8080 to the code); materializations link to them when set.
+    Setting(
+        "TICKHOUSE_TRINO_UI_URL",
+        None,
+        "Trino web UI as a browser reaches it (default: TICKHOUSE_TRINO_URL + /ui/); "
+        "materializations link to it",
+    ),
+    Setting(
+        "TICKHOUSE_SUPERSET_URL",
+        None,
+        "Superset as a browser reaches it, e.g. http://127.0.0.1:18088; materializations link "
+        "to SQL Lab on their table (and the bars dashboard)",
+    ),
+    Setting(
+        "TICKHOUSE_QUICK_LOOK_URL",
+        None,
+        "the quick look (`tickhouse view`) as a browser reaches it, e.g. http://127.0.0.1:8501; "
+        "bar and tick materializations link to their trade date in it",
+    ),
     Setting("TICKHOUSE_SENSOR_INTERVAL_SECONDS", "30", "landing sensor interval"),
     Setting("TICKHOUSE_SENSOR_MAX_FILES_PER_TICK", "500", "runs requested per sensor tick"),
     Setting("TICKHOUSE_SENSOR_MARGIN_SECONDS", "300", "lookback for late-visible uploads"),

@@ -16,6 +16,8 @@ from dagster import (
     MetadataValue,
 )
 
+from tickhouse_dagster.contract import TICKS_SCHEMA
+from tickhouse_dagster.defs.io_managers import table_metadata
 from tickhouse_dagster.engine.catch_up import FileOutcome
 from tickhouse_dagster.engine.commit import CommittedFile, TradeCopies
 from tickhouse_dagster.engine.landing_file import ParsedFile
@@ -153,17 +155,21 @@ def ticks_metadata(parsed: ParsedFile, committed: CommittedFile) -> dict[str, ob
     staged, commit = parsed.staged, committed.commit
     assert staged is not None
     return {
+        # dagster/row_count is the table after the commit (Dagster's meaning), the file's own
+        # rows in it are its partition's; ticks are created from TICKS_SCHEMA.
+        **table_metadata(
+            commit, TICKS_SCHEMA, staged.trade_date_values(), partition_rows=committed.stored_rows
+        ),
         "rows_written": MetadataValue.int(commit.rows_written),
         "rows_replaced": MetadataValue.int(commit.rows_removed),
+        # ", "-separated, as the touched-days sensor and `tickhouse ingest` read it.
         "trade_dates": ", ".join(staged.trade_dates),
         "table": commit.table,
-        "snapshot_id": str(commit.snapshot_id),
         "commit_attempts": MetadataValue.int(commit.attempts),
         "corrections": MetadataValue.int(commit.corrections),
         "source_file": parsed.key,
         "file_version": parsed.version,
         "sha256": parsed.sha256,
-        "dagster/row_count": MetadataValue.int(committed.stored_rows),
     }
 
 

@@ -28,6 +28,7 @@ from dagster import (
     ConfigurableIOManager,
     DagsterInvariantViolationError,
     DagsterLogManager,
+    DynamicPartitionsDefinition,
     InputContext,
     MetadataValue,
     OutputContext,
@@ -39,9 +40,11 @@ from pydantic import Field, PrivateAttr
 from pyiceberg.schema import Schema
 
 from tickhouse_dagster.arrow_sql import relation
+from tickhouse_dagster.defs.links import table_links
 from tickhouse_dagster.defs.resources import LakehouseResource
 from tickhouse_dagster.defs.retries import retry_transient
 from tickhouse_dagster.storage.iceberg_io import IcebergTables, TableRead, TableWrite
+from tickhouse_dagster.storage.lakehouse import Commit
 
 IO_MANAGER_KEY = "iceberg_io_manager"
 
@@ -82,9 +85,13 @@ class IcebergIOManager(ConfigurableIOManager):
     def handle_output(self, context: OutputContext, obj: object) -> None:
         name = _table_name(context)
         rows = to_arrow(obj, context)
-        days = _trade_dates(context) if context.has_asset_partitions else None
+        days = files = None
+        if context.has_asset_partitions and _per_file(context.asset_partitions_def):
+            files = list(context.asset_partition_keys)
+        elif context.has_asset_partitions:
+            days = _trade_dates(context)
         with _retrying(context):
-            written = self.tables().write(name, rows, days)
+            written = self.tables().write(name, rows, days, source_files=files)
         context.add_output_metadata(write_metadata(written))
 
     def load_input(self, context: InputContext) -> object:
@@ -99,7 +106,7 @@ class IcebergIOManager(ConfigurableIOManager):
         options = context.definition_metadata or {}
         snapshot_id = options.get("snapshot_id")
         as_of = options.get("as_of", None if snapshot_id is not None else self.as_of)
-        days = _trade_dates(context) if context.has_asset_partitions else None
+        days, files = _partitions_to_read(context)
         with _retrying(context):
             read = self.tables().read(
                 _table_name(context),
@@ -108,13 +115,38 @@ class IcebergIOManager(ConfigurableIOManager):
                 as_of=_instant(as_of),
                 columns=options.get("columns"),
                 stream=kind is pa.RecordBatchReader,
+                source_files=files,
             )
         # Logged, not added as input metadata: that would record an observation of the upstream
         # asset on every read (and Dagster refuses it for a range of partitions).
-        context.log.info(describe_read(read, days))
+        context.log.info(describe_read(read, days, files))
         if kind is pa.RecordBatchReader:
             return read.rows
         return _INPUT_TYPES[kind](read.rows)
+
+
+def _per_file(partitions_def: object) -> bool:
+    """Per-file partitions (the landing files, or any dynamic partitions) map onto the
+    `source_file` column; every other partitions definition's keys are trade dates."""
+    return isinstance(partitions_def, DynamicPartitionsDefinition)
+
+
+def _partitions_to_read(context: InputContext) -> tuple[list[date] | None, list[str] | None]:
+    """(trade dates, landing files) of the upstream table the input needs; None = all. A
+    per-file upstream (market.ticks) read by a daily asset gives that asset's trade date from
+    every file — Dagster maps the day to all file partitions, which is every row of the table
+    —, read by a per-file asset its own files, by an unpartitioned one everything."""
+    if not context.has_asset_partitions:
+        return None, None
+    if not _per_file(context.asset_partitions_def):
+        return _trade_dates(context), None
+    if not context.has_partition_key:  # an unpartitioned (or range) downstream
+        return None, None
+    key = context.partition_key
+    try:
+        return [date.fromisoformat(key)], None
+    except ValueError:
+        return None, list(context.asset_partition_keys)
 
 
 def iceberg_io_managers(lakehouse: LakehouseResource) -> dict[str, IcebergIOManager]:
@@ -144,23 +176,64 @@ def to_arrow(obj: object, context: OutputContext) -> pa.Table | pa.RecordBatchRe
 
 def write_metadata(written: TableWrite) -> dict[str, Any]:
     commit = written.commit
-    partitioned = written.trade_dates is not None
-    # Dagster's table metadata: the table's name and columns, its rows after the commit and,
-    # for a partition, the partition's rows.
-    metadata: dict[str, Any] = {
-        "dagster/table_name": commit.table,
-        "dagster/column_schema": MetadataValue.table_schema(column_schema(written.schema)),
-        "dagster/row_count": _int_or_none(commit.table_rows),
-        "dagster/partition_row_count": (
-            MetadataValue.int(commit.rows_written) if partitioned else None
+    partitioned = written.trade_dates is not None or written.source_files is not None
+    return {
+        **table_metadata(
+            commit,
+            written.schema,
+            written.trade_dates,
+            partition_rows=commit.rows_written if partitioned else None,
         ),
-        "snapshot_id": str(commit.snapshot_id),
         "rows_written": MetadataValue.int(commit.rows_written),
         "rows_removed": MetadataValue.int(commit.rows_removed),
         "commit_attempts": MetadataValue.int(commit.attempts),
+        **({"source_files": ", ".join(written.source_files)} if written.source_files else {}),
     }
-    if partitioned:
-        metadata["trade_dates"] = ",".join(d.isoformat() for d in written.trade_dates or ())
+
+
+def table_metadata(
+    commit: Commit,
+    schema: Schema,
+    trade_dates: Sequence[date] | None,
+    *,
+    partition_rows: int | None = None,
+    bar_interval: str | None = None,
+) -> dict[str, Any]:
+    return written_table_metadata(
+        commit.table,
+        commit.snapshot_id,
+        schema,
+        trade_dates,
+        table_rows=commit.table_rows,
+        partition_rows=partition_rows,
+        bar_interval=bar_interval,
+    )
+
+
+def written_table_metadata(
+    table: str,
+    snapshot_id: int | str | None,
+    schema: Schema,
+    trade_dates: Sequence[date] | None,
+    *,
+    table_rows: int | None = None,
+    partition_rows: int | None = None,
+    bar_interval: str | None = None,
+) -> dict[str, Any]:
+    """What every write to an Iceberg table shows in the UI — the IO manager's, the ticks' and
+    the bars' alike: Dagster's table metadata (the table's name and columns, its rows after the
+    commit and the partition's rows), the snapshot, the trade dates written, and links to the
+    tools that read the table (`defs/links.py`, where configured)."""
+    metadata: dict[str, Any] = {
+        "dagster/table_name": table,
+        "dagster/column_schema": MetadataValue.table_schema(column_schema(schema)),
+        "dagster/row_count": _int_or_none(table_rows),
+        "dagster/partition_row_count": _int_or_none(partition_rows),
+        "snapshot_id": str(snapshot_id),
+    }
+    if trade_dates is not None:
+        metadata["trade_dates"] = ",".join(d.isoformat() for d in sorted(trade_dates))
+    metadata.update(table_links(table, trade_dates, bar_interval=bar_interval))
     return {k: v for k, v in metadata.items() if v is not None}
 
 
@@ -168,8 +241,14 @@ def _int_or_none(value: int | None) -> MetadataValue | None:
     return None if value is None else MetadataValue.int(value)
 
 
-def describe_read(read: TableRead, days: Sequence[date] | None) -> str:
+def describe_read(
+    read: TableRead, days: Sequence[date] | None, files: Sequence[str] | None = None
+) -> str:
     what = f"{read.table} trade dates {_describe_days(days)}" if days is not None else read.table
+    if files is not None:
+        what += f" files {', '.join(files[:3])}" + (
+            f" (+{len(files) - 3})" if len(files) > 3 else ""
+        )
     size = f", {read.rows.num_rows} rows" if isinstance(read.rows, pa.Table) else ""
     return f"read {what} at snapshot {read.snapshot_id}{size}"
 

@@ -9,6 +9,7 @@ runs `spark_jobs/ingest_ticks.py` with spark-submit against the configured maste
 Pipes. See docs/decisions/0401-spark-engine.md.
 """
 
+from datetime import date
 from typing import Any, Literal
 
 from dagster import (
@@ -24,7 +25,9 @@ from dagster import (
 from dagster_pyspark import LazyPySparkResource
 from pydantic import Field
 
+from tickhouse_dagster.contract import TICKS_SCHEMA
 from tickhouse_dagster.defs.assets.ticks import TICKS
+from tickhouse_dagster.defs.io_managers import written_table_metadata
 from tickhouse_dagster.defs.ledger import not_yet_ingested
 from tickhouse_dagster.defs.partitions import landing_files
 from tickhouse_dagster.defs.resources import FeedResource, LakehouseResource, LandingResource
@@ -76,6 +79,17 @@ def _materializations(
                 asset_key=AssetKey(TICKS),
                 partition=file["key"],
                 metadata={
+                    # What the Python path's ticks materializations show (no table row count:
+                    # the Spark job does not report one).
+                    **written_table_metadata(
+                        # Spark names the table with its catalog in front; Dagster's name is the
+                        # pyiceberg one (namespace.table) the Python path records.
+                        ".".join(str(message["table"]).split(".")[-2:]),
+                        message["snapshot_id"],
+                        TICKS_SCHEMA,
+                        [date.fromisoformat(d) for d in file["trade_dates"]],
+                        partition_rows=file["rows"],
+                    ),
                     "rows_written": MetadataValue.int(file["rows"]),
                     "trade_dates": ", ".join(file["trade_dates"]),
                     "symbols": MetadataValue.int(file["symbols"]),

@@ -16,6 +16,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import CollectorRegistry, start_http_server
@@ -23,6 +24,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from tickhouse_dagster import settings
+from tickhouse_dagster.market.venues import Venue
 from tickhouse_dagster.storage.lakehouse import Lakehouse
 from tickhouse_dagster.storage.landing import LandingStore
 from tickhouse_dagster.storage.pipeline_status import PipelineStatus, pipeline_status
@@ -111,6 +113,25 @@ def _status_metrics(status: PipelineStatus) -> Iterable[Metric]:
         files.add_metric([venue.venue], venue.files)
         rows.add_metric([venue.venue], venue.rows)
     yield from (last, files, rows)
+    if status.bars is not None:
+        # The fresh_in_session rule per venue (docs/decisions/0801): 1 while the trade date its
+        # latest session requires has bars older than TICKHOUSE_BARS_FRESHNESS_MINUTES allows.
+        stale = GaugeMetricFamily(
+            "tickhouse_bars_stale",
+            "1 when the venue's judged trade date has no bars rebuilt recently enough for its "
+            "session (TICKHOUSE_BARS_FRESHNESS_MINUTES), else 0",
+            labels=["venue"],
+        )
+        updated = GaugeMetricFamily(
+            "tickhouse_bars_last_update_timestamp_seconds",
+            "Last commit of the 1m bars of the venue's judged trade date (Unix time)",
+            labels=["venue"],
+        )
+        for want, last in status.bars.expectations:
+            stale.add_metric([want.venue], 1.0 if want.stale(last) else 0.0)
+            if last is not None:
+                updated.add_metric([want.venue], last.timestamp())
+        yield from (stale, updated)
     simple = (
         (
             "tickhouse_ingested_files",
@@ -158,12 +179,17 @@ def status_from_env() -> Callable[[], PipelineStatus]:
     # one worker thread of its own, which opens the store and the lakehouse once.
     worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tickhouse-metrics")
     opened: list[tuple[LandingStore, Lakehouse]] = []
+    venues: dict[str, Venue] = {}
 
     def compute_in_worker() -> PipelineStatus:
         if not opened:
             resources = resolved_resources()
             opened.append((resources["landing"].store(), resources["lakehouse"].lakehouse()))
-        return pipeline_status(*opened[0])
+            venues.update(resources["feed"].venues())
+        minutes = float(settings.setting("TICKHOUSE_BARS_FRESHNESS_MINUTES") or 30)
+        return pipeline_status(
+            *opened[0], venues=venues, freshness_threshold=timedelta(minutes=minutes)
+        )
 
     return lambda: worker.submit(compute_in_worker).result()
 

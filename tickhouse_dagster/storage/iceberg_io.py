@@ -50,6 +50,7 @@ from tickhouse_dagster.storage.lakehouse import (
 )
 
 PARTITION_COLUMN = "trade_date"
+FILE_COLUMN = "source_file"  # a per-file asset's partition: the landing file its rows came from
 IN_LIST_LIMIT = 64  # more trade dates than this are read as their range (see `_read_filter`)
 
 WritableRows = pa.Table | pa.RecordBatchReader
@@ -64,6 +65,7 @@ class TableWrite:
     commit: Commit  # table identifier, snapshot id, rows written / removed, attempts
     trade_dates: tuple[date, ...] | None  # the partition replaced; None = the whole table
     schema: Schema  # the table's Iceberg schema
+    source_files: tuple[str, ...] | None = None  # the landing files replaced (a per-file asset)
 
 
 @dataclass(frozen=True)
@@ -80,36 +82,54 @@ class IcebergTables:
         self.lakehouse = lakehouse
 
     def write(
-        self, name: str, rows: WritableRows, trade_dates: Iterable[date] | None = None
+        self,
+        name: str,
+        rows: WritableRows,
+        trade_dates: Iterable[date] | None = None,
+        *,
+        source_files: Iterable[str] | None = None,
     ) -> TableWrite:
         """Make table `name` hold exactly `rows` for `trade_dates` (every other trade date is
-        left as it is), or exactly `rows` when `trade_dates` is None, in one commit. Every row
-        must belong to one of `trade_dates`."""
-        days = None if trade_dates is None else tuple(sorted(set(trade_dates)))
-        if days == ():
-            raise ValueError(f"{self.lakehouse.identifier(name)}: no trade date to replace")
-        table = self._ensure(name, rows.schema, partitioned=days is not None)
+        left as it is), or for the landing files `source_files` (its `source_file` column: a
+        per-file asset), or exactly `rows` when neither is given, in one commit. Every row must
+        belong to one of them."""
         identifier = self.lakehouse.identifier(name)
+        if trade_dates is not None and source_files is not None:
+            raise ValueError(f"{identifier}: replace trade dates or source files, not both")
+        days = None if trade_dates is None else tuple(sorted(set(trade_dates)))
+        files = None if source_files is None else tuple(sorted(set(source_files)))
+        if days == () or files == ():
+            raise ValueError(f"{identifier}: no partition to replace")
+        if files is not None and FILE_COLUMN not in rows.schema.names and len(files) == 1:
+            # A per-file asset returns its file's rows; which file they are is the partition.
+            rows = _with_source_file(rows, files[0])
+        table = self._ensure(
+            name, rows.schema, partitioned=days is not None, per_file=files is not None
+        )
         target = arrow_schema(table.schema())
-        if days is not None and PARTITION_COLUMN not in target.names:
-            raise TableContractError(
-                f"{identifier} has no {PARTITION_COLUMN} column, so a daily partition of it "
-                f"cannot be replaced (its columns: {', '.join(target.names)})"
-            )
+        for column, kind in ((PARTITION_COLUMN, days), (FILE_COLUMN, files)):
+            if kind is not None and column not in target.names:
+                raise TableContractError(
+                    f"{identifier} has no {column} column, so a partition of it cannot be "
+                    f"replaced (its columns: {', '.join(target.names)})"
+                )
         data_files: list[DataFile] = []
         try:
             for chunk in _chunks(rows):
                 stored = conform(chunk, target, identifier)
                 if days is not None:
                     _check_trade_dates(stored, days, identifier)
+                if files is not None:
+                    _check_source_files(stored, files, identifier)
                 if stored.num_rows:
                     data_files.extend(write_data_files(table, stored))
         except BaseException:
             for data_file in data_files:  # nothing was committed: leave no stray files
                 table.io.delete(data_file.file_path)
             raise
-        commit = self.lakehouse.replace_data_files(name, _partition_filter(days), data_files)
-        return TableWrite(commit, days, table.schema())
+        replaced = _file_filter(files) if files is not None else _partition_filter(days)
+        commit = self.lakehouse.replace_data_files(name, replaced, data_files)
+        return TableWrite(commit, days, table.schema(), files)
 
     def read(
         self,
@@ -120,10 +140,12 @@ class IcebergTables:
         as_of: datetime | None = None,
         columns: Sequence[str] | None = None,
         stream: bool = False,
+        source_files: Iterable[str] | None = None,
     ) -> TableRead:
         """The rows of `trade_dates` (all rows when None), pruned to those partitions before
-        anything is read; as of snapshot `snapshot_id`, or of the snapshot current at `as_of`,
-        else the current one. `stream`: a `RecordBatchReader` instead of a table in memory."""
+        anything is read, and of those only the landing files `source_files` if given; as of
+        snapshot `snapshot_id`, or of the snapshot current at `as_of`, else the current one.
+        `stream`: a `RecordBatchReader` instead of a table in memory."""
         table = self._load(name)
         identifier = self.lakehouse.identifier(name)
         snapshot = _snapshot(table, identifier, snapshot_id, as_of)
@@ -142,25 +164,38 @@ class IcebergTables:
                 f"{identifier} has no {PARTITION_COLUMN} column to read trade dates "
                 f"{', '.join(d.isoformat() for d in days)} from"
             )
+        files = None if source_files is None else tuple(sorted(set(source_files)))
+        if files is not None and FILE_COLUMN not in full.names:
+            raise TableContractError(
+                f"{identifier} has no {FILE_COLUMN} column to read landing files from"
+            )
         target = pa.schema([full.field(c) for c in names])
         snapshot_read = snapshot.snapshot_id if snapshot else None
-        if snapshot is None or days == ():
+        if snapshot is None or days == () or files == ():
             empty = target.empty_table()
             rows = pa.RecordBatchReader.from_batches(target, []) if stream else empty
             return TableRead(identifier, snapshot_read, rows)
         row_filter, keep = _read_filter(days)
-        fields = names if keep is None or PARTITION_COLUMN in names else [*names, PARTITION_COLUMN]
+        file_filter, keep_files = _read_file_filter(files)
+        if not isinstance(file_filter, AlwaysTrue):
+            row_filter = And(row_filter, file_filter)
+        fields = list(names)
+        for column, kept in ((PARTITION_COLUMN, keep), (FILE_COLUMN, keep_files)):
+            if kept is not None and column not in fields:
+                fields.append(column)
         scan = table.scan(
             row_filter=row_filter, selected_fields=tuple(fields), snapshot_id=snapshot.snapshot_id
         )
+
+        def kept(rows: pa.Table | pa.RecordBatch) -> pa.Table | pa.RecordBatch:
+            return _only(_only_days(rows, keep), FILE_COLUMN, keep_files)
+
         if stream:
-            batches = (
-                _conformed_batch(_only_days(b, keep), target) for b in scan.to_arrow_batch_reader()
-            )
+            batches = (_conformed_batch(kept(b), target) for b in scan.to_arrow_batch_reader())
             return TableRead(
                 identifier, snapshot_read, pa.RecordBatchReader.from_batches(target, batches)
             )
-        rows = _only_days(scan.to_arrow(), keep)
+        rows = kept(scan.to_arrow())
         return TableRead(identifier, snapshot_read, rows.select(names).cast(target))
 
     def _load(self, name: str) -> Table:
@@ -172,14 +207,27 @@ class IcebergTables:
                 f"{identifier} does not exist: materialize the asset that writes it first"
             ) from None
 
-    def _ensure(self, name: str, schema: pa.Schema, partitioned: bool) -> Table:
+    def _ensure(
+        self, name: str, schema: pa.Schema, partitioned: bool, per_file: bool = False
+    ) -> Table:
         """The table, created from `schema` if it does not exist (by this writer or a
-        concurrent one: both end up with the one table that won)."""
+        concurrent one: both end up with the one table that won). A per-file asset's table is
+        partitioned by `trade_date` when its rows have one (as market.ticks is: a landing file's
+        rows are few data files, and downstream daily reads prune to their day)."""
         identifier = self.lakehouse.identifier(name)
         catalog = self.lakehouse.catalog
         with contextlib.suppress(NoSuchTableError):
             return catalog.load_table(identifier)
         storable = _storable_schema(schema)
+        if per_file and FILE_COLUMN not in storable.names:
+            raise TableContractError(
+                f"{identifier}: a per-file asset's output for several files needs a "
+                f"{FILE_COLUMN} column (it has: {', '.join(storable.names)})"
+            )
+        if per_file:
+            partitioned = PARTITION_COLUMN in storable.names and pa.types.is_date32(
+                storable.field(PARTITION_COLUMN).type
+            )
         if partitioned and PARTITION_COLUMN not in storable.names:
             raise TableContractError(
                 f"{identifier}: a daily-partitioned asset's output needs a {PARTITION_COLUMN} "
@@ -274,6 +322,54 @@ def _check_trade_dates(rows: pa.Table, days: tuple[date, ...], identifier: str) 
             f"{identifier}: the output for {', '.join(d.isoformat() for d in days)} holds rows "
             f"of other trade dates ({shown}); a partition may only replace its own rows"
         )
+
+
+def _with_source_file(rows: WritableRows, source_file: str) -> WritableRows:
+    field = pa.field(FILE_COLUMN, pa.string(), nullable=False)
+    schema = rows.schema.append(field)
+
+    def tagged(batch: pa.RecordBatch) -> pa.RecordBatch:
+        column = pa.array([source_file] * batch.num_rows, pa.string())
+        return pa.RecordBatch.from_arrays([*batch.columns, column], schema=schema)
+
+    if isinstance(rows, pa.Table):
+        return pa.Table.from_batches([tagged(b) for b in rows.to_batches()], schema)
+    return pa.RecordBatchReader.from_batches(schema, (tagged(b) for b in rows))
+
+
+def _check_source_files(rows: pa.Table, files: tuple[str, ...], identifier: str) -> None:
+    outside = pc.invert(pc.is_in(rows[FILE_COLUMN], pa.array(files, pa.string())))
+    if pc.any(outside).as_py():
+        found = pc.unique(rows[FILE_COLUMN].filter(outside)).to_pylist()
+        shown = ", ".join(sorted(str(f) for f in found)[:5])
+        raise TableContractError(
+            f"{identifier}: the output for {', '.join(files[:5])} holds rows of other landing "
+            f"files ({shown}); a partition may only replace its own rows"
+        )
+
+
+def _file_filter(files: tuple[str, ...]) -> BooleanExpression:
+    return EqualTo(FILE_COLUMN, files[0]) if len(files) == 1 else In(FILE_COLUMN, list(files))
+
+
+def _read_file_filter(
+    files: tuple[str, ...] | None,
+) -> tuple[BooleanExpression, pa.Array | None]:
+    """As `_read_filter` for landing files: a long list (every file of an AllPartitionMapping)
+    is not tested literal by literal against each data file, the rows are kept afterwards."""
+    if files is None:
+        return AlwaysTrue(), None
+    if len(files) <= IN_LIST_LIMIT:
+        return _file_filter(files), None
+    return AlwaysTrue(), pa.array(files, pa.string())
+
+
+def _only(
+    rows: pa.Table | pa.RecordBatch, column: str, keep: pa.Array | None
+) -> pa.Table | pa.RecordBatch:
+    if keep is None:
+        return rows
+    return rows.filter(pc.is_in(rows.column(column), keep))
 
 
 def _partition_filter(days: tuple[date, ...] | None) -> BooleanExpression:

@@ -1,5 +1,7 @@
 """How far the pipeline has got, as figures a monitor can scrape: what the ticks table holds per
-venue, what still waits in the landing area, what was quarantined.
+venue, what still waits in the landing area, what was quarantined, and whether the bars keep up with
+the venues' sessions (the rule of the `fresh_in_session` check, judged on the bar table's commit
+times instead of Dagster's materialization times, so the exporter needs no Dagster instance).
 
 Pure reads, no Dagster: the ticks table's own metadata when it can answer (manifests carry each
 data file's row count and column bounds, so no Parquet is read), a scan of three columns when it
@@ -11,14 +13,16 @@ from __future__ import annotations
 import os
 import time
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pyarrow as pa
 
-from tickhouse_dagster.contract import TICKS_TABLE
+from tickhouse_dagster.contract import TICKS_TABLE, bar_table_name
+from tickhouse_dagster.market.venues import Venue
+from tickhouse_dagster.quality.bar_freshness import Verdict, judge, watched
 from tickhouse_dagster.storage.lakehouse import Lakehouse
 from tickhouse_dagster.storage.landing import (
     QUARANTINE_PREFIX,
@@ -55,6 +59,7 @@ class PipelineStatus:
     computed_at: datetime
     seconds: float  # how long computing these figures took
     pending_keys: tuple[str, ...] = field(default=(), repr=False)
+    bars: Verdict | None = None  # the bars' freshness; None when not judged (no venues given)
 
     @property
     def ingest_lag_seconds(self) -> float:
@@ -154,11 +159,45 @@ def quarantined_keys(store: LandingStore) -> Iterator[str]:
         raise TypeError(f"cannot list the quarantine of a {type(store).__name__}")
 
 
+def bars_updated_at(lakehouse: Lakehouse, interval: str = "1m") -> dict[date, datetime]:
+    """When each trade date's bars were last committed: the snapshot that added the newest data
+    file of the date's partition (Iceberg's partitions metadata, no data read). A rebuild always
+    replaces the day's files, so this is the last rebuild; a day without bars has no entry."""
+    table = lakehouse.table(bar_table_name(interval))
+    if table.current_snapshot() is None:
+        return {}
+    rows = table.inspect.partitions().select(["partition", "last_updated_at"]).to_pylist()
+    return {
+        row["partition"]["trade_date"]: row["last_updated_at"].replace(tzinfo=UTC)
+        for row in rows
+        if row["last_updated_at"] is not None
+    }
+
+
+def bars_freshness(
+    lakehouse: Lakehouse,
+    venues: Mapping[str, Venue],
+    ticks: TicksFigures,
+    now: datetime,
+    threshold: timedelta,
+) -> Verdict:
+    updated = bars_updated_at(lakehouse)
+    return judge(watched(venues, ticks.venues), now, threshold, updated.get)
+
+
 def pipeline_status(
-    store: LandingStore, lakehouse: Lakehouse, now: datetime | None = None
+    store: LandingStore,
+    lakehouse: Lakehouse,
+    now: datetime | None = None,
+    venues: Mapping[str, Venue] | None = None,
+    freshness_threshold: timedelta | None = None,
 ) -> PipelineStatus:
     started = time.monotonic()
+    now = now or datetime.now(UTC)
     ticks = ticks_figures(lakehouse)
+    bars = None
+    if venues is not None and freshness_threshold is not None:
+        bars = bars_freshness(lakehouse, venues, ticks, now, freshness_threshold)
     pending = [f for f in store.iter_files() if f.key not in ticks.source_files]
     oldest = min((f.modified_ns for f in pending), default=None)
     quarantined = sum(1 for _ in quarantined_keys(store))
@@ -169,7 +208,8 @@ def pipeline_status(
             datetime.fromtimestamp(oldest / 1e9, UTC) if oldest is not None else None
         ),
         quarantined_files=quarantined,
-        computed_at=now or datetime.now(UTC),
+        computed_at=now,
         seconds=time.monotonic() - started,
         pending_keys=tuple(f.key for f in pending),
+        bars=bars,
     )

@@ -50,9 +50,24 @@ if not instruments:
     st.info("No bars yet: ingest some tick files first (`tickhouse ingest`, or `make dev`).")
     st.stop()
 
+# A materialization's quick-look link (defs/links.py) names its interval and trade date, and may
+# name a symbol; anything it names that is not there falls back to the defaults.
+wanted = st.query_params
+wanted_symbol = wanted.get("symbol")
+wanted_day = wanted.get("trade_date")
+listed = list(instruments)
+symbol_index = next((i for i, x in enumerate(listed) if x.symbol == wanted_symbol), 0)
+if wanted_day and wanted_symbol is None:  # the first symbol that traded that day
+    symbol_index = next(
+        (i for i, x in enumerate(listed) if wanted_day in {d.isoformat() for d in instruments[x]}),
+        0,
+    )
+wanted_interval = wanted.get("interval")
+interval_index = BAR_INTERVALS.index(wanted_interval if wanted_interval in BAR_INTERVALS else "5m")
+
 with st.sidebar:
-    instrument = st.selectbox("Symbol", list(instruments), format_func=Instrument.label)
-    interval = st.selectbox("Interval", BAR_INTERVALS, index=BAR_INTERVALS.index("5m"))
+    instrument = st.selectbox("Symbol", listed, index=symbol_index, format_func=Instrument.label)
+    interval = st.selectbox("Interval", BAR_INTERVALS, index=interval_index)
     days = instruments[instrument]
     if interval == "1d":  # one candle per day: a range of days makes a chart
         if len(days) > 1:
@@ -60,7 +75,10 @@ with st.sidebar:
         else:
             first = last = days[0]
     else:
-        first = last = st.selectbox("Trade date", days, index=len(days) - 1)
+        day_index = next(
+            (i for i, d in enumerate(days) if d.isoformat() == wanted_day), len(days) - 1
+        )
+        first = last = st.selectbox("Trade date", days, index=day_index)
 
 venues = load_venues()
 timezone = venues[instrument.venue].timezone

@@ -14,8 +14,10 @@ import pytest
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tickhouse_dagster.contract import PARSED_TICKS_ARROW
+from tickhouse_dagster.contract import BARS_ARROW, PARSED_TICKS_ARROW
+from tickhouse_dagster.market.venues import load_venues
 from tickhouse_dagster.observability.metrics import PipelineCollector, registry_for
+from tickhouse_dagster.quality.bar_freshness import expectation
 from tickhouse_dagster.storage.lakehouse import Lakehouse
 from tickhouse_dagster.storage.landing import LocalLanding
 from tickhouse_dagster.storage.pipeline_status import pipeline_status, quarantined_keys
@@ -183,3 +185,67 @@ def test_collector_serves_cached_figures_and_survives_failures(
     assert failed[("tickhouse_pending_files", ())] == 1  # the last good figures stay
     assert "pipeline status failed: RuntimeError" in caplog.text
     assert secret not in caplog.text
+
+
+def one_bar(day: date) -> pa.Table:
+    price = Decimal("71000")
+    start = datetime.combine(day, datetime.min.time(), tzinfo=UTC)
+    return pa.Table.from_pylist(
+        [
+            {
+                "venue": "KRX",
+                "symbol": "005930",
+                "trade_date": day,
+                "bar_start": start,
+                "open": price,
+                "high": price,
+                "low": price,
+                "close": price,
+                "volume": 10,
+                "turnover": price * 10,
+                "vwap": price,
+                "trade_count": 1,
+            }
+        ],
+        schema=BARS_ARROW,
+    )
+
+
+def test_the_exporter_shows_bars_going_stale_when_they_stop_arriving(
+    lakehouse: Lakehouse, store: LocalLanding
+) -> None:
+    """The fresh_in_session rule in the exporter, judged on the bar table's commit times: stale
+    with no bars for the trade date the venue's session requires, fresh once they are rebuilt,
+    stale again when the next session runs past the threshold without a rebuild."""
+    krx = load_venues()["KRX"]
+    venues, threshold = {"KRX": krx}, timedelta(minutes=30)
+    stale_key = ("tickhouse_bars_stale", (("venue", "KRX"),))
+    updated_key = ("tickhouse_bars_last_update_timestamp_seconds", (("venue", "KRX"),))
+    ingest(lakehouse, "KRX/a.xml", ["KRX"], datetime.now(UTC))  # KRX has ticks: it is watched
+
+    def exported(now: datetime) -> dict[tuple[str, tuple], float]:
+        status = pipeline_status(
+            store, lakehouse, now=now, venues=venues, freshness_threshold=threshold
+        )
+        return samples(PipelineCollector(lambda: status))
+
+    now = datetime.now(UTC)
+    wanted = expectation(krx, now, threshold)
+    assert wanted is not None
+    before = exported(now)
+    assert before[stale_key] == 1.0 and updated_key not in before
+
+    commit = lakehouse.replace_day_bars("1m", wanted.trade_date, one_bar(wanted.trade_date))
+    now = datetime.now(UTC)
+    assert expectation(krx, now, threshold).trade_date == wanted.trade_date
+    rebuilt = exported(now)
+    assert rebuilt[stale_key] == 0.0
+    snapshot = lakehouse.table("ohlcv_1m").snapshot_by_id(commit.snapshot_id)
+    assert rebuilt[updated_key] == snapshot.timestamp_ms / 1000
+
+    # The bars stop: the next trading day's session has been open past the threshold, and its
+    # trade date has no bars.
+    next_day = krx.next_trading_day(wanted.trade_date)
+    opens, _ = krx.sessions_of(next_day)[0]
+    later = exported(opens.astimezone(UTC) + threshold + timedelta(minutes=5))
+    assert later[stale_key] == 1.0 and updated_key not in later

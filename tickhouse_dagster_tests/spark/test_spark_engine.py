@@ -102,6 +102,13 @@ def test_python_and_spark_paths_give_identical_ticks_and_bars(
         assert sum(m["rows_written"].value for m in events.values()) == 4000
         assert events[keys[-1]]["trade_dates"].value == "2024-01-03"
         assert events[keys[0]]["engine"].value.startswith("spark (local")
+        # The metadata a Python ingest shows: Dagster's table name and the stored Iceberg types.
+        assert events[keys[0]]["dagster/table_name"].value == f"{spark_ns}.ticks"
+        shown = events[keys[0]]["dagster/column_schema"].value.columns
+        assert ("price", "decimal(18, 6)") in [(c.name, c.type) for c in shown]
+        assert events[keys[0]]["dagster/partition_row_count"].value == (
+            events[keys[0]]["rows_written"].value
+        )
         # The ledger now counts these files as ingested: a second backfill has nothing to do.
         again = definitions.resolve_job_def("spark_backfill_ticks").execute_in_process(
             instance=instance, raise_on_error=False

@@ -302,3 +302,25 @@ def test_many_trade_dates_read_exactly_those_days(tmp_path):
     streamed = tables.read("prices", asked, stream=True, columns=["value"]).rows.read_all()
     assert sorted(streamed.column("value").to_pylist()) == [2, 4]
     assert streamed.column_names == ["value"]
+
+
+def test_landing_files_replace_exactly_their_rows_and_refuse_others(tmp_path):
+    tables = open_tables(tmp_path)
+    tables.write("per_file", day_rows(D1, [1, 2]), source_files=["a.xml"])
+    tables.write("per_file", day_rows(D2, [3]), source_files=["b.xml"])
+    tables.write("per_file", day_rows(D1, [4]), source_files=["a.xml"])
+    rows = tables.read("per_file").rows.to_pylist()
+    assert sorted((r["source_file"], r["value"]) for r in rows) == [("a.xml", 4), ("b.xml", 3)]
+    # A per-file table with trade dates is partitioned by them, for daily reads downstream.
+    table = tables.lakehouse.catalog.load_table("market.per_file")
+    assert [f.name for f in table.spec().fields] == ["trade_date"]
+    assert tables.read("per_file", [D2]).rows["value"].to_pylist() == [3]
+    assert tables.read("per_file", source_files=["b.xml"]).rows["value"].to_pylist() == [3]
+
+    before = tables.read("per_file").snapshot_id
+    tagged = day_rows(D1, [5]).append_column("source_file", pa.array(["b.xml"]))
+    with pytest.raises(TableContractError, match=r"holds rows of other landing files \(b\.xml\)"):
+        tables.write("per_file", tagged, source_files=["a.xml"])
+    with pytest.raises(TableContractError, match="needs a source_file column"):
+        tables.write("two_files", day_rows(D1, [1]), source_files=["a.xml", "b.xml"])
+    assert tables.read("per_file").snapshot_id == before

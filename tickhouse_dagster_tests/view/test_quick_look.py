@@ -195,3 +195,32 @@ def test_an_empty_lakehouse_says_what_to_do(
     app = run_app(tmp_path / "empty", monkeypatch)
     assert "No bars yet" in app.info[0].value
     assert not charts(app)
+
+
+def test_a_materialization_link_opens_its_interval_and_day(
+    lakehouse_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The link a 1-minute bars materialization of the first day carries (defs/links.py).
+    isolated_env(monkeypatch, lakehouse_home)
+    st.cache_data.clear()
+    st.cache_resource.clear()
+    app = AppTest.from_file(str(APP), default_timeout=120)
+    app.query_params["interval"] = "1m"
+    app.query_params["trade_date"] = "2024-01-02"
+    app.run()
+    assert not app.exception, app.exception
+    symbol_box, interval_box, day_box = app.sidebar.selectbox
+    assert (interval_box.value, day_box.value) == ("1m", date(2024, 1, 2))
+    _, rows = candles(app)
+    assert len(rows) == len(bars_of(lakehouse_home, "1m", symbol_box.value, {date(2024, 1, 2)}))
+
+    # A symbol named too; a day or interval the store does not have falls back to the defaults.
+    other = next(o for o in symbol_box.options if o != symbol_box.value.label())
+    symbol = other.removesuffix(")").split(" (")[0]
+    app = AppTest.from_file(str(APP), default_timeout=120)
+    app.query_params.update({"symbol": symbol, "interval": "7m", "trade_date": "2023-06-01"})
+    app.run()
+    assert not app.exception, app.exception
+    symbol_box, interval_box, day_box = app.sidebar.selectbox
+    assert symbol_box.value.symbol == symbol
+    assert (interval_box.value, day_box.value) == ("5m", date(2024, 1, 3))

@@ -19,10 +19,10 @@ from dagster import (
     multi_asset,
 )
 
-from tickhouse_dagster.contract import BAR_INTERVALS, bar_table_name
+from tickhouse_dagster.contract import BAR_INTERVALS, BARS_SCHEMA, bar_table_name
 from tickhouse_dagster.defs.assets.ticks import TICKS
 from tickhouse_dagster.defs.check_results import findings_check_result
-from tickhouse_dagster.defs.io_managers import IO_MANAGER_KEY
+from tickhouse_dagster.defs.io_managers import IO_MANAGER_KEY, table_metadata
 from tickhouse_dagster.defs.partitions import trade_dates
 from tickhouse_dagster.defs.resources import FeedResource, LakehouseResource
 from tickhouse_dagster.defs.retries import retry_transient
@@ -155,6 +155,15 @@ def ohlcv_bars(context: AssetExecutionContext, lakehouse: LakehouseResource, fee
         yield MaterializeResult(
             asset_key=key,
             metadata={
+                # The tables are created from BARS_SCHEMA (Lakehouse.ensure_tables), so it is
+                # their Iceberg schema without loading each table once more.
+                **table_metadata(
+                    commit,
+                    BARS_SCHEMA,
+                    [day],
+                    partition_rows=stored.num_rows,
+                    bar_interval=interval,
+                ),
                 "trade_date": day.isoformat(),
                 "bars": MetadataValue.int(stored.num_rows),
                 "symbols": MetadataValue.int(len(set(stored["symbol"].to_pylist()))),

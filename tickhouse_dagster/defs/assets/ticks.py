@@ -26,6 +26,7 @@ from tickhouse_dagster.defs.file_reports import (
     ticks_checks,
     ticks_metadata,
 )
+from tickhouse_dagster.defs.io_managers import IO_MANAGER_KEY
 from tickhouse_dagster.defs.partitions import landing_files
 from tickhouse_dagster.defs.resources import (
     FeedResource,
@@ -182,6 +183,10 @@ def parsed_ticks(
     key=TICKS,
     partitions_def=landing_files,
     group_name="ticks",
+    # The asset commits the table itself (docs/decisions/0006-iceberg-io-managers.md); the IO
+    # manager is how assets downstream read it: a daily one gets its trade date of every file,
+    # a per-file one its file's rows.
+    io_manager_key=IO_MANAGER_KEY,
     description="market.ticks in Iceberg: this file's rows replaced in one atomic commit.",
     check_specs=[
         AssetCheckSpec(
