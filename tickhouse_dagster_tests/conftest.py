@@ -15,6 +15,8 @@ from dagster import DagsterInstance
 from tickhouse_dagster.market.venues import Venue, load_venues
 from tickhouse_dagster.parsing.profiles import Profile, load_profiles
 from tickhouse_dagster.settings import PROJECT_ROOT
+from tickhouse_dagster.storage.catalog import CatalogSettings, load_lakehouse_catalog
+from tickhouse_dagster.storage.lakehouse import Lakehouse
 
 
 @pytest.fixture
@@ -54,6 +56,19 @@ def resources(home: Path) -> dict[str, object]:
     from tickhouse_dagster.defs.resources import resources_from_env
 
     return dict(resources_from_env())
+
+
+@pytest.fixture
+def house(tmp_path: Path) -> Lakehouse:
+    """An embedded lakehouse of its own (SQLite catalog, local warehouse), tables created."""
+    settings = CatalogSettings(
+        name="tickhouse",
+        warehouse=str(tmp_path / "warehouse"),
+        embedded_db=str(tmp_path / "catalog.db"),
+    )
+    lakehouse = Lakehouse(load_lakehouse_catalog(settings))
+    lakehouse.ensure_tables()
+    return lakehouse
 
 
 @pytest.fixture

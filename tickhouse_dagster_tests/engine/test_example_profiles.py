@@ -15,28 +15,12 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
 
-import pytest
-
 from tickhouse_dagster.batch import ingest_paths
 from tickhouse_dagster.contract import TICKS_TABLE
 from tickhouse_dagster.engine.feed import Feed
-from tickhouse_dagster.storage.catalog import CatalogSettings, load_lakehouse_catalog
-from tickhouse_dagster.storage.lakehouse import Lakehouse
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "profiles"
 USER_VENUES = EXAMPLES.parent / "venues" / "cbot_grains.yaml"
-
-
-@pytest.fixture
-def house(tmp_path: Path) -> Lakehouse:
-    settings = CatalogSettings(
-        name="tickhouse",
-        warehouse=str(tmp_path / "warehouse"),
-        embedded_db=str(tmp_path / "catalog.db"),
-    )
-    lakehouse = Lakehouse(load_lakehouse_catalog(settings))
-    lakehouse.ensure_tables()
-    return lakehouse
 
 
 def cme_report(

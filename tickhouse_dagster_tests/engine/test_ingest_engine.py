@@ -11,7 +11,6 @@ from datetime import date
 from pathlib import Path
 
 import pyarrow.compute as pc
-import pytest
 from pyiceberg.expressions import AlwaysTrue
 
 from tickhouse_dagster.batch import ingest_paths
@@ -23,7 +22,6 @@ from tickhouse_dagster.market.bars import build_all_bars
 from tickhouse_dagster.quality.bar_rules import distinct_trade_totals
 from tickhouse_dagster.quality.trade_ranges import copy_windows
 from tickhouse_dagster.sample.generator import SampleSpec, generate
-from tickhouse_dagster.storage.catalog import CatalogSettings, load_lakehouse_catalog
 from tickhouse_dagster.storage.lakehouse import Lakehouse
 from tickhouse_dagster.storage.trade_index import TradeIndex
 
@@ -35,18 +33,6 @@ TRADE = '<trade id="{id}" symbol="005930" ts="2024-01-02T09:00:{s:02d}+09:00" pr
 def document(*trades: tuple[str, int, str, int]) -> str:
     body = "".join(TRADE.format(id=i, s=s, px=px, q=q) for i, s, px, q in trades)
     return HEAD + body + "</tickhouse>"
-
-
-@pytest.fixture
-def house(tmp_path: Path) -> Lakehouse:
-    settings = CatalogSettings(
-        name="tickhouse",
-        warehouse=str(tmp_path / "warehouse"),
-        embedded_db=str(tmp_path / "catalog.db"),
-    )
-    lakehouse = Lakehouse(load_lakehouse_catalog(settings))
-    lakehouse.ensure_tables()
-    return lakehouse
 
 
 def ingest(landing: Path, house: Lakehouse, *keys: str, workers: int = 1):

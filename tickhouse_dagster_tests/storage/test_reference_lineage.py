@@ -6,15 +6,12 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import date
 from decimal import Decimal
-from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pyarrow as pa
-import pytest
 
 from tickhouse_dagster.contract import REFERENCE_TABLE
 from tickhouse_dagster.market.venues import Venue
-from tickhouse_dagster.storage.catalog import CatalogSettings, load_lakehouse_catalog
 from tickhouse_dagster.storage.lakehouse import Lakehouse
 from tickhouse_dagster.storage.reference_lineage import (
     BAR_TABLES,
@@ -25,18 +22,6 @@ from tickhouse_dagster.storage.reference_lineage import (
 )
 
 DAY = date(2024, 1, 3)
-
-
-@pytest.fixture
-def house(tmp_path: Path) -> Lakehouse:
-    settings = CatalogSettings(
-        name="tickhouse",
-        warehouse=str(tmp_path / "warehouse"),
-        embedded_db=str(tmp_path / "catalog.db"),
-    )
-    lakehouse = Lakehouse(load_lakehouse_catalog(settings))
-    lakehouse.ensure_tables()
-    return lakehouse
 
 
 def day_bars(*venues: str) -> dict[str, pa.Table]:
