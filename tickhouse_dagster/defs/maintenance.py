@@ -30,6 +30,7 @@ from tickhouse_dagster.contract import (
     CORRECTIONS_TABLE,
     REFERENCE_TABLE,
     TICKS_TABLE,
+    TRADE_ID_RANGES_TABLE,
     bar_table_name,
 )
 from tickhouse_dagster.defs.assets.bars import BAR_KEYS
@@ -46,8 +47,9 @@ MAINTENANCE_TABLES = (
     *(bar_table_name(i) for i in BAR_INTERVALS),
 )
 # The record of what reference data built them (storage.reference_lineage): compacted whole and
-# expired like the others, reported in the run log only (it is no asset).
-RECORD_TABLES = (REFERENCE_TABLE,)
+# expired like the others; the trade index (storage.trade_index) keeps one data file per trade
+# date by itself and is only expired. Reported in the run log only (they are no assets).
+RECORD_TABLES = (REFERENCE_TABLE, TRADE_ID_RANGES_TABLE)
 # 02:00 UTC: yesterday's sessions in Asia, Europe and the Americas have closed. A late file of
 # that day is harmless: it becomes one more small file, and its commit and the compaction's
 # cannot both apply a stale plan (storage.maintenance).

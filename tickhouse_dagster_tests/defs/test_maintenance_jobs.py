@@ -73,6 +73,7 @@ def test_compaction_and_expiry_jobs_keep_every_row(resources, instance, tmp_path
         # tick_corrections: no file carried a correction, so it never had a snapshot
         assert len(house.table(table).snapshots()) == (table != "tick_corrections"), table
     assert {t: rows_of(house.table(t)) for t in MAINTENANCE_TABLES} == before
+    assert len(house.table("trade_id_ranges").snapshots()) == 1  # the trade index: expired too
 
 
 def test_nightly_schedules_compact_yesterday_then_expire(instance):
