@@ -64,7 +64,8 @@ def copies_of(
     tells where copies can be; only those rows are read and compared (usually none)."""
     staged = [s for _, s in files]
     keys = [key for key, _ in files]
-    committed = index.committed_ranges(trade_dates_of(staged), excluding=keys)
+    days = trade_dates_of(staged)
+    committed = index.committed_ranges(days, excluding=keys)
     group = [(key, *id_ranges_of(s)) for key, s in files]
     own_windows, their_windows = copy_windows(group, committed)
     if not own_windows.num_rows:  # no two ranges meet: nothing to read
@@ -75,7 +76,7 @@ def copies_of(
         ds.dataset(paths, format="ipc", filesystem=filesystem),
         {key: s.rows for key, s in files},
         house.trades_in(their_windows),
-        house.corrections_for_days(trade_dates_of(staged)),
+        house.corrections_for_days(days),
         own_windows,
     )
     return {key: TradeCopies(*pair) for key, pair in found.items()}
