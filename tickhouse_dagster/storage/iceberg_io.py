@@ -113,14 +113,20 @@ class IcebergTables:
                     f"{identifier} has no {column} column, so a partition of it cannot be "
                     f"replaced (its columns: {', '.join(target.names)})"
                 )
+        # The partition's own rows: its trade dates, or its landing files.
+        own: list[tuple[str, pa.Array, str, str]] = []
+        if days is not None:
+            dates = ", ".join(d.isoformat() for d in days)
+            own.append((PARTITION_COLUMN, pa.array(days, pa.date32()), dates, "trade dates"))
+        if files is not None:
+            named = ", ".join(files[:5])
+            own.append((FILE_COLUMN, pa.array(files, pa.string()), named, "landing files"))
         data_files: list[DataFile] = []
         try:
             for chunk in _chunks(rows):
                 stored = conform(chunk, target, identifier)
-                if days is not None:
-                    _check_trade_dates(stored, days, identifier)
-                if files is not None:
-                    _check_source_files(stored, files, identifier)
+                for column, allowed, named_as, what in own:
+                    _check_own_rows(stored, column, allowed, named_as, what, identifier)
                 if stored.num_rows:
                     data_files.extend(write_data_files(table, stored))
         except BaseException:
@@ -313,14 +319,18 @@ def _chunks(rows: WritableRows) -> Iterator[pa.Table]:
         yield pa.Table.from_batches(pending, rows.schema)
 
 
-def _check_trade_dates(rows: pa.Table, days: tuple[date, ...], identifier: str) -> None:
-    outside = pc.invert(pc.is_in(rows[PARTITION_COLUMN], pa.array(days, pa.date32())))
+def _check_own_rows(
+    rows: pa.Table, column: str, allowed: pa.Array, named: str, what: str, identifier: str
+) -> None:
+    """Refuse rows whose `column` lies outside the partition's own values (`allowed`, `named`
+    as given in the message): a partition may only replace its own rows."""
+    outside = pc.invert(pc.is_in(rows[column], allowed))
     if pc.any(outside).as_py():
-        found = pc.unique(rows[PARTITION_COLUMN].filter(outside)).to_pylist()
-        shown = ", ".join(sorted(str(d) for d in found)[:5])
+        found = pc.unique(rows[column].filter(outside)).to_pylist()
+        shown = ", ".join(sorted(str(v) for v in found)[:5])
         raise TableContractError(
-            f"{identifier}: the output for {', '.join(d.isoformat() for d in days)} holds rows "
-            f"of other trade dates ({shown}); a partition may only replace its own rows"
+            f"{identifier}: the output for {named} holds rows of other {what} ({shown}); a "
+            "partition may only replace its own rows"
         )
 
 
@@ -335,17 +345,6 @@ def _with_source_file(rows: WritableRows, source_file: str) -> WritableRows:
     if isinstance(rows, pa.Table):
         return pa.Table.from_batches([tagged(b) for b in rows.to_batches()], schema)
     return pa.RecordBatchReader.from_batches(schema, (tagged(b) for b in rows))
-
-
-def _check_source_files(rows: pa.Table, files: tuple[str, ...], identifier: str) -> None:
-    outside = pc.invert(pc.is_in(rows[FILE_COLUMN], pa.array(files, pa.string())))
-    if pc.any(outside).as_py():
-        found = pc.unique(rows[FILE_COLUMN].filter(outside)).to_pylist()
-        shown = ", ".join(sorted(str(f) for f in found)[:5])
-        raise TableContractError(
-            f"{identifier}: the output for {', '.join(files[:5])} holds rows of other landing "
-            f"files ({shown}); a partition may only replace its own rows"
-        )
 
 
 def _file_filter(files: tuple[str, ...]) -> BooleanExpression:
