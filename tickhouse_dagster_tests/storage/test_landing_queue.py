@@ -90,9 +90,13 @@ def test_pruning_forgets_only_old_versions_every_active_sensor_has_claimed(tmp_p
     assert [q.seq for q in queue.files(0, 99, "landing", "p/")] == [4, 5, 6, 7]
     # A version pruned and seen again (a replay) is queued anew, for the ledger to judge.
     assert queue.record("l", since_ns=8, filer_ts_ns=8, files=files[:1]) == 1
-    # A sensor that has not claimed since the cutoff holds nothing back; its old claims go.
+    # Claims older than the cutoff go, except each sensor's latest (a retried evaluation
+    # looks it up); a sensor with no claim since the cutoff holds no version back... and with
+    # no active sensor at all, no version is pruned.
+    assert queue.claim("s3://landing/p/", 4, 10) == (4, 8)
     with queue.engine.begin() as c:
         c.execute(update(claims).values(claimed_ns=cutoff - 10))
         c.execute(update(events).values(noticed_ns=cutoff - 10))
     assert queue.prune(cutoff) == (0, 1)
+    assert queue.claim("s3://landing/p/", 4, 10) == (4, 8)  # the latest claim kept
     assert queue.last_seq() == 8
