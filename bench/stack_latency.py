@@ -109,7 +109,7 @@ def main() -> None:
     parser.add_argument("--every", type=float, default=10, help="seconds between two files")
     parser.add_argument("--ticks", type=int, default=100_000, help="ticks per file")
     parser.add_argument("--profile", default="tickhouse", choices=["tickhouse", "fixml"])
-    parser.add_argument("--timeout", type=float, default=120, help="per file, once landed")
+    parser.add_argument("--timeout", type=float, default=300, help="per file, once landed")
     parser.add_argument("--out", help="report file to update (its stack-latency section)")
     parser.add_argument(
         "--poll",
