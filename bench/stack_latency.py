@@ -239,7 +239,8 @@ def main() -> None:
             "start, code location import, run set-up). Backlog: files landed and not yet "
             "visible when a file lands.",
             f"- Load average (1 min) while landing: {min(load):.2f}–{max(load):.2f} "
-            "(2 cores; other work on the machine shows here).",
+            f"(2 cores; other work on the machine shows here); niceness of the measured "
+            f"processes {os.nice(0)}.",
             "",
             "| landing → bars in Trino p50 / p95 / max | own processing per file p50 / max "
             "| run start-up p50 / max | runs (files per run) "
