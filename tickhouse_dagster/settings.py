@@ -92,6 +92,11 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("TICKHOUSE_LISTENER_PORT", None, "landing listener health endpoint port (optional)"),
     Setting("TICKHOUSE_PUSH_SENSOR_INTERVAL_SECONDS", "1", "push sensor interval"),
     Setting(
+        "TICKHOUSE_PUSH_RUN_STALL_SECONDS",
+        "600",
+        "a push run queued or running holds the next one back, unless it is older than this",
+    ),
+    Setting(
         "TICKHOUSE_LANDING_QUEUE_RETENTION_DAYS",
         "7",
         "the landing listener forgets queued versions every sensor has claimed after this long",

@@ -13,7 +13,10 @@ Dagster's sensor daemon runs its loop every 5 s whatever `minimum_interval_secon
 every 5 s, and a file waited 3.3–4.5 s for its request (measured). So an evaluation that finds
 nothing waits for the queue (TICKHOUSE_PUSH_WAIT_SECONDS, default 4 s, polling the queue's last
 seq every 50 ms) and returns as soon as a file is queued: the evaluation covers most of the
-daemon's loop, and a file is requested within a fraction of a second of being queued.
+daemon's loop, and a file is requested within a fraction of a second of being queued. While a
+push run is queued or running no new one is requested: what lands meanwhile goes into the next
+run together (a run's own cost is mostly fixed, so two runs side by side on the same cores take
+longer than one after the other, and under a burst they would pile up).
 
 What the UI shows: the sensor's cursor (queue position, backlog, how long ago the listener heard
 from the filer) and, with every request, an observation on `raw_tick_xml` with the backlog and
@@ -25,14 +28,17 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from datetime import UTC, datetime, timedelta
 from functools import cache
 
 from dagster import (
     AssetKey,
     AssetObservation,
+    DagsterRunStatus,
     DefaultSensorStatus,
     MetadataValue,
     RunRequest,
+    RunsFilter,
     SensorEvaluationContext,
     SensorResult,
     sensor,
@@ -52,6 +58,13 @@ QUEUE_CHECK_SECONDS = 0.05
 MAX_FILES_PER_TICK = int(settings.setting("TICKHOUSE_SENSOR_MAX_FILES_PER_TICK") or 500)
 BATCH_FILES_TAG = "tickhouse/batch_files"
 LAG_TAG = "tickhouse/landed_to_requested_ms"  # oldest file of the batch: filer event → request
+PUSH_TAG = "tickhouse/push"
+IN_FLIGHT = [
+    DagsterRunStatus.QUEUED,
+    DagsterRunStatus.NOT_STARTED,
+    DagsterRunStatus.STARTING,
+    DagsterRunStatus.STARTED,
+]
 
 
 def push_enabled() -> bool:
@@ -78,6 +91,23 @@ def _valid_partition_key(key: str) -> bool:
     from dagster._core.definitions.partitions.utils.base import INVALID_PARTITION_SUBSTRINGS
 
     return not any(bad in key for bad in INVALID_PARTITION_SUBSTRINGS)
+
+
+def _push_run_in_flight(context: SensorEvaluationContext) -> str | None:
+    """The id of a push run queued or running, if any. Only runs created in the last
+    TICKHOUSE_PUSH_RUN_STALL_SECONDS count, so a run left hanging (its worker killed) holds the
+    queue back for that long at most."""
+    stall = float(settings.setting("TICKHOUSE_PUSH_RUN_STALL_SECONDS") or 600)
+    runs = context.instance.get_runs(
+        RunsFilter(
+            job_name=BATCH_JOB,
+            statuses=IN_FLIGHT,
+            tags={PUSH_TAG: "true"},
+            created_after=datetime.now(UTC) - timedelta(seconds=stall),
+        ),
+        limit=1,
+    )
+    return runs[0].run_id[:8] if runs else None
 
 
 def _wait_for_queue(queue: LandingQueue, after: int, seconds: float) -> None:
@@ -107,6 +137,11 @@ def landing_push_sensor(
     queue = _queue(queue_url())
     state = json.loads(context.cursor) if context.cursor else {}
     after = int(state.get("seq", 0))
+    busy = _push_run_in_flight(context)
+    if busy is not None:
+        # One push run at a time: files landing meanwhile wait in the queue and go into the
+        # next run together, instead of runs piling up side by side on the same cores.
+        return SensorResult(skip_reason=f"push run {busy} in progress; files wait for the next")
     _wait_for_queue(queue, after, float(settings.setting("TICKHOUSE_PUSH_WAIT_SECONDS") or 0))
     after, last = queue.claim(store.uri, after, MAX_FILES_PER_TICK)
     queued = [
@@ -145,7 +180,7 @@ def landing_push_sensor(
                 run_config={
                     "ops": {"ingest_landing_files": {"config": {"keys": [f.key for f in files]}}}
                 },
-                tags={BATCH_FILES_TAG: str(len(files)), LAG_TAG: str(lag_ms)},
+                tags={BATCH_FILES_TAG: str(len(files)), LAG_TAG: str(lag_ms), PUSH_TAG: "true"},
             )
         ],
         dynamic_partitions_requests=[landing_files.build_add_request(new_keys)] if new_keys else [],

@@ -162,3 +162,37 @@ def test_the_polling_safety_net_takes_only_what_the_listener_missed(pushed, monk
             assert daemon.tick().run_requests == []
         finally:
             store.delete("KRX/missed.xml")
+
+
+def test_files_landing_during_a_push_run_wait_and_go_into_the_next_run(pushed, monkeypatch):
+    from dagster import DagsterRun, DagsterRunStatus
+
+    from tickhouse_dagster.defs.push import PUSH_TAG
+
+    landing = resolved_resources()["landing"]
+    store = landing.store()
+    with DagsterInstance.ephemeral() as instance:
+        daemon = PushDaemon(instance, landing)
+        daemon.start_at_queue_end()
+        running = DagsterRun(
+            job_name="ingest_landing_batch",
+            run_id="0123456789abcdef0123456789abcdef",
+            status=DagsterRunStatus.STARTED,
+            tags={PUSH_TAG: "true"},
+        )
+        instance.add_run(running)
+        keys = [
+            store.write(
+                f"KRX/2024-01-02/busy-{n}.xml", trades((str(n), "09:00:00", "71000", 1))
+            ).key
+            for n in range(3)
+        ]
+        wait_queued(keys, landing, QUEUED_WITHIN)
+        held = daemon.tick()
+        assert held.run_requests == []
+        assert "push run 01234567 in progress" in held.skip_reason.skip_message
+        # A run that has hung past the stall limit holds nothing back.
+        monkeypatch.setenv("TICKHOUSE_PUSH_RUN_STALL_SECONDS", "0")
+        stalled = daemon.tick()
+        assert [r.tags["tickhouse/batch_files"] for r in stalled.run_requests] == ["3"]
+        assert sorted(daemon.requested_keys()) == sorted(keys)  # all three in one run
