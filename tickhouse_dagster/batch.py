@@ -7,7 +7,6 @@ import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
-from functools import partial
 from pathlib import Path
 
 from tickhouse_dagster.contract import bar_table_name
@@ -39,7 +38,7 @@ def parse_to_staging(
     with open(path, "rb") as stream:
         profile = feed.profile_for(key, stream.read(65536))
     return stage_tick_file(
-        partial(open, path, "rb"),
+        lambda: open(path, "rb"),
         source_file=key,
         profile=profile,
         venues=feed.venues,

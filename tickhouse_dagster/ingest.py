@@ -4,7 +4,7 @@ instance; then the touched days' bars are rebuilt."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from dagster import AssetKey, AssetMaterialization, DagsterInstance, ExecuteInProcessResult
@@ -55,9 +55,8 @@ def failure_reason(result: ExecuteInProcessResult) -> str:
             return failure.user_failure_data.description
         if failure.error is not None:
             return f"{failure.error.cls_name}: {failure.error.message.strip().splitlines()[0]}"
-    for event in result.all_events:
-        evaluation = event.event_specific_data
-        if event.event_type_value == "ASSET_CHECK_EVALUATION" and not evaluation.passed:
+    for evaluation in result.get_asset_check_evaluations():
+        if not evaluation.passed:
             return f"check {evaluation.check_name} failed: {evaluation.description or ''}".strip()
     return "run failed"
 
@@ -75,8 +74,8 @@ def _refused(result: ExecuteInProcessResult) -> dict[str, str]:
     for event in result.all_events:
         if event.is_step_failure and event.step_failure_data.user_failure_data is not None:
             refused = event.step_failure_data.user_failure_data.metadata.get("refused")
-            if refused is not None:
-                return dict(refused.value)
+            if refused is not None and isinstance(refused.value, Mapping):
+                return {str(key): str(reason) for key, reason in refused.value.items()}
     return {}
 
 
@@ -114,7 +113,9 @@ def ingest_landing(
         )
         for commit in _ticks_commits(result):
             metadata = commit.metadata
-            report.ingested.append((str(commit.partition), int(metadata["rows_written"].value)))
+            rows = metadata["rows_written"].value
+            assert isinstance(rows, int), f"rows_written is {rows!r}"
+            report.ingested.append((str(commit.partition), rows))
             days.update(
                 d.strip() for d in str(metadata["trade_dates"].value).split(",") if d.strip()
             )

@@ -1,6 +1,7 @@
 """What a quality rule found, as a Dagster asset check result."""
 
 from collections.abc import Mapping
+from typing import Any
 
 from dagster import AssetCheckResult, AssetCheckSeverity, AssetKey, MetadataValue
 
@@ -12,7 +13,7 @@ def findings_check_result(
     severity: AssetCheckSeverity,
     asset_key: AssetKey | None = None,
     check_name: str | None = None,
-    metadata: Mapping[str, object] | None = None,
+    metadata: Mapping[str, Any] | None = None,
 ) -> AssetCheckResult:
     """The result of a check from its findings; `asset_key` and `check_name` name the check
     when it is yielded from inside an asset that has several."""

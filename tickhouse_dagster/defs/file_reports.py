@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from dagster import (
     AssetCheckEvaluation,
@@ -37,7 +38,7 @@ class CheckOutcome:
     passed: bool
     severity: AssetCheckSeverity
     description: str
-    metadata: Mapping[str, object]
+    metadata: Mapping[str, Any]
     blocking: bool = False
 
     def result(self) -> AssetCheckResult:
@@ -70,7 +71,7 @@ def findings_outcome(
     severity: AssetCheckSeverity,
     *,
     blocking: bool = False,
-    metadata: Mapping[str, object] | None = None,
+    metadata: Mapping[str, Any] | None = None,
 ) -> CheckOutcome:
     return CheckOutcome(
         asset,
@@ -88,7 +89,7 @@ def findings_outcome(
     )
 
 
-def raw_metadata(parsed: ParsedFile, landing_uri: str) -> dict[str, object]:
+def raw_metadata(parsed: ParsedFile, landing_uri: str) -> dict[str, Any]:
     return {
         "key": parsed.key,
         "landing": landing_uri,
@@ -99,7 +100,7 @@ def raw_metadata(parsed: ParsedFile, landing_uri: str) -> dict[str, object]:
     }
 
 
-def parsed_metadata(parsed: ParsedFile) -> dict[str, object]:
+def parsed_metadata(parsed: ParsedFile) -> dict[str, Any]:
     staged = parsed.staged
     assert staged is not None
     return {
@@ -151,7 +152,7 @@ def parsed_checks(
     return outcomes
 
 
-def ticks_metadata(parsed: ParsedFile, committed: CommittedFile) -> dict[str, object]:
+def ticks_metadata(parsed: ParsedFile, committed: CommittedFile) -> dict[str, Any]:
     staged, commit = parsed.staged, committed.commit
     assert staged is not None
     return {

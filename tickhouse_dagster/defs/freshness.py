@@ -12,6 +12,7 @@ The sensor records an evaluation only when the state changes (no runs, no noise)
 
 from collections.abc import Iterable
 from datetime import UTC, date, datetime, timedelta
+from functools import partial
 
 from dagster import (
     AssetCheckEvaluation,
@@ -71,8 +72,7 @@ def evaluate_freshness(
     venues = watched(feed.venues(), with_ticks)
     threshold = freshness_threshold()
     return {
-        key: judge(venues, now, threshold, lambda day, key=key: _last_update(instance, key, day))
-        for key in keys
+        key: judge(venues, now, threshold, partial(_last_update, instance, key)) for key in keys
     }
 
 

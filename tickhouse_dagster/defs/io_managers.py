@@ -52,7 +52,7 @@ IO_MANAGER_KEY = "iceberg_io_manager"
 _INPUT_TYPES: dict[Any, Any] = {
     pa.Table: lambda rows: rows,
     pl.DataFrame: pl.from_arrow,
-    pl.LazyFrame: lambda rows: pl.from_arrow(rows).lazy(),
+    pl.LazyFrame: lambda rows: pl.DataFrame(rows).lazy(),
     duckdb.DuckDBPyRelation: relation,
 }
 _SUPPORTED_INPUTS = (

@@ -42,7 +42,7 @@ from tickhouse_dagster import settings
 from tickhouse_dagster.defs.assets.ticks import RAW_TICK_XML
 from tickhouse_dagster.defs.ingest_batch import BATCH_JOB
 from tickhouse_dagster.defs.ledger import not_yet_ingested
-from tickhouse_dagster.defs.partitions import landing_files
+from tickhouse_dagster.defs.partitions import LANDING_FILES, landing_files
 from tickhouse_dagster.defs.resources import FeedResource, LandingResource
 from tickhouse_dagster.storage.landing import S3Landing, is_tick_file
 from tickhouse_dagster.storage.landing_queue import LandingQueue, default_queue_url
@@ -134,7 +134,7 @@ def landing_push_sensor(
         )
     files = [q.file for q in batch]
     lag_ms = (now - min(q.event_ts_ns for q in batch)) // 1_000_000
-    known = set(context.instance.get_dynamic_partitions(landing_files.name))
+    known = set(context.instance.get_dynamic_partitions(LANDING_FILES))
     new_keys = sorted({f.key for f in files} - known)
     digest = hashlib.sha256("\n".join(f.run_key for f in files).encode()).hexdigest()[:16]
     context.log.info(f"queue ({after}, {last}]: {len(files)} to ingest, lag {lag_ms} ms")

@@ -1,8 +1,7 @@
 """Dagster resources over the storage layer, configured from the environment."""
 
 import os
-from collections.abc import Mapping
-from typing import IO, Any
+from typing import IO, Any, overload
 from urllib.parse import urlparse
 
 from dagster import ConfigurableResource, EnvVar
@@ -138,16 +137,20 @@ class StagingResource(ConfigurableResource):
         return self.for_run(run_id).uri_for(partition_key)
 
 
-def _env_or(name: str, default: str | None) -> str | EnvVar | None:
+@overload
+def _env_or(name: str, default: str) -> str: ...
+@overload
+def _env_or(name: str, default: None) -> str | None: ...
+def _env_or(name: str, default: str | None) -> str | None:
     """An EnvVar when the variable is set (the UI shows its name, not its value), else the
     embedded default."""
     return EnvVar(name) if os.environ.get(name) else default
 
 
-def resources_from_env() -> Mapping[str, object]:
+def resources_from_env() -> dict[str, ConfigurableResource[Any]]:
     s3_endpoint = _env_or("TICKHOUSE_S3_ENDPOINT", None)
     region = _env_or("AWS_REGION", "us-east-1")
-    return {
+    resources: dict[str, ConfigurableResource[Any]] = {
         "landing": LandingResource(
             uri=_env_or("TICKHOUSE_LANDING_URI", settings.landing_uri()),
             s3_endpoint=s3_endpoint,
@@ -168,7 +171,8 @@ def resources_from_env() -> Mapping[str, object]:
             region=region,
         ),
         "staging": StagingResource(uri=_env_or("TICKHOUSE_STAGING_URI", settings.staging_uri())),
-    } | trino_resources()
+    }
+    return resources | trino_resources()
 
 
 def trino_resources() -> dict[str, TrinoResource]:

@@ -39,7 +39,12 @@ from tickhouse_dagster.defs.assets.ticks import TICKS
 from tickhouse_dagster.defs.ingest_batch import BATCH_JOB
 from tickhouse_dagster.defs.jobs import BARS_DAY_TAG, rebuild_bars_job
 from tickhouse_dagster.defs.ledger import not_yet_ingested
-from tickhouse_dagster.defs.partitions import landing_files, trade_dates, why_not_a_partition
+from tickhouse_dagster.defs.partitions import (
+    LANDING_FILES,
+    landing_files,
+    trade_dates,
+    why_not_a_partition,
+)
 from tickhouse_dagster.defs.push import push_queue
 from tickhouse_dagster.defs.resources import FeedResource, LakehouseResource, LandingResource
 from tickhouse_dagster.market.reference_data import fingerprint
@@ -89,7 +94,7 @@ def landing_sensor(
     queue = push_queue()
     if queue is not None and files and isinstance(store, S3Landing):
         files = _missed_by_listener(queue, store, files)
-    known = set(context.instance.get_dynamic_partitions(landing_files.name))
+    known = set(context.instance.get_dynamic_partitions(LANDING_FILES))
     new_keys = sorted({f.key for f in files} - known)
     context.log.info(
         f"listed {plan.files_listed} files, {len(files)} to ingest, {plan.backlog} waiting"
@@ -134,7 +139,8 @@ def touched_days_sensor(context: SensorEvaluationContext) -> SensorResult | Skip
         return SkipReason("no new ticks commits")
     days: set[str] = set()
     for record in result.records:
-        touched = record.asset_materialization.metadata.get("trade_dates")
+        materialization = record.asset_materialization
+        touched = materialization.metadata.get("trade_dates") if materialization else None
         if touched is not None and touched.value:
             days.update(d.strip() for d in str(touched.value).split(","))
     valid = set(trade_dates.get_partition_keys(dynamic_partitions_store=context.instance))

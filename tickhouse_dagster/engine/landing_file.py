@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import IO
+from typing import IO, cast
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -68,7 +68,8 @@ class HashingReader:
         return data
 
     def peek(self, n: int = 0) -> bytes:
-        return self._stream.peek(n)  # type: ignore[attr-defined]
+        peeked: bytes = self._stream.peek(n)  # type: ignore[attr-defined]  # only buffered streams are passed
+        return peeked
 
 
 @dataclass(frozen=True)
@@ -146,9 +147,10 @@ def parse_landing_file(
     parsed = ParsedFile(key, file.version, file.size)
     readers: list[HashingReader] = []
 
-    def open_source() -> HashingReader:
+    def open_source() -> IO[bytes]:
         readers.append(HashingReader(store.open(key)))
-        return readers[-1]
+        # A HashingReader has the read, peek and close a parser uses, not every method of IO.
+        return cast(IO[bytes], readers[-1])
 
     try:
         with store.open(key) as stream:

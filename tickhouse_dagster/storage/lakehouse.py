@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 from functools import reduce
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -27,15 +28,7 @@ from pyiceberg.exceptions import (
     TableAlreadyExistsError,
     ValidationException,
 )
-from pyiceberg.expressions import (
-    And,
-    BooleanExpression,
-    EqualTo,
-    GreaterThanOrEqual,
-    In,
-    LessThanOrEqual,
-    Or,
-)
+from pyiceberg.expressions import And, BooleanExpression, Or
 from pyiceberg.io.pyarrow import (
     PyArrowFileIO,
     _dataframe_to_data_files,
@@ -82,6 +75,7 @@ from tickhouse_dagster.market.corrections import (
     trade_keys,
     without_corrected,
 )
+from tickhouse_dagster.storage.row_filters import at_least, at_most, equal_to, is_in
 
 log = logging.getLogger(__name__)
 
@@ -313,7 +307,7 @@ class Lakehouse:
 
         days = _trade_dates(parsed_batches) if recorded else set()
         if not own.num_rows and not self._corrections_for_days(days).num_rows:
-            commit = self._replace(TICKS_TABLE, EqualTo("source_file", source_file), new_rows)
+            commit = self._replace(TICKS_TABLE, equal_to("source_file", source_file), new_rows)
             return replace(commit, file_rows=commit.rows_written)
 
         file_rows = 0
@@ -356,9 +350,9 @@ class Lakehouse:
             parsed = parsed.filter(is_correction(parsed["trans_type"]))
             own.append(corrections_from_parsed(parsed, ticks_from_parsed(parsed, ingested_at)))
         found = pa.concat_tables(own) if own else CORRECTIONS_ARROW.empty_table()
-        stale = recorded and self._has_rows(CORRECTIONS_TABLE, EqualTo("source_file", source_file))
+        stale = recorded and self._has_rows(CORRECTIONS_TABLE, equal_to("source_file", source_file))
         if found.num_rows or stale:
-            self._replace(CORRECTIONS_TABLE, EqualTo("source_file", source_file), lambda: [found])
+            self._replace(CORRECTIONS_TABLE, equal_to("source_file", source_file), lambda: [found])
         return found
 
     def _has_rows(self, name: str, row_filter: BooleanExpression | None = None) -> bool:
@@ -375,7 +369,7 @@ class Lakehouse:
         table = self.table(CORRECTIONS_TABLE)
         if table.current_snapshot() is None:
             return CORRECTIONS_ARROW.empty_table()
-        scan = table.scan(row_filter=In("trade_date", [d.isoformat() for d in days]))
+        scan = table.scan(row_filter=is_in("trade_date", [d.isoformat() for d in days]))
         return scan.to_arrow().cast(CORRECTIONS_ARROW)
 
     def write_file_ticks(
@@ -425,7 +419,7 @@ class Lakehouse:
         otherwise be checked against them, which `replace_file_ticks` does."""
 
         commit = self.replace_data_files(
-            TICKS_TABLE, EqualTo("source_file", source_file), data_files
+            TICKS_TABLE, equal_to("source_file", source_file), data_files
         )
         return replace(commit, file_rows=commit.rows_written)
 
@@ -465,7 +459,7 @@ class Lakehouse:
         if table.current_snapshot() is None or not source_files:
             return totals
         days = sorted({d.isoformat() for d in trade_dates})
-        row_filter = And(In("trade_date", days), In("source_file", list(source_files)))
+        row_filter = And(is_in("trade_date", days), is_in("source_file", list(source_files)))
         scan = table.scan(
             row_filter=row_filter,
             selected_fields=("source_file", "quantity"),
@@ -494,7 +488,7 @@ class Lakehouse:
             [(source_file, data_files)] = files.items()
             return self.commit_file_ticks(source_file, data_files)
         every = [data_file for data_files in files.values() for data_file in data_files]
-        return self.replace_data_files(TICKS_TABLE, In("source_file", list(files)), every)
+        return self.replace_data_files(TICKS_TABLE, is_in("source_file", list(files)), every)
 
     def trades_in(self, windows: pa.Table) -> pa.Table:
         """Rows of committed landing files inside `windows` (quality.trade_ranges.WINDOWS_ARROW:
@@ -507,7 +501,7 @@ class Lakehouse:
             return schema.empty_table()
         days = sorted({d.isoformat() for d in windows["trade_date"].to_pylist()})
         files = sorted(set(windows["source_file"].to_pylist()))
-        row_filter = And(In("trade_date", days), In("source_file", files))
+        row_filter = And(is_in("trade_date", days), is_in("source_file", files))
         scan = table.scan(row_filter=row_filter, selected_fields=(*columns, "source_file"))
         rows = scan.to_arrow().select(schema.names).cast(schema)
         inside = query_arrow(
@@ -530,7 +524,7 @@ class Lakehouse:
         days = [d.isoformat() for d in trade_dates]
         counts: dict[date, int] = {}
         position = [f.name for f in table.spec().fields].index("trade_date")
-        for task in table.scan(row_filter=In("trade_date", days)).plan_files():
+        for task in table.scan(row_filter=is_in("trade_date", days)).plan_files():
             if task.delete_files:
                 return None
             day = _EPOCH + timedelta(days=task.file.partition[position])
@@ -540,7 +534,7 @@ class Lakehouse:
     def replace_day_bars(self, interval: str, trade_date: date, bars: pa.Table) -> Commit:
         return self._replace(
             bar_table_name(interval),
-            EqualTo("trade_date", trade_date.isoformat()),
+            equal_to("trade_date", trade_date.isoformat()),
             lambda: [bars.cast(BARS_ARROW)],
         )
 
@@ -554,7 +548,7 @@ class Lakehouse:
         table = self.table(TICKS_TABLE)
         if table.current_snapshot() is None:
             return schema.empty_table()
-        scan = table.scan(row_filter=In("trade_date", days), selected_fields=tuple(names))
+        scan = table.scan(row_filter=is_in("trade_date", days), selected_fields=tuple(names))
         return scan.to_arrow().select(names).cast(schema)
 
     def ticks_dataset(
@@ -569,12 +563,10 @@ class Lakehouse:
         table = self.table(TICKS_TABLE)
         if table.current_snapshot() is None:
             return TICKS_ARROW.empty_table()
-        row_filter: BooleanExpression = In("trade_date", days)
+        row_filter: BooleanExpression = is_in("trade_date", days)
         if between is not None:
             low, high = (t.isoformat() for t in between)
-            row_filter = And(
-                row_filter, And(GreaterThanOrEqual("ts", low), LessThanOrEqual("ts", high))
-            )
+            row_filter = And(row_filter, And(at_least("ts", low), at_most("ts", high)))
         tasks = list(table.scan(row_filter=row_filter).plan_files())
         if not isinstance(table.io, PyArrowFileIO) or any(t.delete_files for t in tasks):
             return self.ticks_for_days(trade_dates)
@@ -613,7 +605,7 @@ class Lakehouse:
         table = self.table(bar_table_name(interval))
         if table.current_snapshot() is None:
             return BARS_ARROW.empty_table()
-        scan = table.scan(row_filter=EqualTo("trade_date", trade_date.isoformat()))
+        scan = table.scan(row_filter=equal_to("trade_date", trade_date.isoformat()))
         return scan.to_arrow().cast(BARS_ARROW)
 
 
@@ -652,25 +644,25 @@ def write_data_files(table: Table, rows: pa.Table) -> list[DataFile]:
     return list(write_file(table.io, table.metadata, iter([task])))
 
 
-def _key_mask(table: pa.Table, keys: set[tuple]) -> pa.Array:
+def _key_mask(table: pa.Table, keys: set[tuple[Any, ...]]) -> pa.Array:
     return pa.array(
         [tuple(row.values()) in keys for row in table.select(list(TRADE_KEY)).to_pylist()],
         pa.bool_(),
     )
 
 
-def _file_or_trades(source_file: str, keys: set[tuple]) -> BooleanExpression:
+def _file_or_trades(source_file: str, keys: set[tuple[Any, ...]]) -> BooleanExpression:
     """The rows of a file, and every row of the trades its corrections name."""
     trades = [
         And(
-            EqualTo("venue", venue),
-            EqualTo("symbol", symbol),
-            EqualTo("trade_date", trade_date.isoformat()),
-            EqualTo("trade_id", trade_id),
+            equal_to("venue", venue),
+            equal_to("symbol", symbol),
+            equal_to("trade_date", trade_date.isoformat()),
+            equal_to("trade_id", trade_id),
         )
         for venue, symbol, trade_date, trade_id in sorted(keys)
     ]
-    return reduce(Or, trades, EqualTo("source_file", source_file))
+    return reduce(Or, trades, equal_to("source_file", source_file))
 
 
 def _trade_dates(parsed_batches: Callable[[], Iterable[pa.RecordBatch]]) -> set[date]:

@@ -11,8 +11,11 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import IO, Any, Protocol
+from typing import IO, TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlparse
+
+if TYPE_CHECKING:  # the boto3 stubs are a dev dependency
+    from mypy_boto3_s3.type_defs import CopySourceTypeDef, HeadObjectOutputTypeDef, ObjectTypeDef
 
 TICK_FILE_SUFFIXES = (".xml", ".xml.gz")
 QUARANTINE_PREFIX = "_quarantine/"
@@ -100,7 +103,7 @@ class LocalLanding:
     def iter_files(self, start_after: str = "") -> Iterator[LandingFile]:
         if not self.root.is_dir():
             return
-        keys = []
+        keys: list[str] = []
         for directory, subdirs, files in os.walk(self.root):
             subdirs[:] = [d for d in subdirs if not d.startswith((".", "_"))]
             rel = Path(directory).relative_to(self.root).as_posix()
@@ -170,6 +173,10 @@ class _BodyReader(io.RawIOBase):
         super().close()
 
 
+def _etag(obj: ObjectTypeDef | HeadObjectOutputTypeDef) -> str:
+    return obj.get("ETag", "").strip('"')
+
+
 class S3Landing:
     """A landing prefix in an S3 bucket (SeaweedFS or any S3 API). Credentials come from the
     standard AWS environment / profile chain, never from this object's configuration."""
@@ -213,17 +220,15 @@ class S3Landing:
                     yield self._file(key, obj)
 
     @staticmethod
-    def _file(key: str, obj: dict) -> LandingFile:
-        modified = obj["LastModified"].timestamp()
+    def _file(key: str, obj: ObjectTypeDef) -> LandingFile:
         return LandingFile(
-            key,
-            obj.get("Size", obj.get("ContentLength", 0)),
-            int(modified * 1e9),
-            obj.get("ETag", "").strip('"'),
+            key, obj.get("Size", 0), int(obj["LastModified"].timestamp() * 1e9), _etag(obj)
         )
 
     def stat(self, key: str) -> LandingFile:
-        return self._file(key, self.client.head_object(Bucket=self.bucket, Key=self._key(key)))
+        head = self.client.head_object(Bucket=self.bucket, Key=self._key(key))
+        modified = head["LastModified"].timestamp()
+        return LandingFile(key, head.get("ContentLength", 0), int(modified * 1e9), _etag(head))
 
     def open(self, key: str) -> IO[bytes]:
         body = self.client.get_object(Bucket=self.bucket, Key=self._key(key))["Body"]
@@ -235,7 +240,7 @@ class S3Landing:
 
     def move(self, key: str, to_key: str) -> None:
         # S3 has no rename: copy, then delete; a crash in between leaves both, never neither.
-        source = {"Bucket": self.bucket, "Key": self._key(key)}
+        source: CopySourceTypeDef = {"Bucket": self.bucket, "Key": self._key(key)}
         self.client.copy_object(Bucket=self.bucket, Key=self._key(to_key), CopySource=source)
         self.client.delete_object(Bucket=self.bucket, Key=self._key(key))
 

@@ -32,11 +32,12 @@ from typing import TypeVar
 
 import pyarrow as pa
 from pyiceberg.exceptions import CommitFailedException, ValidationException
-from pyiceberg.expressions import EqualTo
+from pyiceberg.expressions import BooleanExpression
 from pyiceberg.table import Table
 from pyiceberg.table.snapshots import Snapshot
 
 from tickhouse_dagster.storage.lakehouse import Lakehouse
+from tickhouse_dagster.storage.row_filters import equal_to
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -103,8 +104,8 @@ def _with_retries(name: str, attempt_once: Callable[[int], T]) -> T:
     raise AssertionError("unreachable")
 
 
-def _day_filter(day: date) -> EqualTo:
-    return EqualTo("trade_date", day.isoformat())
+def _day_filter(day: date) -> BooleanExpression:
+    return equal_to("trade_date", day.isoformat())
 
 
 def _manifest_count(table: Table, snapshot: Snapshot | None) -> int:

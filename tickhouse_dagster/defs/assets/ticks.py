@@ -156,7 +156,8 @@ def parsed_ticks(
                 forced_profile=config.profile,
             )
             index = TradeIndex(house)
-            copies = trade_copies_of(house, index, key, parsed.staged) if parsed.ok else None
+            staged = parsed.staged if parsed.ok else None
+            copies = trade_copies_of(house, index, key, staged) if staged is not None else None
     except (LandingKeyError, FileNotFoundError) as exc:
         raise _bad_input(key, f"{type(exc).__name__}: {exc}") from exc
     if copies is not None and not copies.conflicts.passed:
