@@ -34,9 +34,9 @@ from dagster import (
     multi_asset_check,
     sensor,
 )
-from dagster._time import get_current_datetime
 
 from tickhouse_dagster import settings
+from tickhouse_dagster.compat.dagster_private import current_datetime
 from tickhouse_dagster.defs.assets.bars import BAR_KEYS
 from tickhouse_dagster.defs.jobs import BARS_FRESHNESS_CHECK
 from tickhouse_dagster.defs.resources import FeedResource, LakehouseResource
@@ -67,7 +67,7 @@ def evaluate_freshness(
 ) -> dict[AssetKey, Verdict]:
     """Each bar table's verdict at `now` (default: Dagster's clock), for the venues the ticks
     table holds prints of."""
-    now = now or get_current_datetime()
+    now = now or current_datetime()
     with_ticks = ticks_figures(lakehouse.lakehouse()).venues
     venues = watched(feed.venues(), with_ticks)
     threshold = freshness_threshold()

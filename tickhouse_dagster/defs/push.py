@@ -39,6 +39,7 @@ from dagster import (
 )
 
 from tickhouse_dagster import settings
+from tickhouse_dagster.compat.dagster_private import valid_partition_key
 from tickhouse_dagster.defs.assets.ticks import RAW_TICK_XML
 from tickhouse_dagster.defs.ingest_batch import BATCH_JOB
 from tickhouse_dagster.defs.ledger import not_yet_ingested
@@ -74,12 +75,6 @@ def push_queue() -> LandingQueue | None:
     return _queue(queue_url()) if push_enabled() else None
 
 
-def _valid_partition_key(key: str) -> bool:
-    from dagster._core.definitions.partitions.utils.base import INVALID_PARTITION_SUBSTRINGS
-
-    return not any(bad in key for bad in INVALID_PARTITION_SUBSTRINGS)
-
-
 def _wait_for_queue(queue: LandingQueue, after: int, seconds: float) -> None:
     """Until something is queued after `after`, at most `seconds` (see the module doc). Any new
     row ends the wait, even one under another prefix: the evaluation then just finds nothing."""
@@ -112,10 +107,10 @@ def landing_push_sensor(
     queued = [
         q for q in queue.files(after, last, store.bucket, store.prefix) if is_tick_file(q.file.key)
     ]
-    unusable = [q.file.key for q in queued if not _valid_partition_key(q.file.key)]
+    unusable = [q.file.key for q in queued if not valid_partition_key(q.file.key)]
     if unusable:
         context.log.warning(f"landing keys Dagster cannot use as partitions, skipped: {unusable}")
-    usable = [q for q in queued if _valid_partition_key(q.file.key)]
+    usable = [q for q in queued if valid_partition_key(q.file.key)]
     todo = {f.run_key for f in not_yet_ingested(context.instance, [q.file for q in usable])}
     batch = [q for q in usable if q.file.run_key in todo]
     now = time.time_ns()

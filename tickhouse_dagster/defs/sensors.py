@@ -32,9 +32,9 @@ from dagster import (
     SkipReason,
     sensor,
 )
-from dagster._core.definitions.partitions.utils.base import INVALID_PARTITION_SUBSTRINGS
 
 from tickhouse_dagster import settings
+from tickhouse_dagster.compat.dagster_private import valid_partition_key
 from tickhouse_dagster.defs.assets.ticks import TICKS
 from tickhouse_dagster.defs.ingest_batch import BATCH_JOB
 from tickhouse_dagster.defs.jobs import BARS_DAY_TAG, rebuild_bars_job
@@ -61,10 +61,6 @@ REFERENCE_SENSOR_INTERVAL = 60
 BATCH_FILES_TAG = "tickhouse/batch_files"
 
 
-def _valid_partition_key(key: str) -> bool:
-    return not any(bad in key for bad in INVALID_PARTITION_SUBSTRINGS)
-
-
 @sensor(
     job_name=BATCH_JOB,
     minimum_interval_seconds=SENSOR_INTERVAL,
@@ -85,11 +81,11 @@ def landing_sensor(
         margin_ns=MARGIN_SECONDS * 1_000_000_000,
         limit=MAX_FILES_PER_TICK,
     )
-    unusable = [f.key for f in plan.to_ingest if not _valid_partition_key(f.key)]
+    unusable = [f.key for f in plan.to_ingest if not valid_partition_key(f.key)]
     if unusable:
         context.log.warning(f"landing keys Dagster cannot use as partitions, skipped: {unusable}")
     files = not_yet_ingested(
-        context.instance, [f for f in plan.to_ingest if _valid_partition_key(f.key)]
+        context.instance, [f for f in plan.to_ingest if valid_partition_key(f.key)]
     )
     queue = push_queue()
     if queue is not None and files and isinstance(store, S3Landing):

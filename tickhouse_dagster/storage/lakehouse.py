@@ -29,12 +29,7 @@ from pyiceberg.exceptions import (
     ValidationException,
 )
 from pyiceberg.expressions import And, BooleanExpression, Or
-from pyiceberg.io.pyarrow import (
-    PyArrowFileIO,
-    _dataframe_to_data_files,
-    pyarrow_to_schema,
-    write_file,
-)
+from pyiceberg.io.pyarrow import PyArrowFileIO, pyarrow_to_schema
 from pyiceberg.manifest import DataFile
 from pyiceberg.partitioning import (
     PartitionField,
@@ -43,11 +38,16 @@ from pyiceberg.partitioning import (
     PartitionSpec,
 )
 from pyiceberg.schema import Schema
-from pyiceberg.table import Table, Transaction, WriteTask
+from pyiceberg.table import Table, Transaction
 from pyiceberg.table.sorting import SortField, SortOrder
 from pyiceberg.transforms import IdentityTransform
 
 from tickhouse_dagster.arrow_sql import query_arrow
+from tickhouse_dagster.compat.pyiceberg_private import (
+    WriteTask,
+    dataframe_to_data_files,
+    write_file,
+)
 from tickhouse_dagster.contract import (
     BAR_INTERVALS,
     BARS_ARROW,
@@ -629,7 +629,7 @@ def write_data_files(table: Table, rows: pa.Table) -> list[DataFile]:
     )
     days = pc.unique(rows["trade_date"]) if by_trade_date else []
     if not by_trade_date or len(days) != 1:
-        return list(_dataframe_to_data_files(table.metadata, rows, table.io))
+        return list(dataframe_to_data_files(table.metadata, rows, table.io))
     task = WriteTask(
         write_uuid=uuid.uuid4(),
         task_id=0,
