@@ -7,8 +7,6 @@ from __future__ import annotations
 import contextlib
 import itertools
 import logging
-import random
-import time
 import uuid
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -22,11 +20,9 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 from pyiceberg.catalog import Catalog
 from pyiceberg.exceptions import (
-    CommitFailedException,
     NamespaceAlreadyExistsError,
     NoSuchTableError,
     TableAlreadyExistsError,
-    ValidationException,
 )
 from pyiceberg.expressions import And, BooleanExpression, Or
 from pyiceberg.io.pyarrow import PyArrowFileIO, pyarrow_to_schema
@@ -75,11 +71,13 @@ from tickhouse_dagster.market.corrections import (
     trade_keys,
     without_corrected,
 )
+from tickhouse_dagster.storage.commit_retry import Backoff, retry_commit
 from tickhouse_dagster.storage.row_filters import at_least, at_most, equal_to, is_in
 
 log = logging.getLogger(__name__)
 
 COMMIT_ATTEMPTS = 10
+COMMIT_BACKOFF = Backoff(COMMIT_ATTEMPTS, first_delay=0.1, max_delay=5.0)
 WRITE_CHUNK_ROWS = 2_000_000  # rows encoded to Parquet at a time by `write_file_ticks`
 
 TABLE_PROPERTIES = {
@@ -120,18 +118,6 @@ class Commit:
     file_rows: int | None = None  # rows the landing file holds in the table after this commit
     corrections: int = 0  # cancels / replaces the file carried
     table_rows: int | None = None  # rows the whole table holds after this commit
-
-
-def _is_retryable(exc: Exception) -> bool:
-    if isinstance(exc, CommitFailedException):
-        return True
-    # pyiceberg's own commit retry refuses a stale plan when a concurrent commit touched the same
-    # rows (e.g. a compaction rewrote this file's data files): nothing was committed, and the
-    # next attempt replans from the current table, so starting again is safe.
-    if isinstance(exc, ValidationException):
-        return True
-    # SQLite catalogs report a concurrent writer as "database is locked".
-    return type(exc).__name__ == "OperationalError" and "locked" in str(exc)
 
 
 @dataclass(frozen=True)
@@ -242,23 +228,18 @@ class Lakehouse:
     def _commit(self, name: str, apply: Callable[[Transaction], int]) -> Commit:
         """One transaction on table `name` (`apply` stages its changes and returns the rows it
         appends), retried from a fresh table on a concurrent writer's conflict."""
-        for attempt in range(1, COMMIT_ATTEMPTS + 1):
+
+        def attempt_once(attempt: int) -> Commit:
             table = self.table(name)
             before = table.current_snapshot()
-            try:
-                # A first ingest deletes nothing; that is expected, not worth a warning (also
-                # not when pyiceberg replays the delete on its own retry, as the commit ends).
-                with warnings.catch_warnings(), table.transaction() as tx:
-                    warnings.filterwarnings("ignore", message="Delete operation did not match")
-                    rows = apply(tx)
-                return self._commit_summary(name, table, before, rows, attempt)
-            except Exception as exc:
-                if not _is_retryable(exc) or attempt == COMMIT_ATTEMPTS:
-                    raise
-                delay = min(0.1 * 2**attempt, 5.0) * random.uniform(0.5, 1.5)
-                log.warning("%s: concurrent commit, retrying in %.2fs (%s)", name, delay, exc)
-                time.sleep(delay)
-        raise AssertionError("unreachable")
+            # A first ingest deletes nothing; that is expected, not worth a warning (also not
+            # when pyiceberg replays the delete on its own retry, as the commit ends).
+            with warnings.catch_warnings(), table.transaction() as tx:
+                warnings.filterwarnings("ignore", message="Delete operation did not match")
+                rows = apply(tx)
+            return self._commit_summary(name, table, before, rows, attempt)
+
+        return retry_commit(name, attempt_once, COMMIT_BACKOFF)
 
     def _commit_summary(
         self, name: str, table: Table, before: object, rows: int, attempts: int
