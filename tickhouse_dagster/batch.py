@@ -36,7 +36,7 @@ def parse_to_staging(
     """Parse one file into a staged Arrow IPC file (no checks, no commit)."""
     feed = feed or Feed.load()
     with open(path, "rb") as stream:
-        profile = feed.profile_for(key, stream.read(65536))
+        profile = feed.profile_of(key, stream)
     return stage_tick_file(
         lambda: open(path, "rb"),
         source_file=key,

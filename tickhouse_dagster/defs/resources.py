@@ -1,14 +1,14 @@
 """Dagster resources over the storage layer, configured from the environment."""
 
 import os
-from typing import IO, Any, overload
+from typing import Any, overload
 from urllib.parse import urlparse
 
 from dagster import ConfigurableResource, EnvVar
 from pydantic import PrivateAttr
 
 from tickhouse_dagster import settings
-from tickhouse_dagster.engine.feed import SNIFF_BYTES, Feed
+from tickhouse_dagster.engine.feed import Feed
 from tickhouse_dagster.engine.landing_file import LandingAddress, Staging
 from tickhouse_dagster.market.venues import Venue, VenueFileError, load_venues
 from tickhouse_dagster.parsing.profiles import Profile, ProfileError, load_profiles
@@ -56,10 +56,6 @@ class FeedResource(ConfigurableResource):
 
     def venues(self) -> dict[str, Venue]:
         return load_venues(self.venues_file)
-
-    def profile_for(self, key: str, stream: IO[bytes], forced: str | None = None) -> Profile:
-        """The profile of a landing file; reads its first bytes to see the root element."""
-        return self.feed().profile_for(key, stream.read(SNIFF_BYTES), forced)
 
 
 class LakehouseResource(ConfigurableResource):

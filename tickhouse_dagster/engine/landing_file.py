@@ -19,7 +19,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pyiceberg.manifest import DataFile
 
-from tickhouse_dagster.engine.feed import SNIFF_BYTES, Feed
+from tickhouse_dagster.engine.feed import Feed
 from tickhouse_dagster.market.corrections import has_corrections, is_correction
 from tickhouse_dagster.parsing import TickFileError
 from tickhouse_dagster.parsing.profiles import ProfileError
@@ -154,7 +154,7 @@ def parse_landing_file(
 
     try:
         with store.open(key) as stream:
-            profile = feed.profile_for(key, stream.read(SNIFF_BYTES), forced_profile)
+            profile = feed.profile_of(key, stream, forced_profile)
         parsed.profile = profile.name
         staged = stage_tick_file(
             open_source, source_file=key, profile=profile, venues=feed.venues, uri=staging_uri

@@ -89,6 +89,7 @@ from tickhouse_dagster.parsing.profiles import FieldPath, Profile, Step
 from tickhouse_dagster.parsing.ticks_xml import (
     _GZIP_MAGIC,
     DEFAULT_BATCH_ROWS,
+    SNIFF_BYTES,
     contract_batch,
     local_name,
     open_tick_stream,
@@ -96,7 +97,6 @@ from tickhouse_dagster.parsing.ticks_xml import (
     safe_pull_parser,
 )
 
-HEAD_BYTES = 64 * 1024
 _SCAN_CHUNK = 1 << 20
 # Bytes a pattern may reach past a chunk's settled part (an element read as text must fit).
 _OVERLAP = 4096
@@ -355,7 +355,7 @@ def sniff_layout(head: bytes, profile: Profile) -> Layout:
             if any(":" in name and not name.startswith("{") for name in names):
                 raise FastPathDeclined("an undeclared namespace prefix is lxml's to refuse")
     if root is None or record is None:
-        raise FastPathDeclined(f"no <{profile.record}> in the first {HEAD_BYTES // 1024} KiB")
+        raise FastPathDeclined(f"no <{profile.record}> in the first {SNIFF_BYTES // 1024} KiB")
     if record is root:
         raise FastPathDeclined("a file that is one record is lxml's to read")
     parent = []
@@ -410,7 +410,7 @@ def _check_head(head: bytes, record: str) -> None:
             cut = tag.end()
             break
     if cut == 0:
-        raise FastPathDeclined(f"no complete <{record}> in the first {HEAD_BYTES // 1024} KiB")
+        raise FastPathDeclined(f"no complete <{record}> in the first {SNIFF_BYTES // 1024} KiB")
     events = safe_pull_parser(("start", "end"))
     open_elements: list[str] = []
     try:
@@ -1026,7 +1026,7 @@ def read_fast(
     plan = _plan(profile)
     if head is None:
         with open_source() as stream:
-            head = stream.read(HEAD_BYTES)
+            head = stream.read(SNIFF_BYTES)
     layout = sniff_layout(head, profile)
     if root_attributes is not None:
         layout = dataclasses.replace(layout, root_attributes=dict(root_attributes))

@@ -26,6 +26,9 @@ from tickhouse_dagster.parsing.fields import BadValue, field_texts
 from tickhouse_dagster.parsing.profiles import PROFILE_COLUMNS, FieldPath, Profile
 
 DEFAULT_BATCH_ROWS = 65_536
+# How much of a file's start is read to see its root element, hence its profile, and (the fast
+# path) the layout of its first records. Every reader of a file's head reads this much.
+SNIFF_BYTES = 64 * 1024
 _GZIP_MAGIC = b"\x1f\x8b"
 
 

@@ -37,6 +37,7 @@ from tickhouse_dagster.defs.resources import (
 from tickhouse_dagster.defs.retries import retry_transient
 from tickhouse_dagster.engine.catch_up import set_aside
 from tickhouse_dagster.engine.commit import commit_parsed, trade_copies_of, verify_commit
+from tickhouse_dagster.engine.feed import SNIFF_BYTES
 from tickhouse_dagster.engine.landing_file import (
     HashingReader,
     ParsedFile,
@@ -91,7 +92,7 @@ def raw_tick_xml(
         with retry_transient(context):
             file = store.stat(key)
             with HashingReader(store.open(key)) as reader:
-                head = reader.read(64 * 1024)
+                head = reader.read(SNIFF_BYTES)
                 while reader.read(1 << 20):
                     pass
     except (FileNotFoundError, LandingKeyError) as exc:
