@@ -37,7 +37,6 @@ import pyarrow.compute as pc
 import yaml
 
 VENUES_FILE_ENV = "TICKHOUSE_VENUES_FILE"
-DEFAULT_VENUE = "KRX"
 
 WEEKDAY_NAMES = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 _WEEKDAY_OF = {name.lower(): number for number, name in enumerate(WEEKDAY_NAMES)} | {

@@ -5,6 +5,7 @@ while the others are kept, and the touched-days sensor following its commits."""
 from __future__ import annotations
 
 from datetime import date
+from pathlib import Path
 
 from dagster import AssetKey, build_sensor_context
 
@@ -66,6 +67,8 @@ def test_batch_records_every_file_like_the_per_file_job(resources, instance):
     assert ("rows_match_parsed", "KRX/bad.xml") not in checks
     rows = resources["lakehouse"].lakehouse().ticks_for_days([date(2024, 1, 2)])
     assert sorted(set(rows["source_file"].to_pylist())) == ["KRX/a.xml", "KRX/b.xml"]
+    staging = Path(resources["staging"].uri)  # committed and refused files: nothing staged left
+    assert not [p for p in staging.rglob("*") if p.is_file()]
 
     # The commits reach the bars through the touched-days sensor, one rebuild for the day.
     bars = touched_days_sensor(build_sensor_context(instance=instance))

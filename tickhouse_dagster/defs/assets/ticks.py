@@ -179,6 +179,10 @@ def parsed_ticks(
     )
     for outcome in parsed_checks(parsed, copies, where):
         yield outcome.result()
+    if parsed.refusal is not None:
+        # A blocking check failed: `ticks` will not run for these rows, so nothing else would
+        # delete them (the file itself is quarantined; a retry parses it again).
+        parsed.staged.delete()
 
 
 @asset(
