@@ -22,12 +22,7 @@ RAW, PARSED, TICKS = (
 
 def verdicts(result) -> dict[tuple[str, str], bool]:
     """(check, file) → passed, for every check evaluation of a batch run."""
-    out = {}
-    for event in result.all_events:
-        if event.event_type_value == "ASSET_CHECK_EVALUATION":
-            data = event.event_specific_data
-            out[(data.check_name, data.partition)] = data.passed
-    return out
+    return {(e.check_name, e.partition): e.passed for e in result.get_asset_check_evaluations()}
 
 
 def run_batch(definitions, instance, keys):
