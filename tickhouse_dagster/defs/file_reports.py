@@ -18,6 +18,7 @@ from dagster import (
 )
 
 from tickhouse_dagster.contract import TICKS_SCHEMA
+from tickhouse_dagster.defs.check_results import as_evaluation
 from tickhouse_dagster.defs.io_managers import table_metadata
 from tickhouse_dagster.engine.catch_up import FileOutcome
 from tickhouse_dagster.engine.commit import CommittedFile, TradeCopies
@@ -52,16 +53,7 @@ class CheckOutcome:
         )
 
     def evaluation(self, partition: str) -> AssetCheckEvaluation:
-        return AssetCheckEvaluation(
-            asset_key=AssetKey(self.asset),
-            check_name=self.name,
-            passed=self.passed,
-            severity=self.severity,
-            description=self.description,
-            metadata=dict(self.metadata),
-            blocking=self.blocking,
-            partition=partition,
-        )
+        return as_evaluation(self.result(), partition, self.blocking)
 
 
 def findings_outcome(

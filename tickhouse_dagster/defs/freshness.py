@@ -15,7 +15,6 @@ from datetime import UTC, date, datetime, timedelta
 from functools import partial
 
 from dagster import (
-    AssetCheckEvaluation,
     AssetCheckExecutionContext,
     AssetCheckKey,
     AssetCheckResult,
@@ -38,6 +37,7 @@ from dagster import (
 from tickhouse_dagster import settings
 from tickhouse_dagster.compat.dagster_private import current_datetime
 from tickhouse_dagster.defs.assets.bars import BAR_KEYS
+from tickhouse_dagster.defs.check_results import as_evaluation
 from tickhouse_dagster.defs.jobs import BARS_FRESHNESS_CHECK
 from tickhouse_dagster.defs.resources import FeedResource, LakehouseResource
 from tickhouse_dagster.quality.bar_freshness import Verdict, judge, watched
@@ -156,17 +156,7 @@ def bars_freshness_sensor(
         check_key = AssetCheckKey(key, CHECK_NAME)
         if _last_passed(context.instance, check_key) == verdict.passed:
             continue
-        result = _result(key, verdict)
-        events.append(
-            AssetCheckEvaluation(
-                asset_key=key,
-                check_name=CHECK_NAME,
-                passed=result.passed,
-                severity=result.severity,
-                description=result.description,
-                metadata=result.metadata,
-            )
-        )
+        events.append(as_evaluation(_result(key, verdict)))
     if not events:
         return SkipReason("bars freshness unchanged")
     return SensorResult(asset_events=events)

@@ -13,7 +13,7 @@ import gzip
 import io
 import zlib
 from collections.abc import Callable, Iterator, Mapping
-from typing import IO, Literal, cast
+from typing import IO, Literal, TypedDict, cast
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -35,47 +35,40 @@ _GZIP_MAGIC = b"\x1f\x8b"
 _PullEvent = Literal["start", "end"]
 
 
-# Every parser of a tick file is made here, with the same safe options: no entity substitution,
-# no DTD loading, no network, libxml2's default size/depth limits.
+class _SafeOptions(TypedDict):
+    resolve_entities: bool
+    no_network: bool
+    load_dtd: bool
+    dtd_validation: bool
+    huge_tree: bool
+    remove_comments: bool
+    remove_pis: bool
+
+
+# Every parser of a tick file is made with these: no entity substitution, no DTD loading, no
+# network, libxml2's default size/depth limits.
+_SAFE: _SafeOptions = {
+    "resolve_entities": False,
+    "no_network": True,
+    "load_dtd": False,
+    "dtd_validation": False,
+    "huge_tree": False,
+    "remove_comments": True,
+    "remove_pis": True,
+}
+
+
 def safe_pull_parser(events: tuple[_PullEvent, ...]) -> etree.XMLPullParser:
-    return etree.XMLPullParser(
-        events=events,
-        resolve_entities=False,
-        no_network=True,
-        load_dtd=False,
-        dtd_validation=False,
-        huge_tree=False,
-        remove_comments=True,
-        remove_pis=True,
-    )
+    return etree.XMLPullParser(events=events, **_SAFE)
 
 
 def safe_parser() -> etree.XMLParser:
-    return etree.XMLParser(
-        resolve_entities=False,
-        no_network=True,
-        load_dtd=False,
-        dtd_validation=False,
-        huge_tree=False,
-        remove_comments=True,
-        remove_pis=True,
-    )
+    return etree.XMLParser(**_SAFE)
 
 
 def safe_iterparse(stream: IO[bytes], tag: str) -> etree.iterparse[tuple[str, etree._Element]]:
     """The `end` events of the elements named `tag` ("{*}name": any namespace)."""
-    return etree.iterparse(
-        stream,
-        events=("end",),
-        tag=tag,
-        resolve_entities=False,
-        no_network=True,
-        load_dtd=False,
-        dtd_validation=False,
-        huge_tree=False,
-        remove_comments=True,
-        remove_pis=True,
-    )
+    return etree.iterparse(stream, events=("end",), tag=tag, **_SAFE)
 
 
 _Extract = Callable[[etree._Element, etree._Element], "str | None"]
