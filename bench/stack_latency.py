@@ -1,10 +1,12 @@
-"""Latency on the real stack: a 100,000-tick XML file lands in the SeaweedFS bucket; how long until
-its bars are visible in Trino, with the sensor at its default interval — and how much of that is
-the project's own processing (the ingest and bar runs' steps) rather than waiting for a tick,
-queueing and process start-up.
+"""Latency on the real stack: files land in the SeaweedFS bucket on a schedule (one every
+`--every` seconds for `--files` files, each the next window of one trading day); for each, how long
+until Trino's `ohlcv_1m` counts every trade landed so far — and how much of that is the project's
+own processing (its run's step), the run's start-up (launch → first step) and the backlog
+(files landed but not yet visible) over the stream.
 
-Needs the stack (`infra/local/stack up`) and its environment (`eval "$(infra/local/stack env)"`).
-Starts `dagster dev` on its own port with a temporary DAGSTER_HOME, namespace and landing prefix.
+Needs the stack (`infra/local/stack up`, with its landing listener for push ingestion) and its
+environment (`eval "$(infra/local/stack env)"`). Starts `dagster dev` on its own port with a
+temporary DAGSTER_HOME, namespace and landing prefix, and removes them afterwards.
 """
 
 from __future__ import annotations
@@ -14,17 +16,21 @@ import os
 import statistics
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 import uuid
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from dagster import DagsterInstance, DagsterRunStatus, RunsFilter
+from dagster import DagsterEventType, DagsterInstance, RunsFilter
 
+from bench.data import bench_spec, ensure_data_set
 from bench.report import write_section
 from tickhouse_dagster.defs.resources import resolved_resources
 from tickhouse_dagster.devserver import dagster_home, running_dagster_dev
-from tickhouse_dagster.sample.generator import SampleSpec, generate
+
+TRINO_POLL_SECONDS = 0.5  # the latency's resolution; Trino shares the 2 cores with the pipeline
 
 
 def wait(what: str, probe, timeout: float, every: float = 0.25):
@@ -45,11 +51,30 @@ def _answers(url: str) -> bool:
         return False
 
 
-def step_seconds(instance: DagsterInstance, run_id: str) -> dict[str, float]:
-    return {
-        s.step_key: (s.end_time or 0) - (s.start_time or 0)
-        for s in instance.get_run_step_stats(run_id)
-    }
+def percentile(values: list[float], share: float) -> float:
+    """Nearest-rank percentile (`share` in 0..1)."""
+    ordered = sorted(values)
+    rank = max(1, round(share * len(ordered) + 0.499999))
+    return ordered[min(rank, len(ordered)) - 1]
+
+
+@dataclass
+class Landed:
+    key: str
+    ticks_so_far: int  # the day's trades once this file is in
+    at: float  # monotonic
+    at_wall: float
+    visible_after: float | None = None
+    backlog_when_landed: int = 0  # files landed before it and not yet visible
+
+
+@dataclass
+class RunTimes:
+    keys: list[str]
+    own: float  # the run's step: fingerprint, parse, checks, commit, bars, Trino read-back
+    start: float  # launch (RUN_STARTING) → first step (STEP_START)
+    requested_after: float = 0.0
+    steps: dict[str, float] = field(default_factory=dict)
 
 
 def _batch_keys(run_config: dict) -> list[str]:
@@ -57,23 +82,49 @@ def _batch_keys(run_config: dict) -> list[str]:
     return ops.get("config", {}).get("keys", [])
 
 
+def run_times(instance: DagsterInstance) -> list[RunTimes]:
+    out = []
+    for record in instance.get_run_records(RunsFilter()):
+        run = record.dagster_run
+        keys = _batch_keys(run.run_config)
+        if not keys:
+            continue
+        events = {
+            e.dagster_event.event_type: e.timestamp
+            for e in instance.all_logs(run.run_id)
+            if e.dagster_event is not None
+        }
+        stats = instance.get_run_step_stats(run.run_id)
+        own = sum((s.end_time or 0) - (s.start_time or 0) for s in stats)
+        launched = events.get(DagsterEventType.RUN_STARTING)
+        first = events.get(DagsterEventType.STEP_START)
+        start = (first - launched) if launched and first else float("nan")
+        out.append(RunTimes(keys, own, start))
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--files", type=int, default=3, help="files dropped one after another")
-    parser.add_argument("--ticks", type=int, default=100_000)
-    parser.add_argument("--interval", type=int, default=30, help="sensor interval, seconds")
-    parser.add_argument("--timeout", type=float, default=300)
+    parser.add_argument("--files", type=int, default=60, help="files landed one after another")
+    parser.add_argument("--every", type=float, default=10, help="seconds between two files")
+    parser.add_argument("--ticks", type=int, default=100_000, help="ticks per file")
+    parser.add_argument("--profile", default="tickhouse", choices=["tickhouse", "fixml"])
+    parser.add_argument("--timeout", type=float, default=120, help="per file, once landed")
     parser.add_argument("--out", help="report file to update (its stack-latency section)")
     parser.add_argument(
         "--poll",
         action="store_true",
         help="without the landing listener (unset TICKHOUSE_FILER_GRPC): the polling sensor only",
     )
+    parser.add_argument("--interval", type=int, default=30, help="polling sensor interval, s")
     args = parser.parse_args()
     if args.poll:
         os.environ.pop("TICKHOUSE_FILER_GRPC", None)
     mode = "push (landing listener)" if os.environ.get("TICKHOUSE_FILER_GRPC") else "polling"
 
+    data = ensure_data_set(
+        bench_spec(args.ticks * args.files, args.files, symbols=10, profile=args.profile)
+    )
     run = uuid.uuid4().hex[:8]
     home = Path(tempfile.mkdtemp(prefix="tickhouse-latency-"))
     env = {
@@ -90,66 +141,65 @@ def main() -> None:
     store, trino = resources["landing"].store(), resources["trino"]
     resources["lakehouse"].lakehouse().ensure_tables()
     namespace = env["TICKHOUSE_NAMESPACE"]
+    day = data.trade_date.isoformat()
+    table = f"{trino.catalog}.{namespace}.ohlcv_1m"
 
     port = 3400 + int(run[:2], 16) % 100
-    rows = []
-    per_step: dict[str, list[float]] = {}
+    landed: list[Landed] = []
+    lock = threading.Lock()
+    load = []
     try:
         with running_dagster_dev(env, port, home / "dagster-dev.log") as url:
             instance = DagsterInstance.from_config(str(home / "dagster"))
             wait("the Dagster webserver", lambda: _answers(f"{url}/server_info"), 180, every=1)
-            time.sleep(args.interval)  # the daemon has started its sensors and ticked once
-            sample = home / "sample"
-            for number in range(args.files):
-                spec = SampleSpec(
-                    symbols=10, ticks_per_day=args.ticks, files_per_day=1, seed=number
-                )
-                spec = SampleSpec(
-                    **{**spec.__dict__, "start_date": spec.start_date.replace(day=2 + number)}
-                )
-                [path] = generate(spec, sample / str(number))
-                key = f"KRX/{number}/{path.name}"
-                day = spec.start_date.isoformat()
-                data = path.read_bytes()
-                landed, landed_wall = time.monotonic(), time.time()
-                store.write(key, data)
+            time.sleep(15)  # the daemon has started and evaluated its sensors once
 
-                def visible(day: str = day) -> bool:
-                    table = f"{trino.catalog}.{namespace}.ohlcv_1m"
-                    [(count,)] = trino.query(
-                        f"SELECT coalesce(sum(trade_count), 0) FROM {table} "
-                        f"WHERE trade_date = DATE '{day}'"
+            def land_all() -> None:
+                so_far = 0
+                start = time.monotonic()
+                for number, file in enumerate(data.files):
+                    time.sleep(max(0.0, start + number * args.every - time.monotonic()))
+                    so_far += file.ticks
+                    key = f"{data.spec.venue}/{file.path.name}"
+                    payload = file.path.read_bytes()
+                    with lock:
+                        waiting = sum(1 for f in landed if f.visible_after is None)
+                    at, at_wall = time.monotonic(), time.time()
+                    store.write(key, payload)
+                    with lock:
+                        landed.append(Landed(key, so_far, at, at_wall, None, waiting))
+                    load.append(os.getloadavg()[0])
+
+            lander = threading.Thread(target=land_all, daemon=True)
+            lander.start()
+            last_seen = time.monotonic()
+            while True:
+                [(count,)] = trino.query(
+                    f"SELECT coalesce(sum(trade_count), 0) FROM {table} "
+                    f"WHERE trade_date = DATE '{day}'"
+                )
+                now = time.monotonic()
+                with lock:
+                    for f in landed:
+                        if f.visible_after is None and count >= f.ticks_so_far:
+                            f.visible_after = now - f.at
+                            last_seen = now
+                    done = len(landed) == len(data.files) and all(
+                        f.visible_after is not None for f in landed
                     )
-                    return count == args.ticks
-
-                wait(f"bars of {key} in Trino", visible, timeout=args.timeout)
-                latency = time.monotonic() - landed
-
-                def finished_runs(key: str = key, day: str = day):
-                    done = instance.get_run_records(RunsFilter(statuses=[DagsterRunStatus.SUCCESS]))
-                    # Ingest runs are batch runs (their config names the files), bar runs are
-                    # partitioned by day.
-                    ingest = [r for r in done if key in _batch_keys(r.dagster_run.run_config)]
-                    bars = [r for r in done if r.dagster_run.tags.get("dagster/partition") == day]
-                    return (ingest[0], bars[0]) if ingest and bars else None
-
-                ingest, bars = wait("the ingest and bar runs to finish", finished_runs, timeout=120)
-                requested = ingest.create_timestamp.timestamp() - landed_wall
-                started = (ingest.start_time or 0) - landed_wall
-                steps = step_seconds(instance, ingest.dagster_run.run_id) | step_seconds(
-                    instance, bars.dagster_run.run_id
-                )
-                own = sum(steps.values())
-                rows.append((key, latency, own, requested, started))
-                for step, seconds in steps.items():
-                    per_step.setdefault(step, []).append(seconds)
-                print(
-                    f"{key}: run requested after {requested:.2f} s, started after "
-                    f"{started:.1f} s; visible in Trino after {latency:.1f} s; project steps "
-                    f"{own:.2f} s "
-                    f"({', '.join(f'{step} {seconds:.2f} s' for step, seconds in steps.items())})",
-                    flush=True,
-                )
+                    pending = [f for f in landed if f.visible_after is None]
+                if done:
+                    break
+                if pending and now - min(f.at for f in pending) > args.timeout:
+                    raise TimeoutError(
+                        f"{pending[0].key}: not visible in Trino {args.timeout:.0f} s after "
+                        f"landing (Trino counts {count:,} trades, expected "
+                        f"{pending[0].ticks_so_far:,}); last progress {now - last_seen:.0f} s ago"
+                    )
+                time.sleep(TRINO_POLL_SECONDS)
+            lander.join()
+            time.sleep(2)  # the last run's events are written
+            runs = run_times(instance)
     finally:
         for (view,) in trino.query(
             f"SELECT table_name FROM {trino.catalog}.information_schema.views "
@@ -160,45 +210,52 @@ def main() -> None:
         for identifier in catalog.list_tables(namespace):
             catalog.purge_table(identifier)
         catalog.drop_namespace(namespace)
+        for key in store.list_keys(""):
+            store.delete(key)
 
-    latencies = [r[1] for r in rows]
-    own = [r[2] for r in rows]
-    requested = [r[3] for r in rows]
-    started = [r[4] for r in rows]
-    table = "\n".join(
+    latencies = [f.visible_after or 0.0 for f in landed]
+    per_file_own = [r.own / len(r.keys) for r in runs]
+    starts = [r.start for r in runs if r.start == r.start]
+    files_per_run = [len(r.keys) for r in runs]
+    third = max(1, len(landed) // 3)
+    backlog_first = max(f.backlog_when_landed for f in landed[:third])
+    backlog_last = max(f.backlog_when_landed for f in landed[-third:])
+    for f in landed:
+        print(f"{f.key}: visible after {f.visible_after:.2f} s (backlog {f.backlog_when_landed})")
+    minutes = (landed[-1].at - landed[0].at) / 60
+    table_md = "\n".join(
         [
             "## Latency on the real stack",
             "",
-            f"- Command: `make bench-latency` ({args.files} files of {args.ticks:,} ticks, one "
-            f"trade date each; {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())})",
-            "- From the upload of an XML file into the SeaweedFS landing bucket until Trino's "
-            "`ohlcv_1m` holds all its trades, with `dagster dev` running the sensors; the "
-            "project's own processing is the sum of the ingest and bar runs' step times "
-            "(parse, checks, commits, bars), without sensor waits, queueing or process start.",
+            f"- Command: `make bench-latency` ({len(landed)} files of ~{args.ticks:,} ticks of "
+            f"the `{args.profile}` layout, one every {args.every:g} s for {minutes:.1f} min, "
+            f"windows of one trading day; {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}); "
+            f"ingestion: {mode}",
+            "- Latency: from the upload into the SeaweedFS landing bucket until Trino's "
+            f"`ohlcv_1m` counts every trade landed so far (Trino polled every "
+            f"{TRINO_POLL_SECONDS:g} s, so up to that much is polling). Own processing: the "
+            "run's step (fingerprint, parse, checks, ticks commit, Trino read-back, bars of the "
+            "changed minutes), per file. Start-up: a run's launch → its first step (process "
+            "start, code location import, run set-up). Backlog: files landed and not yet "
+            "visible when a file lands.",
+            f"- Load average (1 min) while landing: {min(load):.2f}–{max(load):.2f} "
+            "(2 cores; other work on the machine shows here).",
             "",
-            "| files | ticks each | ingestion | landing → run requested | landing → run started "
-            "| landing → bars in Trino (min / median / max) "
-            "| project's own processing (min / median / max) |",
-            "| --- | --- | --- | --- | --- | --- | --- |",
-            f"| {len(rows)} | {args.ticks:,} "
-            f"| {mode if 'push' in mode else f'polling, {args.interval} s interval'} "
-            f"| {min(requested):.2f} / {statistics.median(requested):.2f} / "
-            f"{max(requested):.2f} s "
-            f"| {min(started):.1f} / {statistics.median(started):.1f} / {max(started):.1f} s "
-            f"| {min(latencies):.1f} / {statistics.median(latencies):.1f} / "
+            "| landing → bars in Trino p50 / p95 / max | own processing per file p50 / max "
+            "| run start-up p50 / max | runs (files per run) "
+            "| backlog max, first / last third |",
+            "| --- | --- | --- | --- | --- |",
+            f"| {statistics.median(latencies):.1f} / {percentile(latencies, 0.95):.1f} / "
             f"{max(latencies):.1f} s "
-            f"| {min(own):.2f} / {statistics.median(own):.2f} / {max(own):.2f} s |",
-            "",
-            "Median time of each step: "
-            + ", ".join(
-                f"`{step}` {statistics.median(times):.2f} s" for step, times in per_step.items()
-            )
-            + ".",
+            f"| {statistics.median(per_file_own):.2f} / {max(per_file_own):.2f} s "
+            f"| {statistics.median(starts):.2f} / {max(starts):.2f} s "
+            f"| {len(runs)} ({min(files_per_run)}–{max(files_per_run)}) "
+            f"| {backlog_first} / {backlog_last} |",
         ]
     )
-    print(table)
+    print(table_md)
     if args.out:
-        write_section(Path(args.out), "stack-latency", table)
+        write_section(Path(args.out), "stack-latency", table_md)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """One-shot catch-up: every landing file not yet ingested goes through the code location's own
-batch job (the ingest engine, as the sensor runs it), in process, on the shared Dagster
-instance; then the touched days' bars are rebuilt."""
+batch job (the ingest engine and the touched days' bars, as the sensors' runs do), in process,
+on the shared Dagster instance."""
 
 from __future__ import annotations
 
@@ -9,8 +9,10 @@ from dataclasses import dataclass, field
 
 from dagster import AssetKey, AssetMaterialization, DagsterInstance, ExecuteInProcessResult
 
+from tickhouse_dagster.contract import BAR_INTERVALS
 from tickhouse_dagster.definitions import defs
 from tickhouse_dagster.defs.assets.ticks import TICKS
+from tickhouse_dagster.defs.bar_reports import BAR_KEYS
 from tickhouse_dagster.defs.ingest_batch import BATCH_JOB
 from tickhouse_dagster.defs.jobs import BARS_DAY_TAG, rebuild_bars_job
 from tickhouse_dagster.defs.ledger import not_yet_ingested
@@ -61,12 +63,12 @@ def failure_reason(result: ExecuteInProcessResult) -> str:
     return "run failed"
 
 
-def _ticks_commits(result: ExecuteInProcessResult) -> list[AssetMaterialization]:
+def _materializations(result: ExecuteInProcessResult, key: AssetKey) -> list[AssetMaterialization]:
     events = [
         e.step_materialization_data.materialization
         for e in result.get_asset_materialization_events()
     ]
-    return [m for m in events if m is not None and m.asset_key == AssetKey(TICKS)]
+    return [m for m in events if m is not None and m.asset_key == key]
 
 
 def _refused(result: ExecuteInProcessResult) -> dict[str, str]:
@@ -82,8 +84,8 @@ def _refused(result: ExecuteInProcessResult) -> dict[str, str]:
 def ingest_landing(
     *, profile: str | None = None, reingest: bool = False, keys: list[str] | None = None
 ) -> IngestReport:
-    """One batch run of the engine over every file to ingest (the sensor's runs are the same),
-    then one bar rebuild per touched trade date."""
+    """One batch run of the engine over every file to ingest and the bars of the days they
+    touched (the sensors' runs are the same)."""
     instance = DagsterInstance.get()
     resources = resolved_resources()
     landing: LandingResource = resources["landing"]
@@ -100,7 +102,6 @@ def ingest_landing(
         files = [f for f in files if f.key in set(keys)]
     report = IngestReport(listed=len(files))
     todo = files if reingest else not_yet_ingested(instance, files)
-    days: set[str] = set()
     if todo:
         config = {"keys": [f.key for f in todo], "profile": profile, "reingest": reingest}
         result = defs.resolve_job_def(BATCH_JOB).execute_in_process(
@@ -111,22 +112,18 @@ def ingest_landing(
             },
             raise_on_error=False,
         )
-        for commit in _ticks_commits(result):
+        for commit in _materializations(result, AssetKey(TICKS)):
             metadata = commit.metadata
             rows = metadata["rows_written"].value
             assert isinstance(rows, int), f"rows_written is {rows!r}"
             report.ingested.append((str(commit.partition), rows))
-            days.update(
-                d.strip() for d in str(metadata["trade_dates"].value).split(",") if d.strip()
-            )
+        report.days = sorted(
+            str(m.partition) for m in _materializations(result, BAR_KEYS[BAR_INTERVALS[0]])
+        )
         refused = _refused(result)
         report.failed += sorted(refused.items())
         if not result.success and not refused:
             report.failed.append(("ingest run", failure_reason(result)))
-
-    rebuilt, failed = rebuild_bars(instance, days)
-    report.days += rebuilt
-    report.failed += failed
     return report
 
 

@@ -36,6 +36,7 @@ BACKOFF_FIRST, BACKOFF_MAX = 0.2, 5.0
 # The filer sends an idle heartbeat every ~5 s while caught up: silence for longer than this
 # means the stream is stuck (reported unhealthy, and the stream is re-opened).
 STALE_SECONDS = 20.0
+PRUNE_EVERY_SECONDS = 3600.0
 # A heartbeat only moves the stored "heard" time; writing it more often buys nothing.
 HEARTBEAT_WRITE_SECONDS = 2.0
 
@@ -96,6 +97,7 @@ class ListenerConfig:
     region: str | None
     name: str
     start_ns: int  # where a listener with no stored position starts (0: the whole log)
+    retention_ns: int = 7 * 86_400 * 1_000_000_000  # queue rows claimed and older are pruned
 
 
 class Listener:
@@ -129,6 +131,22 @@ class Listener:
                 log.warning(f"no message from the filer for {STALE_SECONDS:.0f}s; reconnecting")
                 stream.cancel()  # type: ignore[attr-defined]
 
+    def _pruner(self) -> None:
+        """Hourly, the queue forgets what every sensor has claimed and is past the retention:
+        it would otherwise grow by a row per file version forever."""
+        while not self.stopping.wait(PRUNE_EVERY_SECONDS):
+            self.prune()
+
+    def prune(self) -> tuple[int, int]:
+        try:
+            removed = self.queue.prune(time.time_ns() - self.config.retention_ns)
+        except Exception as exc:  # the queue's database away: the next round tries again
+            log.warning(f"pruning the landing queue failed: {type(exc).__name__}: {exc}")
+            return 0, 0
+        if any(removed):
+            log.info(f"pruned {removed[0]} queued versions and {removed[1]} claims")
+        return removed
+
     def _version(self, key: str) -> LandingFile | None:
         """The object's current S3 version; None when it is gone (deleted again since)."""
         if not self.s3.exists(key):
@@ -142,6 +160,7 @@ class Listener:
 
         backoff = BACKOFF_FIRST
         threading.Thread(target=self._watchdog, name="listener-watchdog", daemon=True).start()
+        threading.Thread(target=self._pruner, name="listener-pruner", daemon=True).start()
         while not self.stopping.is_set():
             state = self.queue.state(self.config.name)
             since = state.since_ns if state else self.config.start_ns
@@ -246,6 +265,11 @@ def config_from_env(args: argparse.Namespace) -> ListenerConfig:
         region=settings.setting("AWS_REGION"),
         name=f"landing-listener:{parsed.netloc}",
         start_ns=0 if args.from_start else time.time_ns(),
+        retention_ns=int(
+            float(settings.setting("TICKHOUSE_LANDING_QUEUE_RETENTION_DAYS") or 7)
+            * 86_400
+            * 1_000_000_000
+        ),
     )
 
 

@@ -92,6 +92,11 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("TICKHOUSE_LISTENER_PORT", None, "landing listener health endpoint port (optional)"),
     Setting("TICKHOUSE_PUSH_SENSOR_INTERVAL_SECONDS", "1", "push sensor interval"),
     Setting(
+        "TICKHOUSE_LANDING_QUEUE_RETENTION_DAYS",
+        "7",
+        "the landing listener forgets queued versions every sensor has claimed after this long",
+    ),
+    Setting(
         "TICKHOUSE_PUSH_WAIT_SECONDS",
         "4",
         "a push sensor evaluation that finds nothing waits this long for the listener's next "

@@ -1,11 +1,14 @@
-"""Many landing files in one run: the landing sensor's bursts and `tickhouse ingest`.
+"""Many landing files in one run: the sensors' runs (a lone pushed file, a burst) and
+`tickhouse ingest`.
 
 One op runs the ingest engine over the files (parsed on both cores, committed one commit per
 file, in key order) and records, for every file, the materializations and check results the
 per-file tick assets would — so the lineage graph, the partitions and the checks look the same
-whichever way a file came in, and the touched-days sensor rebuilds the bars once per burst.
-With Trino configured the run ends with one Trino query that reads every committed file back
-(`trino_reads_commit`, per file).
+whichever way a file came in. With Trino configured one Trino query reads every committed file
+back (`trino_reads_commit`, per file). Then the bars of every trade date the files touched are
+rebuilt for the minutes that changed (config `bars`, on by default), with the bars asset's
+materializations and checks: a landing file is one run, and the touched-days sensor finds those
+days' bars current (it stays the bridge for ticks written any other way).
 """
 
 import logging
@@ -25,9 +28,15 @@ from dagster import (
     op,
 )
 
+from tickhouse_dagster.defs.bar_reports import build_and_report
 from tickhouse_dagster.defs.file_reports import TICKS, file_events
 from tickhouse_dagster.defs.ledger import not_yet_ingested
-from tickhouse_dagster.defs.partitions import LANDING_FILES
+from tickhouse_dagster.defs.partitions import (
+    LANDING_FILES,
+    trade_dates,
+    why_not_a_partition,
+)
+from tickhouse_dagster.defs.resources import FeedResource
 from tickhouse_dagster.defs.retries import retry_transient
 from tickhouse_dagster.engine.catch_up import FileOutcome, Progress, iter_ingest_files
 from tickhouse_dagster.engine.commit import trade_dates_of
@@ -46,6 +55,9 @@ class BatchConfig(Config):
     profile: str | None = None  # force an input profile instead of recognising it
     reingest: bool = False  # also files whose current version is ingested already
     workers: int | None = None  # parse processes (default: one per core)
+    # Build the bars of the days the files touched in this run (their changed minutes), so a
+    # landing file is one run; off, the touched-days sensor requests a bars run per day.
+    bars: bool = True
 
 
 def _trino_read_back(
@@ -88,6 +100,34 @@ def _trino_read_back(
             },
             partition=key,
         )
+
+
+def _touched_days_bars(
+    context: OpExecutionContext,
+    house: Lakehouse,
+    feed: FeedResource,
+    committed: list[FileOutcome],
+    blocked: list[str],
+) -> Iterator[AssetMaterialization | AssetCheckEvaluation]:
+    """The bars of every trade date the committed files touched, rebuilt for what changed, with
+    the materializations and checks the bars asset records; a failed blocking check is added
+    to `blocked` (the run fails after every day was reported)."""
+    touched = trade_dates_of([o.parsed.staged for o in committed if o.parsed.staged is not None])
+    valid = set(trade_dates.get_partition_keys(dynamic_partitions_store=context.instance))
+    venues = feed.venues()
+    for day in sorted(touched):
+        if day.isoformat() not in valid:
+            context.log.warning(f"bars of {day} not built: {why_not_a_partition(day.isoformat())}")
+            continue
+        with retry_transient(context):
+            reports = build_and_report(house, venues, day)
+        for report in reports:
+            yield from report.events()
+            blocked += [
+                f"{report.asset_key.to_user_string()} {day}: {c.description}"
+                for c in report.blocked
+            ]
+        context.log.info(f"bars of {day}: rebuilt {reports[0].metadata['rebuilt']}")
 
 
 def build_batch_job(with_trino: bool) -> JobDefinition:
@@ -134,9 +174,12 @@ def build_batch_job(with_trino: bool) -> JobDefinition:
                 if not outcome.ok:
                     context.log.error(f"{outcome.key}: {outcome.reason()}")
         context.log.info(progress.line())
+        committed = [o for o in outcomes if o.committed is not None]
         if with_trino:
-            committed = [o for o in outcomes if o.committed is not None]
             yield from _trino_read_back(context.resources.trino, house, committed)
+        blocked: list[str] = []
+        if config.bars and committed:
+            yield from _touched_days_bars(context, house, feed, committed, blocked)
         refused = [o for o in outcomes if not o.ok]
         if refused:
             shown = "; ".join(f"{o.key}: {o.reason()}" for o in refused[:MAX_REASONS_SHOWN])
@@ -150,11 +193,17 @@ def build_batch_job(with_trino: bool) -> JobDefinition:
                 },
                 allow_retries=False,
             )
+        if blocked:
+            raise Failure(
+                description="bars failed a blocking check: " + "; ".join(blocked),
+                allow_retries=False,
+            )
 
     @job(
         name=BATCH_JOB,
         description="Landing files (a burst, a catch-up): the ingest engine over all of them in "
-        "one run, each file's ticks in one commit with every check; bars follow per touched day.",
+        "one run, each file's ticks in one commit with every check, then the bars of the minutes "
+        "and days they touched.",
     )
     def ingest_batch_job() -> None:
         ingest_landing_files()

@@ -19,10 +19,10 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime
+from functools import cache
 from typing import Any
 
 import duckdb
-import polars as pl
 import pyarrow as pa
 from dagster import (
     ConfigurableIOManager,
@@ -48,13 +48,22 @@ from tickhouse_dagster.storage.lakehouse import Commit
 
 IO_MANAGER_KEY = "iceberg_io_manager"
 
-# What an input can be annotated with, and how the Arrow rows become it.
-_INPUT_TYPES: dict[Any, Any] = {
-    pa.Table: lambda rows: rows,
-    pl.DataFrame: pl.from_arrow,
-    pl.LazyFrame: lambda rows: pl.DataFrame(rows).lazy(),
-    duckdb.DuckDBPyRelation: relation,
-}
+
+@cache
+def _input_types() -> dict[Any, Any]:
+    """What an input can be annotated with, and how the Arrow rows become it. polars is
+    imported when an asset reads or writes through the IO manager, not when the code location
+    loads: every run process would pay for it, most never use it."""
+    import polars as pl
+
+    return {
+        pa.Table: lambda rows: rows,
+        pl.DataFrame: pl.from_arrow,
+        pl.LazyFrame: lambda rows: pl.DataFrame(rows).lazy(),
+        duckdb.DuckDBPyRelation: relation,
+    }
+
+
 _SUPPORTED_INPUTS = (
     "pyarrow.Table, pyarrow.RecordBatchReader, polars.DataFrame, polars.LazyFrame, "
     "duckdb.DuckDBPyRelation"
@@ -98,7 +107,7 @@ class IcebergIOManager(ConfigurableIOManager):
         kind = context.dagster_type.typing_type
         if kind in (Any, object):
             kind = pa.Table
-        if kind is not pa.RecordBatchReader and kind not in _INPUT_TYPES:
+        if kind is not pa.RecordBatchReader and kind not in _input_types():
             raise TypeError(
                 f"input {context.name!r} is annotated {getattr(kind, '__name__', kind)}; the "
                 f"Iceberg IO manager gives {_SUPPORTED_INPUTS}"
@@ -122,7 +131,7 @@ class IcebergIOManager(ConfigurableIOManager):
         context.log.info(describe_read(read, days, files))
         if kind is pa.RecordBatchReader:
             return read.rows
-        return _INPUT_TYPES[kind](read.rows)
+        return _input_types()[kind](read.rows)
 
 
 def _per_file(partitions_def: object) -> bool:
@@ -159,10 +168,13 @@ def to_arrow(obj: object, context: OutputContext) -> pa.Table | pa.RecordBatchRe
         return obj
     if isinstance(obj, pa.RecordBatch):
         return pa.Table.from_batches([obj])
-    if isinstance(obj, pl.DataFrame):
-        return obj.to_arrow()
-    if isinstance(obj, pl.LazyFrame):
-        return obj.collect().to_arrow()
+    if type(obj).__module__.partition(".")[0] == "polars":
+        import polars as pl
+
+        if isinstance(obj, pl.DataFrame):
+            return obj.to_arrow()
+        if isinstance(obj, pl.LazyFrame):
+            return obj.collect().to_arrow()
     if isinstance(obj, duckdb.DuckDBPyRelation):
         return obj.to_arrow_reader()
     if hasattr(obj, "__arrow_c_stream__"):

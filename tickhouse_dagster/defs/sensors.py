@@ -15,17 +15,20 @@ and the filer lost its unflushed metadata log).
 
 Dagster has no partition mapping from per-file partitions to daily ones, so the second sensor is
 the bridge: it reads the `trade_dates` each ticks materialization recorded and requests one
-`rebuild_bars` run per touched day (runs of one day are serialised by the run queue's limit on the
-`tickhouse/bars_day` tag, so the last rebuild always reads the latest ticks).
+`rebuild_bars` run per touched day whose bars were not built from that commit or a later one (an
+ingest run builds its days' bars itself, so normally there is none). Builds of one day running
+side by side are safe: one from older ticks never replaces one from newer (storage.bar_builds).
 """
 
 import hashlib
 import time
+from collections.abc import Sequence
 from datetime import date
 
 from dagster import (
     AssetKey,
     DefaultSensorStatus,
+    EventLogRecord,
     RunRequest,
     SensorEvaluationContext,
     SensorResult,
@@ -35,6 +38,7 @@ from dagster import (
 
 from tickhouse_dagster import settings
 from tickhouse_dagster.compat.dagster_private import valid_partition_key
+from tickhouse_dagster.contract import BAR_INTERVALS, TICKS_TABLE, bar_table_name
 from tickhouse_dagster.defs.assets.ticks import TICKS
 from tickhouse_dagster.defs.ingest_batch import BATCH_JOB
 from tickhouse_dagster.defs.jobs import BARS_DAY_TAG, rebuild_bars_job
@@ -48,6 +52,7 @@ from tickhouse_dagster.defs.partitions import (
 from tickhouse_dagster.defs.push import push_queue
 from tickhouse_dagster.defs.resources import FeedResource, LakehouseResource, LandingResource
 from tickhouse_dagster.market.reference_data import fingerprint
+from tickhouse_dagster.storage.bar_builds import behind
 from tickhouse_dagster.storage.landing import LandingFile, S3Landing
 from tickhouse_dagster.storage.landing_cursor import LandingCursor, plan_ingestion
 from tickhouse_dagster.storage.landing_queue import LandingQueue
@@ -121,30 +126,57 @@ def _missed_by_listener(
     return [f for f in files if f.run_key in taken]
 
 
+def _touched_days(records: Sequence[EventLogRecord]) -> dict[date, int | None]:
+    """Trade date → the latest ticks snapshot among the commits that touched it."""
+    touched: dict[date, int | None] = {}
+    for record in records:
+        if record.asset_materialization is None:
+            continue
+        metadata = record.asset_materialization.metadata
+        days, snapshot = metadata.get("trade_dates"), metadata.get("snapshot_id")
+        text = str(snapshot.value) if snapshot is not None else ""
+        made = int(text) if text.lstrip("-").isdigit() else None
+        for day in (d.strip() for d in str(days.value if days else "").split(",")):
+            if day:
+                touched[date.fromisoformat(day)] = made  # records come oldest first
+    return touched
+
+
 @sensor(
     job=rebuild_bars_job,
     minimum_interval_seconds=5,
     default_status=DefaultSensorStatus.RUNNING,
-    description="Rebuilds the bars of every trade date a ticks commit touched.",
+    description="Rebuilds the bars of every trade date a ticks commit touched, unless the run "
+    "that committed them has built them already.",
 )
-def touched_days_sensor(context: SensorEvaluationContext) -> SensorResult | SkipReason:
+def touched_days_sensor(
+    context: SensorEvaluationContext, lakehouse: LakehouseResource
+) -> SensorResult | SkipReason:
     result = context.instance.fetch_materializations(
         AssetKey(TICKS), limit=TICKS_EVENTS_PER_TICK, cursor=context.cursor, ascending=True
     )
     if not result.records:
         return SkipReason("no new ticks commits")
-    days: set[str] = set()
-    for record in result.records:
-        materialization = record.asset_materialization
-        touched = materialization.metadata.get("trade_dates") if materialization else None
-        if touched is not None and touched.value:
-            days.update(d.strip() for d in str(touched.value).split(","))
+    touched = _touched_days(result.records)
+    house = lakehouse.lakehouse()
+    # Ingest runs build the bars of the days they touch; only days whose bars are older than
+    # the commit (a run that failed before its bars, ticks written by Spark, bars off) are
+    # requested here.
+    behind_days = behind(
+        house.table(TICKS_TABLE),
+        {i: house.table(bar_table_name(i)) for i in BAR_INTERVALS},
+        touched,
+    )
+    days = {d.isoformat() for d in behind_days}
     valid = set(trade_dates.get_partition_keys(dynamic_partitions_store=context.instance))
     outside = sorted(d for d in days if d not in valid)
     if outside:
         # Never dropped silently: each such day, and why it has no bars partition.
         reasons = "; ".join(f"{day}: {why_not_a_partition(day)}" for day in outside)
         context.log.warning(f"trade dates outside the bars partitions, not rebuilt: {reasons}")
+    current = len(touched) - len(behind_days)
+    if current:
+        context.log.info(f"{current} touched trade date(s) already have current bars")
     return SensorResult(
         run_requests=[
             RunRequest(

@@ -1,20 +1,26 @@
 """A trade date's bars, rebuilt for what changed since they were last built: the minutes whose
 ticks changed when the table's metadata tells which (storage.ticks_changes), else the whole day.
 Either way the result equals a rebuild of the day from its ticks (market.bars.rebuild_span), so
-a burst of files into a full day costs its own minutes, not the day's."""
+a burst of files into a full day costs its own minutes, not the day's. What they were built from
+is kept in the bar tables' snapshots (storage.bar_builds), which is also what stops a build from
+older ticks replacing one from newer ticks when two run side by side."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import date, timedelta
 
 import pyarrow as pa
 
-from tickhouse_dagster.contract import BAR_INTERVALS, TICKS_TABLE
+from tickhouse_dagster.contract import BAR_INTERVALS, TICKS_TABLE, bar_table_name
 from tickhouse_dagster.market.bars import build_all_bars, rebuild_span
+from tickhouse_dagster.market.reference_data import venues_fingerprint
 from tickhouse_dagster.market.venues import Venue
-from tickhouse_dagster.storage.lakehouse import Lakehouse
+from tickhouse_dagster.storage.bar_builds import BarBuild, build_of_ticks, built_from
+from tickhouse_dagster.storage.lakehouse import Commit, Lakehouse
+from tickhouse_dagster.storage.reference_lineage import record_bars_reference
 from tickhouse_dagster.storage.ticks_changes import changed_span
 from tickhouse_dagster.storage.trade_index import TradeIndex
 
@@ -22,9 +28,18 @@ from tickhouse_dagster.storage.trade_index import TradeIndex
 @dataclass(frozen=True)
 class DayBars:
     bars: dict[str, pa.Table]
-    ticks_snapshot_id: int | None  # the ticks they were built from
+    build: BarBuild  # the ticks they were built from, and the reference data
     rebuilt: str  # what was rebuilt, for a person: "the whole day" or the span of minutes
     duplicate_windows: pa.Table  # where the day's copies can be (for the reconciliation)
+
+
+@dataclass(frozen=True)
+class StoredBars:
+    """One interval's bars of the day after the commit (`commit.superseded_by` set: not
+    committed, the stored bars were built from newer ticks) and as read back."""
+
+    commit: Commit
+    stored: pa.Table
 
 
 def build_day_bars(
@@ -32,30 +47,60 @@ def build_day_bars(
     venues: Mapping[str, Venue],
     day: date,
     intervals: Sequence[str] = BAR_INTERVALS,
-    built_from: int | None = None,
 ) -> DayBars:
-    """The day's bars of `intervals`; `built_from`: the ticks snapshot the stored bars of all
-    four intervals were built from (None: unknown, rebuild the day)."""
+    """The day's bars of `intervals`: the changed minutes when the bar tables record what all
+    four were last built from (storage.bar_builds), else the whole day."""
     ticks_table = house.table(TICKS_TABLE)
-    snapshot = ticks_table.current_snapshot()
-    snapshot_id = snapshot.snapshot_id if snapshot is not None else None
+    build = build_of_ticks(ticks_table, day, venues_fingerprint(venues))
     windows = TradeIndex(house).duplicate_windows(day)
     everything = tuple(intervals) == BAR_INTERVALS  # a span rebuild needs the stored minutes
-    span = (
-        changed_span(ticks_table, day, built_from)
-        if built_from is not None and everything and snapshot_id is not None
+    since = (
+        built_from({i: house.table(bar_table_name(i)) for i in BAR_INTERVALS}, day, build.reference)
+        if everything and build.ticks_snapshot_id is not None
         else None
     )
+    span = changed_span(ticks_table, day, since) if since is not None else None
     if span is None:
-        bars = build_all_bars(house.ticks_dataset([day]), venues, intervals, windows)
-        return DayBars(bars, snapshot_id, "the whole day", windows)
+        ticks = house.ticks_dataset([day], snapshot_id=build.ticks_snapshot_id)
+        bars = build_all_bars(ticks, venues, intervals, windows)
+        return DayBars(bars, build, "the whole day", windows)
     if span.empty:
         bars = {interval: house.bars_for_day(interval, day) for interval in intervals}
-        return DayBars(bars, snapshot_id, "nothing (no tick changed)", windows)
+        return DayBars(bars, build, "nothing (no tick changed)", windows)
     assert span.low is not None and span.high is not None
     minute = timedelta(minutes=1)
-    ticks = house.ticks_dataset([day], between=(span.low - minute, span.high + minute))
+    ticks = house.ticks_dataset(
+        [day],
+        between=(span.low - minute, span.high + minute),
+        snapshot_id=build.ticks_snapshot_id,
+    )
     stored = house.bars_for_day("1m", day)
     bars = rebuild_span(stored, ticks, venues, span.low, span.high, windows)
     rebuilt = f"the minutes of {span.low:%H:%M:%S}–{span.high:%H:%M:%S} UTC"
-    return DayBars(bars, snapshot_id, rebuilt, windows)
+    return DayBars(bars, build, rebuilt, windows)
+
+
+def store_day_bars(
+    house: Lakehouse, venues: Mapping[str, Venue], day: date, day_bars: DayBars
+) -> dict[str, StoredBars]:
+    """Commit each interval's bars (unless built from older ticks than the stored ones), read
+    them back, then record the reference data they were built under."""
+
+    def store(interval: str) -> StoredBars:
+        commit = house.replace_day_bars(interval, day, day_bars.bars[interval], day_bars.build)
+        # As of that commit (or of the newer build that made it pointless), not of whatever a
+        # concurrent build commits next, so the checks judge one consistent state.
+        return StoredBars(commit, house.bars_for_day(interval, day, commit.snapshot_id))
+
+    # One table each, so the commits cannot conflict: made side by side, they cost one round of
+    # object-store and catalog latency instead of four.
+    intervals = list(day_bars.bars)
+    with ThreadPoolExecutor(max_workers=len(intervals)) as pool:
+        stored = dict(zip(intervals, pool.map(store, intervals), strict=True))
+    written = {i: s.stored for i, s in stored.items() if s.commit.superseded_by is None}
+    if written:
+        # After the bars, so a crash between leaves them reported stale, never wrongly current.
+        record_bars_reference(
+            house, day, {bar_table_name(i): bars for i, bars in written.items()}, venues
+        )
+    return stored

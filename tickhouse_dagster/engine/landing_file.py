@@ -11,15 +11,16 @@ file, record, line, field and reason; nothing of it is written.
 from __future__ import annotations
 
 import hashlib
+import io
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import IO, cast
+from typing import IO, Any, cast
 
 import pyarrow as pa
 import pyarrow.compute as pc
 from pyiceberg.manifest import DataFile
 
-from tickhouse_dagster.engine.feed import Feed
+from tickhouse_dagster.engine.feed import SNIFF_BYTES, Feed
 from tickhouse_dagster.market.corrections import has_corrections, is_correction
 from tickhouse_dagster.parsing import TickFileError
 from tickhouse_dagster.parsing.profiles import ProfileError
@@ -70,6 +71,29 @@ class HashingReader:
     def peek(self, n: int = 0) -> bytes:
         peeked: bytes = self._stream.peek(n)  # type: ignore[attr-defined]  # only buffered streams are passed
         return peeked
+
+
+class _Replay(io.RawIOBase):
+    """Bytes already read from a stream, then the rest of the stream."""
+
+    def __init__(self, head: bytes, rest: IO[bytes]) -> None:
+        self._head = memoryview(head)
+        self._rest = rest
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        if self._head:
+            n = min(len(buffer), len(self._head))
+            buffer[:n] = self._head[:n]
+            self._head = self._head[n:]
+            return n
+        return self._rest.readinto(buffer)  # type: ignore[attr-defined, no-any-return]
+
+    def close(self) -> None:
+        self._rest.close()
+        super().close()
 
 
 @dataclass(frozen=True)
@@ -146,22 +170,34 @@ def parse_landing_file(
     file = store.stat(key)
     parsed = ParsedFile(key, file.version, file.size)
     readers: list[HashingReader] = []
+    # One GET: the profile is chosen from the stream's first bytes, which the parser then reads
+    # again from memory; only a second parse (lxml after the fast path) opens the file again.
+    first: list[IO[bytes]] = [store.open(key)]
+    head = first[0].read(SNIFF_BYTES)
 
     def open_source() -> IO[bytes]:
-        readers.append(HashingReader(store.open(key)))
+        stream = io.BufferedReader(_Replay(head, first.pop()), 1 << 20) if first else None
+        readers.append(HashingReader(stream or store.open(key)))
         # A HashingReader has the read, peek and close a parser uses, not every method of IO.
         return cast(IO[bytes], readers[-1])
 
     try:
-        with store.open(key) as stream:
-            profile = feed.profile_of(key, stream, forced_profile)
+        profile = feed.profile_for(key, head, forced_profile)
         parsed.profile = profile.name
         staged = stage_tick_file(
-            open_source, source_file=key, profile=profile, venues=feed.venues, uri=staging_uri
+            open_source,
+            source_file=key,
+            profile=profile,
+            venues=feed.venues,
+            uri=staging_uri,
+            head=head,
         )
     except (TickFileError, ProfileError) as exc:
         parsed.refusal = Refusal.of_error(exc)
         return parsed
+    finally:
+        for unused in first:
+            unused.close()
     staged.file_version = file.version
     staged.sha256 = parsed.sha256 = readers[-1].sha256.hexdigest()  # the reading that made rows
     parsed.staged = staged

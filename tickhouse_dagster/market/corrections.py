@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -49,6 +48,8 @@ def latest_corrections(corrections: pa.Table) -> pa.Table:
     """One row per corrected trade: the correction reported last."""
     if not corrections.num_rows:
         return corrections.cast(CORRECTIONS_ARROW)
+    import polars as pl  # on first use: most runs never see a correction
+
     frame = pl.DataFrame(corrections).sort(_ORDER).group_by(list(TRADE_KEY)).last()
     return frame.to_arrow().select(CORRECTIONS_ARROW.names).cast(CORRECTIONS_ARROW)
 
@@ -57,6 +58,8 @@ def without_corrected(ticks: pa.Table, latest: pa.Table) -> pa.Table:
     """The ticks whose trade no correction names."""
     if not latest.num_rows or not ticks.num_rows:
         return ticks
+    import polars as pl  # on first use: most runs never see a correction
+
     kept = pl.DataFrame(ticks).join(
         pl.DataFrame(latest.select(list(TRADE_KEY))), on=list(TRADE_KEY), how="anti"
     )
@@ -71,5 +74,7 @@ def replacements(latest: pa.Table) -> pa.Table:
 
 def trade_keys(table: pa.Table) -> list[tuple[Any, ...]]:
     """The distinct trade keys of a table, as (venue, symbol, trade_date, trade_id) tuples."""
+    import polars as pl  # on first use: most runs never see a correction
+
     frame = pl.DataFrame(table.select(list(TRADE_KEY))).unique()
     return [tuple(row) for row in frame.iter_rows()]

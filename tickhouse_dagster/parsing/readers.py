@@ -23,13 +23,17 @@ def consume_tick_file(
     source_file: str,
     profile: Profile,
     venues: Mapping[str, Venue],
+    head: bytes | None = None,
 ) -> tuple[Result, str]:
     """`consume` the file's record batches; returns what it returned and which reader produced
     them. The fast path vouches for a file only once it has read all of it, so when it declines
     `consume` has already seen batches and raised FastPathDeclined: it must drop whatever it made
-    of them (delete what it wrote) before it is called again with the lxml reader's batches."""
-    with open_source() as stream:
-        head = stream.read(SNIFF_BYTES)
+    of them (delete what it wrote) before it is called again with the lxml reader's batches.
+    `head`: the file's first SNIFF_BYTES when the caller has read them (saves opening it once
+    more)."""
+    if head is None:
+        with open_source() as stream:
+            head = stream.read(SNIFF_BYTES)
     fast = read_fast(
         open_source, source_file=source_file, profile=profile, venues=venues, head=head
     )

@@ -5,11 +5,9 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
 from datetime import UTC, date, timedelta
+from functools import cache
 from typing import Any
 
-import pandera.errors
-import pandera.polars as pdp
-import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -28,26 +26,35 @@ MAX_DAYS_FROM_FILE_DAY = timedelta(days=3)
 # Identifiers longer than any exchange uses are feed errors (or an attack on memory downstream).
 MAX_ID_LENGTH = {"venue": 32, "symbol": 64, "trade_id": 128}
 
-PARSED_TICKS_VALUES = pdp.DataFrameSchema(
-    {
-        **{
-            name: pdp.Column(pl.Utf8, pdp.Check.str_length(min_value=1, max_value=longest))
-            for name, longest in MAX_ID_LENGTH.items()
+
+@cache
+def parsed_ticks_values() -> Any:
+    """The contract's value rules as a pandera schema. pandera (and the polars and pyspark
+    modules it pulls in, ≈0.4 s) is imported when ticks are first checked, not when the code
+    location loads: every run process and sensor would pay for it otherwise."""
+    import pandera.polars as pdp
+    import polars as pl
+
+    return pdp.DataFrameSchema(
+        {
+            **{
+                name: pdp.Column(pl.Utf8, pdp.Check.str_length(min_value=1, max_value=longest))
+                for name, longest in MAX_ID_LENGTH.items()
+            },
+            "price": pdp.Column(pl.Decimal(18, 6), pdp.Check.gt(0)),
+            "quantity": pdp.Column(pl.Int64, pdp.Check.gt(0)),
+            "side": pdp.Column(pl.Utf8, pdp.Check.isin(["B", "S"]), nullable=True),
+            "trade_date_skew_days": pdp.Column(
+                pl.Int64,
+                pdp.Check.in_range(-MAX_TRADE_DATE_SKEW.days, MAX_TRADE_DATE_SKEW.days),
+            ),
+            "days_from_file_day": pdp.Column(
+                pl.Int64,
+                pdp.Check.in_range(-MAX_DAYS_FROM_FILE_DAY.days, MAX_DAYS_FROM_FILE_DAY.days),
+            ),
         },
-        "price": pdp.Column(pl.Decimal(18, 6), pdp.Check.gt(0)),
-        "quantity": pdp.Column(pl.Int64, pdp.Check.gt(0)),
-        "side": pdp.Column(pl.Utf8, pdp.Check.isin(["B", "S"]), nullable=True),
-        "trade_date_skew_days": pdp.Column(
-            pl.Int64,
-            pdp.Check.in_range(-MAX_TRADE_DATE_SKEW.days, MAX_TRADE_DATE_SKEW.days),
-        ),
-        "days_from_file_day": pdp.Column(
-            pl.Int64,
-            pdp.Check.in_range(-MAX_DAYS_FROM_FILE_DAY.days, MAX_DAYS_FROM_FILE_DAY.days),
-        ),
-    },
-    name="parsed ticks",
-)
+        name="parsed ticks",
+    )
 
 
 def _local_dates(ticks: pa.Table, venues: Mapping[str, Venue]) -> pa.Array:
@@ -137,10 +144,14 @@ def check_tick_values(
         checked = table.append_column("trade_date_skew_days", skew).append_column(
             "days_from_file_day", _days_from(table, file_day).fill_null(0)
         )
+        schema = parsed_ticks_values()
+        import pandera.errors
+        import polars as pl
+
         frame = pl.DataFrame(checked)
         findings.rows_checked += table.num_rows
         try:
-            PARSED_TICKS_VALUES.validate(frame, lazy=True)
+            schema.validate(frame, lazy=True)
         except pandera.errors.SchemaErrors as errors:
             cases = errors.failure_cases
             for case in cases.iter_rows(named=True):

@@ -71,6 +71,7 @@ from tickhouse_dagster.market.corrections import (
     trade_keys,
     without_corrected,
 )
+from tickhouse_dagster.storage.bar_builds import BarBuild, superseded
 from tickhouse_dagster.storage.commit_retry import Backoff, retry_commit
 from tickhouse_dagster.storage.row_filters import at_least, at_most, equal_to, is_in
 
@@ -118,6 +119,16 @@ class Commit:
     file_rows: int | None = None  # rows the landing file holds in the table after this commit
     corrections: int = 0  # cancels / replaces the file carried
     table_rows: int | None = None  # rows the whole table holds after this commit
+    # Not committed: the stored rows were built from this newer ticks snapshot (bar_builds).
+    superseded_by: int | None = None
+
+
+class _Superseded(Exception):
+    """Stops a bar commit whose rows were built from older ticks than the stored ones."""
+
+    def __init__(self, build: BarBuild, bars_snapshot_id: int | None) -> None:
+        super().__init__(f"bars of {build.trade_date} already built from newer ticks")
+        self.build, self.bars_snapshot_id = build, bars_snapshot_id
 
 
 @dataclass(frozen=True)
@@ -512,34 +523,78 @@ class Lakehouse:
             counts[day] = counts.get(day, 0) + task.file.record_count
         return counts
 
-    def replace_day_bars(self, interval: str, trade_date: date, bars: pa.Table) -> Commit:
-        return self._replace(
-            bar_table_name(interval),
-            equal_to("trade_date", trade_date.isoformat()),
-            lambda: [bars.cast(BARS_ARROW)],
-        )
+    def replace_day_bars(
+        self, interval: str, trade_date: date, bars: pa.Table, build: BarBuild | None = None
+    ) -> Commit:
+        """Replace the day's bars of `interval` in one commit. With `build` (what they were
+        built from) the commit records it and is skipped when the stored bars were built from
+        newer ticks (storage.bar_builds): the Commit then says `superseded` and writes
+        nothing."""
+        if build is None:
+            return self._replace(
+                bar_table_name(interval),
+                equal_to("trade_date", trade_date.isoformat()),
+                lambda: [bars.cast(BARS_ARROW)],
+            )
+        properties = build.properties()
+        rows = bars.cast(BARS_ARROW)
+
+        def apply(tx: Transaction) -> int:
+            newer = superseded(tx.table_metadata, build)
+            if newer is not None:
+                raise _Superseded(newer, tx.table_metadata.current_snapshot_id)
+            tx.delete(
+                equal_to("trade_date", trade_date.isoformat()), snapshot_properties=properties
+            )
+            tx.append(rows, snapshot_properties=properties)
+            return int(rows.num_rows)
+
+        name = bar_table_name(interval)
+        try:
+            return self._commit(name, apply)
+        except _Superseded as stop:
+            return Commit(
+                self.identifier(name),
+                stop.bars_snapshot_id,
+                0,
+                0,
+                1,
+                superseded_by=stop.build.ticks_snapshot_id,
+            )
 
     def ticks_for_days(
-        self, trade_dates: Iterable[date], columns: Sequence[str] | None = None
+        self,
+        trade_dates: Iterable[date],
+        columns: Sequence[str] | None = None,
+        snapshot_id: int | None = None,
     ) -> pa.Table:
-        """The ticks of these trade dates (partition-pruned), optionally only some columns."""
+        """The ticks of these trade dates (partition-pruned), optionally only some columns, as
+        of `snapshot_id` (default: the current snapshot)."""
         days = [d.isoformat() for d in trade_dates]
         names = list(columns or TICKS_ARROW.names)
         schema = pa.schema([TICKS_ARROW.field(n) for n in names])
         table = self.table(TICKS_TABLE)
         if table.current_snapshot() is None:
             return schema.empty_table()
-        scan = table.scan(row_filter=is_in("trade_date", days), selected_fields=tuple(names))
+        scan = table.scan(
+            row_filter=is_in("trade_date", days),
+            selected_fields=tuple(names),
+            snapshot_id=snapshot_id,
+        )
         return scan.to_arrow().select(names).cast(schema)
 
     def ticks_dataset(
-        self, trade_dates: Iterable[date], between: tuple[datetime, datetime] | None = None
+        self,
+        trade_dates: Iterable[date],
+        between: tuple[datetime, datetime] | None = None,
+        snapshot_id: int | None = None,
     ) -> pa.Table | ds.Dataset:
         """The ticks of these trade dates as a dataset over their data files, read lazily (a
         consumer such as DuckDB streams it with only the columns it needs, never holding the
         days whole). Falls back to the rows in memory when a file has row-level deletes, which
         only a full Iceberg read applies. `between`: only the data files whose trade times
-        reach into that span (whole files: the consumer filters the rows)."""
+        reach into that span (whole files: the consumer filters the rows). `snapshot_id`: as
+        of that snapshot (default: the current one)."""
         days = [d.isoformat() for d in trade_dates]
         table = self.table(TICKS_TABLE)
         if table.current_snapshot() is None:
@@ -548,9 +603,9 @@ class Lakehouse:
         if between is not None:
             low, high = (t.isoformat() for t in between)
             row_filter = And(row_filter, And(at_least("ts", low), at_most("ts", high)))
-        tasks = list(table.scan(row_filter=row_filter).plan_files())
+        tasks = list(table.scan(row_filter=row_filter, snapshot_id=snapshot_id).plan_files())
         if not isinstance(table.io, PyArrowFileIO) or any(t.delete_files for t in tasks):
-            return self.ticks_for_days(trade_dates)
+            return self.ticks_for_days(trade_dates, snapshot_id=snapshot_id)
         locations = [table.io.parse_location(t.file.file_path, table.io.properties) for t in tasks]
         if not locations:
             return TICKS_ARROW.empty_table()
@@ -582,11 +637,15 @@ class Lakehouse:
             scan = scan.filter(row_filter)
         return scan.to_arrow().select(list(columns)).cast(schema)
 
-    def bars_for_day(self, interval: str, trade_date: date) -> pa.Table:
+    def bars_for_day(
+        self, interval: str, trade_date: date, snapshot_id: int | None = None
+    ) -> pa.Table:
         table = self.table(bar_table_name(interval))
         if table.current_snapshot() is None:
             return BARS_ARROW.empty_table()
-        scan = table.scan(row_filter=equal_to("trade_date", trade_date.isoformat()))
+        scan = table.scan(
+            row_filter=equal_to("trade_date", trade_date.isoformat()), snapshot_id=snapshot_id
+        )
         return scan.to_arrow().cast(BARS_ARROW)
 
 

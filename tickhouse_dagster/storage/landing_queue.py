@@ -279,6 +279,47 @@ class LandingQueue:
             ).one()
         return int(count), None if oldest is None else int(oldest)
 
+    # --- upkeep -----------------------------------------------------------------------------
+
+    def prune(self, older_than_ns: int) -> tuple[int, int]:
+        """Forget what no one needs any more: versions noticed before `older_than_ns` that every
+        consumer active since then has claimed past, and claims made before it except each
+        consumer's latest (a retried evaluation looks it up). Returns (versions, claims)
+        removed. A pruned version that shows up again (a replay older than the retention) is
+        queued anew and requested, and the run finds it ingested already (the ledger): nothing
+        runs twice. With no active consumer no version is pruned, so a sensor that was off keeps
+        its backlog."""
+        with self.engine.begin() as c:
+            latest = (
+                select(claims.c.consumer, func.max(claims.c.after_seq).label("after_seq"))
+                .group_by(claims.c.consumer)
+                .subquery()
+            )
+            kept = select(latest.c.after_seq).where(latest.c.consumer == claims.c.consumer)
+            old_claims = c.execute(
+                claims.delete().where(
+                    and_(
+                        claims.c.claimed_ns < older_than_ns,
+                        claims.c.after_seq < kept.scalar_subquery(),
+                    )
+                )
+            ).rowcount
+            active = (
+                select(func.max(claims.c.last_seq).label("last"))
+                .where(claims.c.claimed_ns >= older_than_ns)
+                .group_by(claims.c.consumer)
+                .subquery()
+            )
+            bound = c.execute(select(func.min(active.c.last))).scalar()
+            removed = 0
+            if bound is not None:
+                removed = c.execute(
+                    events.delete().where(
+                        and_(events.c.noticed_ns < older_than_ns, events.c.seq <= int(bound))
+                    )
+                ).rowcount
+        return int(removed or 0), int(old_claims or 0)
+
     def listener_states(self) -> list[ListenerState]:
         with self.engine.connect() as c:
             return [ListenerState(*r) for r in c.execute(select(listeners))]

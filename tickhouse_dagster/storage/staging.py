@@ -98,14 +98,17 @@ def stage_tick_file(
     profile: Profile,
     venues: Mapping[str, Venue],
     uri: str,
+    head: bytes | None = None,
 ) -> StagedTicks:
-    """Parse one tick file into staging (the fast path when it vouches for the file, else lxml)."""
+    """Parse one tick file into staging (the fast path when it vouches for the file, else lxml);
+    `head`: its first bytes, when the caller has read them."""
     staged, parser = consume_tick_file(
         open_source,
         lambda batches: stage_ticks(batches, uri),
         source_file=source_file,
         profile=profile,
         venues=venues,
+        head=head,
     )
     staged.parser = parser
     return staged

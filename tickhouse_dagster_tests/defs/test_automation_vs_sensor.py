@@ -51,7 +51,9 @@ def ingest(instance: DagsterInstance, *keys: str) -> None:
         assert materialize([ticks_of_a_file], instance=instance, partition_key=key).success
 
 
-def test_automation_blocks_on_a_failed_file_then_rebuilds_every_day_and_the_sensor_one():
+def test_automation_blocks_on_a_failed_file_then_rebuilds_every_day_and_the_sensor_one(
+    resources,
+):
     every_day = trade_dates.get_partition_keys()
     assets = [ticks_of_a_file, bars_by_automation]
     with DagsterInstance.ephemeral() as instance:
@@ -78,5 +80,7 @@ def test_automation_blocks_on_a_failed_file_then_rebuilds_every_day_and_the_sens
         assert updated.total_requested == len(every_day) > 1700
 
         # The sensor, over the same two commits: the one day they touched, one rebuild.
-        sensor = touched_days_sensor(build_sensor_context(instance=instance))
+        sensor = touched_days_sensor(
+            build_sensor_context(instance=instance, resources={"lakehouse": resources["lakehouse"]})
+        )
         assert [r.partition_key for r in sensor.run_requests] == [DAY]

@@ -65,9 +65,24 @@ def test_batch_records_every_file_like_the_per_file_job(resources, instance):
     staging = Path(resources["staging"].uri)  # committed and refused files: nothing staged left
     assert not [p for p in staging.rglob("*") if p.is_file()]
 
-    # The commits reach the bars through the touched-days sensor, one rebuild for the day.
-    bars = touched_days_sensor(build_sensor_context(instance=instance))
-    assert [r.partition_key for r in bars.run_requests] == ["2024-01-02"]
+    # The run built the bars of the day its committed files touched (the refused file does not
+    # stop them), with the bars' checks; so the touched-days sensor has nothing to request.
+    bar_keys = {AssetKey(["market", f"ohlcv_{i}"]) for i in ("1m", "5m", "1h", "1d")}
+    assert bar_keys <= materialized(result)
+    bar_checks = {
+        (e.asset_key, e.check_name)
+        for e in result.get_asset_check_evaluations()
+        if e.partition == "2024-01-02" and e.passed
+    }
+    assert bar_checks == {
+        (key, name) for key in bar_keys for name in ("ohlc_invariants", "reconciles_with_ticks")
+    }
+    day_bars = resources["lakehouse"].lakehouse().bars_for_day("1d", date(2024, 1, 2))
+    assert day_bars["trade_count"].to_pylist() == [3]
+    context = build_sensor_context(
+        instance=instance, resources={"lakehouse": resources["lakehouse"]}
+    )
+    assert touched_days_sensor(context).run_requests == []
 
     # A second run of the same keys ingests nothing again (the ledger knows their versions).
     again = run_batch(definitions, instance, ["KRX/a.xml", "KRX/b.xml"])

@@ -115,7 +115,7 @@ class _Recorded(logging.Handler):
         self.messages.append(record.getMessage())
 
 
-def test_touched_days_sensor_warns_about_days_without_a_partition(instance):
+def test_touched_days_sensor_warns_about_days_without_a_partition(instance, resources):
     instance.report_runless_asset_event(
         AssetMaterialization(
             asset_key=["market", "ticks"],
@@ -123,7 +123,9 @@ def test_touched_days_sensor_warns_about_days_without_a_partition(instance):
             metadata={"trade_dates": "2024-12-24, 2024-12-25, 2019-12-31"},
         )
     )
-    context = build_sensor_context(instance=instance)
+    context = build_sensor_context(
+        instance=instance, resources={"lakehouse": resources["lakehouse"]}
+    )
     recorded = _Recorded()
     context.log.addHandler(recorded)  # the sensor's own log, as the daemon records it
     result = touched_days_sensor(context)

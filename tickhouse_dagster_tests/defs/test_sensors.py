@@ -10,6 +10,7 @@ from tickhouse_dagster.defs.resources import FeedResource, LandingResource
 from tickhouse_dagster.defs.sensors import landing_sensor, touched_days_sensor
 from tickhouse_dagster_tests.defs.helpers import definitions_with, ingest, requested_keys
 from tickhouse_dagster_tests.defs.test_ingest_assets import trades
+from tickhouse_dagster_tests.defs.test_ingest_batch import run_batch
 
 
 def evaluate(
@@ -82,15 +83,37 @@ def test_ten_thousand_files_are_paged(resources, instance):
     assert evaluate(instance, landing, cursor).run_requests == []
 
 
+def touched_days(instance, resources, cursor: str | None = None) -> SensorResult | SkipReason:
+    context = build_sensor_context(
+        instance=instance, cursor=cursor, resources={"lakehouse": resources["lakehouse"]}
+    )
+    return touched_days_sensor(context)
+
+
 def test_touched_days_sensor_requests_bars_of_each_ingested_day(resources, instance):
     landing = resources["landing"]
     landing.store().write("KRX/a.xml", trades(("1", "09:00:00", "71000", 5)))
+    # The per-file assets commit ticks without building bars: the sensor asks for them.
     assert ingest(definitions_with(resources), instance, "KRX/a.xml").success
-    result = touched_days_sensor(build_sensor_context(instance=instance))
+    result = touched_days(instance, resources)
     assert [r.partition_key for r in result.run_requests] == ["2024-01-02"]
     assert result.run_requests[0].tags["tickhouse/bars_day"] == "2024-01-02"
-    quiet = touched_days_sensor(build_sensor_context(instance=instance, cursor=result.cursor))
+    quiet = touched_days(instance, resources, result.cursor)
     assert isinstance(quiet, SkipReason)
+
+
+def test_touched_days_sensor_leaves_days_whose_bars_the_ingest_run_built(resources, instance):
+    landing = resources["landing"]
+    definitions = definitions_with(resources)
+    landing.store().write("KRX/a.xml", trades(("1", "09:00:00", "71000", 5)))
+    landing.store().write("KRX/b.xml", trades(("2", "09:01:00", "71000", 5)))
+    assert run_batch(definitions, instance, ["KRX/a.xml"]).success
+    built = touched_days(instance, resources)
+    assert isinstance(built, SensorResult) and built.run_requests == []
+    # Ticks committed after the last build (per-file assets, no bars): requested again.
+    assert ingest(definitions, instance, "KRX/b.xml").success
+    behind = touched_days(instance, resources, built.cursor)
+    assert [r.partition_key for r in behind.run_requests] == ["2024-01-02"]
 
 
 def test_a_broken_profile_skips_the_tick_naming_file_field_and_reason(

@@ -231,3 +231,39 @@ def test_bars_from_the_trade_index_equal_a_full_rebuild_on_a_day_of_copies_and_c
     daily = rebuilt["1d"]
     # 6,000 trades: the copies count once, the cancel removes one, the replace changes one.
     assert pc.sum(daily["trade_count"]).as_py() == 6_000 - 1
+
+
+class CountingStore:
+    """The real local landing store, counting how often each file is opened."""
+
+    def __init__(self, store) -> None:
+        self._store, self.opened = store, []
+
+    def open(self, key: str):
+        self.opened.append(key)
+        return self._store.open(key)
+
+    def __getattr__(self, name: str):
+        return getattr(self._store, name)
+
+
+def test_a_landing_file_is_read_once_to_fingerprint_choose_its_profile_and_parse(tmp_path):
+    import hashlib
+
+    from tickhouse_dagster.engine.landing_file import parse_landing_file
+    from tickhouse_dagster.storage.landing import landing_store
+
+    landing = tmp_path / "landing"
+    (landing / "KRX").mkdir(parents=True)
+    # Longer than the 64 KiB head read to choose the profile, so the parse needs the rest.
+    text = document(*((str(n), n % 60, "71000", 1 + n % 7) for n in range(1, 1200)))
+    assert len(text) > 64 * 1024
+    (landing / "KRX/a.xml").write_text(text)
+    store = CountingStore(landing_store(str(landing)))
+    parsed = parse_landing_file(
+        store, "KRX/a.xml", feed=Feed.load(), staging_uri=str(tmp_path / "staging")
+    )
+    assert parsed.ok and parsed.staged.rows == 1199
+    assert parsed.staged.parser == "xml2arrow"  # the compiled path read the replayed stream
+    assert parsed.sha256 == hashlib.sha256(text.encode()).hexdigest()
+    assert store.opened == ["KRX/a.xml"]

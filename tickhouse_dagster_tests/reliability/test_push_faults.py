@@ -1,21 +1,28 @@
 """Push ingestion under faults, on the fault stack (its own SeaweedFS + PostgreSQL, see conftest):
 files keep landing while the landing listener is killed (SIGKILL) and started again, while
-SeaweedFS's filer is stopped and started again, and after it crashed (SIGKILL); the push sensor ticks all along, as the daemon
-does, and once an evaluation is retried with the cursor from before it (a daemon that died
-before storing the cursor). What must hold: every file is queued and requested, none twice."""
+SeaweedFS's filer is stopped and started again, and after it crashed (SIGKILL); the push sensor
+ticks all along, as the daemon does, and once an evaluation is retried with the cursor from
+before it (a daemon that died before storing the cursor). Then the real `dagster-daemon` killed
+(SIGKILL) mid-stream and started again. What must hold: every file is queued and requested, none
+twice, and each is ingested once."""
 
 from __future__ import annotations
 
 import os
+import shutil
 import signal
+import subprocess
 import threading
 import time
 from collections import Counter
+from datetime import date
+from pathlib import Path
 
 import pytest
-from dagster import DagsterInstance
+from dagster import DagsterInstance, RunsFilter
 
 from tickhouse_dagster.defs.resources import resolved_resources
+from tickhouse_dagster.settings import PROJECT_ROOT
 from tickhouse_dagster.storage.landing import LandingStore
 from tickhouse_dagster_tests.defs.test_ingest_assets import trades
 from tickhouse_dagster_tests.push import PushDaemon, wait_queued
@@ -158,4 +165,90 @@ def test_listener_and_filer_restarts_lose_nothing_and_request_nothing_twice(
         assert daemon.requests > len(daemon.runs)  # the retried evaluation did happen...
         # ...and asked for a run key already requested, which Dagster drops.
     finally:
+        fault_stack("down", "landing-listener")
+
+
+DAEMON_FILES = 16
+DAEMON_TIMEOUT = 420
+
+
+def start_daemon(env: dict[str, str], log) -> subprocess.Popen:
+    """The real `dagster-daemon` on the code location (its sensors, run queue and launcher)."""
+    return subprocess.Popen(
+        [str(PROJECT_ROOT / ".venv" / "bin" / "dagster-daemon"), "run", "-w", "workspace.yaml"],
+        cwd=PROJECT_ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+
+
+def batch_runs(instance: DagsterInstance) -> list[tuple[str, list[str]]]:
+    """(status, landing keys) of every ingest run."""
+    out = []
+    for record in instance.get_run_records(RunsFilter(job_name="ingest_landing_batch")):
+        config = record.dagster_run.run_config["ops"]["ingest_landing_files"]["config"]
+        out.append((record.dagster_run.status.value, list(config["keys"])))
+    return out
+
+
+@pytest.mark.timeout(DAEMON_TIMEOUT)
+def test_a_dagster_daemon_killed_mid_stream_loses_nothing_and_ingests_nothing_twice(
+    on_fault_stack, monkeypatch, tmp_path
+):
+    monkeypatch.setenv("TICKHOUSE_FILER_GRPC", on_fault_stack["TICKHOUSE_FILER_GRPC"])
+    home = Path(on_fault_stack["DAGSTER_HOME"])
+    shutil.copy(PROJECT_ROOT / "infra" / "dagster" / "dagster.local.yaml", home / "dagster.yaml")
+    fault_stack_ok("up", "landing-listener")
+    env = dict(os.environ)
+    landing = resolved_resources()["landing"]
+    store = landing.store()
+    keys = [f"KRX/daemon/f{n:03d}.xml" for n in range(DAEMON_FILES)]
+    log = (tmp_path / "daemon.log").open("w")
+    daemon = start_daemon(env, log)
+    try:
+        with DagsterInstance.from_config(str(home)) as instance:
+
+            def ingested() -> set[str]:
+                return {k for status, ks in batch_runs(instance) if status == "SUCCESS" for k in ks}
+
+            for n, key in enumerate(keys[:6]):
+                store.write(key, trades((str(n), "09:00:00", "71000", 5)))
+                time.sleep(0.5)
+            # The daemon killed while files are queued and runs requested or running: no
+            # goodbye, no cursor written after its last evaluation. (Runs already launched are
+            # their own processes and finish; a run worker killed too would need Dagster's run
+            # monitoring and retries, which the default run launcher cannot serve.)
+            wait_until("a first run requested", lambda: batch_runs(instance), 120)
+            os.kill(daemon.pid, signal.SIGKILL)
+            daemon.wait(10)
+            for n, key in enumerate(keys[6:], start=6):  # files keep landing meanwhile
+                store.write(key, trades((str(n), "09:00:00", "71000", 5)))
+                time.sleep(0.5)
+            daemon = start_daemon(env, log)
+            wait_until(
+                "every file ingested by a successful run",
+                lambda: set(keys) <= ingested(),
+                DAEMON_TIMEOUT - 120,
+            )
+            runs = batch_runs(instance)
+        requested = Counter(k for _, ks in runs for k in ks)
+        assert set(requested) == set(keys)  # nothing lost
+        # A run the kill interrupted may be retried by a later one; a file is ingested by one
+        # successful run only, and its rows are in the table once.
+        succeeded = Counter(k for status, ks in runs if status == "SUCCESS" for k in ks)
+        assert all(count == 1 for count in succeeded.values()), succeeded
+        ticks = resolved_resources()["lakehouse"].lakehouse().ticks_for_days([date(2024, 1, 2)])
+        rows = Counter(ticks["source_file"].to_pylist())
+        assert rows == {k: 1 for k in keys}
+        print(f"{len(runs)} runs: {[(s, len(ks)) for s, ks in runs]}")
+    finally:
+        if daemon.poll() is None:
+            os.killpg(daemon.pid, signal.SIGTERM)
+            try:
+                daemon.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(daemon.pid, signal.SIGKILL)
+        log.close()
         fault_stack("down", "landing-listener")

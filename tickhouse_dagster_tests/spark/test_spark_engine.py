@@ -114,7 +114,9 @@ def test_python_and_spark_paths_give_identical_ticks_and_bars(
             instance=instance, raise_on_error=False
         )
         assert again.success and not again.asset_materializations_for_node("spark_ingest_ticks")
-        days = touched_days_sensor(build_sensor_context(instance=instance))
+        days = touched_days_sensor(
+            build_sensor_context(instance=instance, resources={"lakehouse": resources["lakehouse"]})
+        )
         assert isinstance(days, SensorResult)
         assert sorted(r.partition_key for r in days.run_requests) == ["2024-01-02", "2024-01-03"]
         for request in days.run_requests:

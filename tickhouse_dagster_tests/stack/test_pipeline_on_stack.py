@@ -62,7 +62,11 @@ class SensorDaemon:
             checks = check_results(run)
             assert checks[("market/ticks", "trino_reads_commit")] is True, checks
         days = touched_days_sensor(
-            build_sensor_context(instance=self.instance, cursor=self.days_cursor)
+            build_sensor_context(
+                instance=self.instance,
+                cursor=self.days_cursor,
+                resources={"lakehouse": self.resources["lakehouse"]},
+            )
         )
         if isinstance(days, SensorResult):
             self.days_cursor = days.cursor

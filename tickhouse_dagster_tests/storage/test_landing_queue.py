@@ -67,3 +67,36 @@ def test_filer_responses_decode_with_batched_events_and_heartbeats() -> None:
         (7, "/buckets/landing/p/b.xml"),
     ]
     assert events[1].heartbeat
+
+
+def test_pruning_forgets_only_old_versions_every_active_sensor_has_claimed(tmp_path: Path) -> None:
+    import time
+
+    from sqlalchemy import update
+
+    from tickhouse_dagster.storage.landing_queue import claims, events
+
+    queue = LandingQueue(f"sqlite:///{tmp_path / 'q.sqlite'}")
+    files = [("landing", version(f"p/f{n}.xml"), n) for n in range(6)]
+    queue.record("l", since_ns=6, filer_ts_ns=6, files=files)
+    cutoff = time.time_ns()
+    assert queue.prune(cutoff) == (0, 0)  # no sensor has claimed anything: keep it all
+    assert queue.claim("s3://landing/p/", 0, 4) == (0, 4)  # a sensor took seq 1..4
+    queue.record("l", since_ns=7, filer_ts_ns=7, files=[("landing", version("p/new.xml"), 7)])
+    with queue.engine.begin() as c:  # seq 1..3 were noticed long ago, the rest just now
+        c.execute(update(events).where(events.c.seq <= 3).values(noticed_ns=cutoff - 10))
+        c.execute(update(events).where(events.c.seq > 3).values(noticed_ns=cutoff + 10))
+    assert queue.prune(cutoff) == (3, 0)
+    assert [q.seq for q in queue.files(0, 99, "landing", "p/")] == [4, 5, 6, 7]
+    # A version pruned and seen again (a replay) is queued anew, for the ledger to judge.
+    assert queue.record("l", since_ns=8, filer_ts_ns=8, files=files[:1]) == 1
+    # Claims older than the cutoff go, except each sensor's latest (a retried evaluation
+    # looks it up); a sensor with no claim since the cutoff holds no version back... and with
+    # no active sensor at all, no version is pruned.
+    assert queue.claim("s3://landing/p/", 4, 10) == (4, 8)
+    with queue.engine.begin() as c:
+        c.execute(update(claims).values(claimed_ns=cutoff - 10))
+        c.execute(update(events).values(noticed_ns=cutoff - 10))
+    assert queue.prune(cutoff) == (0, 1)
+    assert queue.claim("s3://landing/p/", 4, 10) == (4, 8)  # the latest claim kept
+    assert queue.last_seq() == 8
