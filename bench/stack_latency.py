@@ -109,7 +109,7 @@ def main() -> None:
     parser.add_argument("--every", type=float, default=10, help="seconds between two files")
     parser.add_argument("--ticks", type=int, default=100_000, help="ticks per file")
     parser.add_argument("--profile", default="tickhouse", choices=["tickhouse", "fixml"])
-    parser.add_argument("--timeout", type=float, default=120, help="per file, once landed")
+    parser.add_argument("--timeout", type=float, default=300, help="per file, once landed")
     parser.add_argument("--out", help="report file to update (its stack-latency section)")
     parser.add_argument(
         "--poll",
@@ -239,7 +239,8 @@ def main() -> None:
             "start, code location import, run set-up). Backlog: files landed and not yet "
             "visible when a file lands.",
             f"- Load average (1 min) while landing: {min(load):.2f}–{max(load):.2f} "
-            "(2 cores; other work on the machine shows here).",
+            f"(2 cores; other work on the machine shows here); niceness of the measured "
+            f"processes {os.nice(0)}.",
             "",
             "| landing → bars in Trino p50 / p95 / max | own processing per file p50 / max "
             "| run start-up p50 / max | runs (files per run) "

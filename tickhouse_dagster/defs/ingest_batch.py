@@ -13,6 +13,7 @@ days' bars current (it stays the bridge for ticks written any other way).
 
 import logging
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 from dagster import (
     AssetCheckEvaluation,
@@ -175,11 +176,20 @@ def build_batch_job(with_trino: bool) -> JobDefinition:
                     context.log.error(f"{outcome.key}: {outcome.reason()}")
         context.log.info(progress.line())
         committed = [o for o in outcomes if o.committed is not None]
-        if with_trino:
-            yield from _trino_read_back(context.resources.trino, house, committed)
         blocked: list[str] = []
-        if config.bars and committed:
-            yield from _touched_days_bars(context, house, feed, committed, blocked)
+        # Trino's read-back mostly waits on Trino: it runs while this process builds the bars.
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            read_back = (
+                pool.submit(
+                    lambda: list(_trino_read_back(context.resources.trino, house, committed))
+                )
+                if with_trino
+                else None
+            )
+            if config.bars and committed:
+                yield from _touched_days_bars(context, house, feed, committed, blocked)
+            if read_back is not None:
+                yield from read_back.result()
         refused = [o for o in outcomes if not o.ok]
         if refused:
             shown = "; ".join(f"{o.key}: {o.reason()}" for o in refused[:MAX_REASONS_SHOWN])

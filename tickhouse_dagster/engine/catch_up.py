@@ -14,7 +14,7 @@ import multiprocessing.context
 import os
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from functools import partial
 from typing import Any
@@ -166,10 +166,13 @@ class Committer:
         before = self.house.file_totals(keys, days, None) if len(files) > 1 else {}
         commit = commit_group(self.house, self.index, files)
         staged = {p.key: p.staged.venues for p in files if p.staged is not None}
-        record_ticks_reference(self.house, staged, self.venues)
-        for (parsed, copies), committed in zip(
-            accepted, verify_group(self.house, files, commit), strict=True
-        ):
+        # The reference record (a commit to another table) and the read-back are independent:
+        # side by side they cost one round of catalog and object-store latency.
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            recorded = pool.submit(record_ticks_reference, self.house, staged, self.venues)
+            verified = verify_group(self.house, files, commit)
+            recorded.result()
+        for (parsed, copies), committed in zip(accepted, verified, strict=True):
             if len(files) > 1:  # the file's own share of the group's commit
                 written = sum(f.record_count for f in parsed.data_files or [])
                 mine = replace(commit, rows_written=written, rows_removed=before[parsed.key][0])
