@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import os
 import threading
-from typing import Any
+from typing import Any, TypeAlias
 
 import duckdb
 import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 
-ArrowSource = pa.Table | ds.Dataset
+ArrowSource: TypeAlias = pa.Table | ds.Dataset
 """Rows for a query: a table in memory, or a dataset DuckDB streams with only the columns it
 needs (e.g. a trade date's data files in the lakehouse)."""
 
@@ -42,7 +42,7 @@ def relation(rows: ArrowSource) -> duckdb.DuckDBPyRelation:
 
 # DuckDB's own default is 80 % of the machine's memory, which it then keeps: a 2 GB file's key
 # grouping would hold gigabytes after it ran. Bounded, larger work spills to its temp folder.
-_CONFIG = {"memory_limit": "256MB"}
+_CONFIG: dict[str, str | bool | int | float | list[str]] = {"memory_limit": "256MB"}
 _database: tuple[int, duckdb.DuckDBPyConnection] | None = None
 _database_lock = threading.Lock()
 
@@ -69,7 +69,7 @@ def _local_parquet(table: ArrowSource) -> bool:
 
 def query_rows(
     sql: str, params: dict[str, Any] | None = None, **tables: ArrowSource
-) -> list[tuple]:
+) -> list[tuple[Any, ...]]:
     with arrow_connection(**tables) as connection:
         return connection.execute(sql, params or {}).fetchall()
 

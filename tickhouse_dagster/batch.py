@@ -7,7 +7,6 @@ import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
-from functools import partial
 from pathlib import Path
 
 from tickhouse_dagster.contract import bar_table_name
@@ -37,9 +36,9 @@ def parse_to_staging(
     """Parse one file into a staged Arrow IPC file (no checks, no commit)."""
     feed = feed or Feed.load()
     with open(path, "rb") as stream:
-        profile = feed.profile_for(key, stream.read(65536))
+        profile = feed.profile_of(key, stream)
     return stage_tick_file(
-        partial(open, path, "rb"),
+        lambda: open(path, "rb"),
         source_file=key,
         profile=profile,
         venues=feed.venues,

@@ -4,7 +4,7 @@ on the shared Dagster instance."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from dagster import AssetKey, AssetMaterialization, DagsterInstance, ExecuteInProcessResult
@@ -57,9 +57,8 @@ def failure_reason(result: ExecuteInProcessResult) -> str:
             return failure.user_failure_data.description
         if failure.error is not None:
             return f"{failure.error.cls_name}: {failure.error.message.strip().splitlines()[0]}"
-    for event in result.all_events:
-        evaluation = event.event_specific_data
-        if event.event_type_value == "ASSET_CHECK_EVALUATION" and not evaluation.passed:
+    for evaluation in result.get_asset_check_evaluations():
+        if not evaluation.passed:
             return f"check {evaluation.check_name} failed: {evaluation.description or ''}".strip()
     return "run failed"
 
@@ -77,8 +76,8 @@ def _refused(result: ExecuteInProcessResult) -> dict[str, str]:
     for event in result.all_events:
         if event.is_step_failure and event.step_failure_data.user_failure_data is not None:
             refused = event.step_failure_data.user_failure_data.metadata.get("refused")
-            if refused is not None:
-                return dict(refused.value)
+            if refused is not None and isinstance(refused.value, Mapping):
+                return {str(key): str(reason) for key, reason in refused.value.items()}
     return {}
 
 
@@ -115,7 +114,9 @@ def ingest_landing(
         )
         for commit in _materializations(result, AssetKey(TICKS)):
             metadata = commit.metadata
-            report.ingested.append((str(commit.partition), int(metadata["rows_written"].value)))
+            rows = metadata["rows_written"].value
+            assert isinstance(rows, int), f"rows_written is {rows!r}"
+            report.ingested.append((str(commit.partition), rows))
         report.days = sorted(
             str(m.partition) for m in _materializations(result, BAR_KEYS[BAR_INTERVALS[0]])
         )

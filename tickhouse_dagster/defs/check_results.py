@@ -1,8 +1,15 @@
 """What a quality rule found, as a Dagster asset check result."""
 
 from collections.abc import Mapping
+from typing import Any
 
-from dagster import AssetCheckResult, AssetCheckSeverity, AssetKey, MetadataValue
+from dagster import (
+    AssetCheckEvaluation,
+    AssetCheckResult,
+    AssetCheckSeverity,
+    AssetKey,
+    MetadataValue,
+)
 
 from tickhouse_dagster.quality.findings import Findings
 
@@ -12,7 +19,7 @@ def findings_check_result(
     severity: AssetCheckSeverity,
     asset_key: AssetKey | None = None,
     check_name: str | None = None,
-    metadata: Mapping[str, object] | None = None,
+    metadata: Mapping[str, Any] | None = None,
 ) -> AssetCheckResult:
     """The result of a check from its findings; `asset_key` and `check_name` name the check
     when it is yielded from inside an asset that has several."""
@@ -28,4 +35,23 @@ def findings_check_result(
             "examples": MetadataValue.md("\n".join(f"- {e}" for e in findings.examples) or "none"),
             **(metadata or {}),
         },
+    )
+
+
+def as_evaluation(
+    result: AssetCheckResult, partition: str | None = None, blocking: bool = False
+) -> AssetCheckEvaluation:
+    """A check result (which names its asset and check) as the evaluation a sensor records or a
+    step reports outside the check's own op."""
+    if result.asset_key is None or result.check_name is None:
+        raise ValueError("the result must name its asset and check")
+    return AssetCheckEvaluation(
+        asset_key=result.asset_key,
+        check_name=result.check_name,
+        passed=result.passed,
+        severity=result.severity,
+        description=result.description,
+        metadata=result.metadata,
+        blocking=blocking,
+        partition=partition,
     )

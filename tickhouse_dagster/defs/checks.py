@@ -11,7 +11,6 @@ from dagster import (
     AssetRecordsFilter,
     asset_check,
 )
-from pyiceberg.expressions import EqualTo
 
 from tickhouse_dagster.defs.assets.ticks import TICKS
 from tickhouse_dagster.defs.partitions import landing_files
@@ -19,6 +18,7 @@ from tickhouse_dagster.defs.resources import (
     LakehouseResource,
     TrinoResource,
 )
+from tickhouse_dagster.storage.row_filters import equal_to
 from tickhouse_dagster.storage.trino_sql import file_rows_at_snapshot
 
 
@@ -37,7 +37,9 @@ def trino_reads_commit(
     metadata = records[0].asset_materialization.metadata
     snapshot_id = int(metadata["snapshot_id"].value)
     table = lakehouse.lakehouse().table("ticks")
-    written = table.scan(row_filter=EqualTo("source_file", key), snapshot_id=snapshot_id).to_arrow()
+    written = table.scan(
+        row_filter=equal_to("source_file", key), snapshot_id=snapshot_id
+    ).to_arrow()
     expected = (written.num_rows, pc.sum(written["quantity"]).as_py() or 0)
     sql = file_rows_at_snapshot(trino.catalog, lakehouse.namespace, snapshot_id)
     try:

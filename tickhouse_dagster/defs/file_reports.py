@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from dagster import (
     AssetCheckEvaluation,
@@ -17,6 +18,7 @@ from dagster import (
 )
 
 from tickhouse_dagster.contract import TICKS_SCHEMA
+from tickhouse_dagster.defs.check_results import as_evaluation
 from tickhouse_dagster.defs.io_managers import table_metadata
 from tickhouse_dagster.engine.catch_up import FileOutcome
 from tickhouse_dagster.engine.commit import CommittedFile, TradeCopies
@@ -37,7 +39,7 @@ class CheckOutcome:
     passed: bool
     severity: AssetCheckSeverity
     description: str
-    metadata: Mapping[str, object]
+    metadata: Mapping[str, Any]
     blocking: bool = False
 
     def result(self) -> AssetCheckResult:
@@ -51,16 +53,7 @@ class CheckOutcome:
         )
 
     def evaluation(self, partition: str) -> AssetCheckEvaluation:
-        return AssetCheckEvaluation(
-            asset_key=AssetKey(self.asset),
-            check_name=self.name,
-            passed=self.passed,
-            severity=self.severity,
-            description=self.description,
-            metadata=dict(self.metadata),
-            blocking=self.blocking,
-            partition=partition,
-        )
+        return as_evaluation(self.result(), partition, self.blocking)
 
 
 def findings_outcome(
@@ -70,7 +63,7 @@ def findings_outcome(
     severity: AssetCheckSeverity,
     *,
     blocking: bool = False,
-    metadata: Mapping[str, object] | None = None,
+    metadata: Mapping[str, Any] | None = None,
 ) -> CheckOutcome:
     return CheckOutcome(
         asset,
@@ -88,7 +81,7 @@ def findings_outcome(
     )
 
 
-def raw_metadata(parsed: ParsedFile, landing_uri: str) -> dict[str, object]:
+def raw_metadata(parsed: ParsedFile, landing_uri: str) -> dict[str, Any]:
     return {
         "key": parsed.key,
         "landing": landing_uri,
@@ -99,7 +92,7 @@ def raw_metadata(parsed: ParsedFile, landing_uri: str) -> dict[str, object]:
     }
 
 
-def parsed_metadata(parsed: ParsedFile) -> dict[str, object]:
+def parsed_metadata(parsed: ParsedFile) -> dict[str, Any]:
     staged = parsed.staged
     assert staged is not None
     return {
@@ -151,7 +144,7 @@ def parsed_checks(
     return outcomes
 
 
-def ticks_metadata(parsed: ParsedFile, committed: CommittedFile) -> dict[str, object]:
+def ticks_metadata(parsed: ParsedFile, committed: CommittedFile) -> dict[str, Any]:
     staged, commit = parsed.staged, committed.commit
     assert staged is not None
     return {

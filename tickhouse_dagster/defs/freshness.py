@@ -12,9 +12,9 @@ The sensor records an evaluation only when the state changes (no runs, no noise)
 
 from collections.abc import Iterable
 from datetime import UTC, date, datetime, timedelta
+from functools import partial
 
 from dagster import (
-    AssetCheckEvaluation,
     AssetCheckExecutionContext,
     AssetCheckKey,
     AssetCheckResult,
@@ -33,10 +33,11 @@ from dagster import (
     multi_asset_check,
     sensor,
 )
-from dagster._time import get_current_datetime
 
 from tickhouse_dagster import settings
+from tickhouse_dagster.compat.dagster_private import current_datetime
 from tickhouse_dagster.defs.assets.bars import BAR_KEYS
+from tickhouse_dagster.defs.check_results import as_evaluation
 from tickhouse_dagster.defs.jobs import BARS_FRESHNESS_CHECK
 from tickhouse_dagster.defs.resources import FeedResource, LakehouseResource
 from tickhouse_dagster.quality.bar_freshness import Verdict, judge, watched
@@ -66,13 +67,12 @@ def evaluate_freshness(
 ) -> dict[AssetKey, Verdict]:
     """Each bar table's verdict at `now` (default: Dagster's clock), for the venues the ticks
     table holds prints of."""
-    now = now or get_current_datetime()
+    now = now or current_datetime()
     with_ticks = ticks_figures(lakehouse.lakehouse()).venues
     venues = watched(feed.venues(), with_ticks)
     threshold = freshness_threshold()
     return {
-        key: judge(venues, now, threshold, lambda day, key=key: _last_update(instance, key, day))
-        for key in keys
+        key: judge(venues, now, threshold, partial(_last_update, instance, key)) for key in keys
     }
 
 
@@ -156,17 +156,7 @@ def bars_freshness_sensor(
         check_key = AssetCheckKey(key, CHECK_NAME)
         if _last_passed(context.instance, check_key) == verdict.passed:
             continue
-        result = _result(key, verdict)
-        events.append(
-            AssetCheckEvaluation(
-                asset_key=key,
-                check_name=CHECK_NAME,
-                passed=result.passed,
-                severity=result.severity,
-                description=result.description,
-                metadata=result.metadata,
-            )
-        )
+        events.append(as_evaluation(_result(key, verdict)))
     if not events:
         return SkipReason("bars freshness unchanged")
     return SensorResult(asset_events=events)

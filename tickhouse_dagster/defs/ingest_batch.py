@@ -32,7 +32,11 @@ from dagster import (
 from tickhouse_dagster.defs.bar_reports import build_and_report
 from tickhouse_dagster.defs.file_reports import TICKS, file_events
 from tickhouse_dagster.defs.ledger import not_yet_ingested
-from tickhouse_dagster.defs.partitions import landing_files, trade_dates, why_not_a_partition
+from tickhouse_dagster.defs.partitions import (
+    LANDING_FILES,
+    trade_dates,
+    why_not_a_partition,
+)
 from tickhouse_dagster.defs.resources import FeedResource
 from tickhouse_dagster.defs.retries import retry_transient
 from tickhouse_dagster.engine.catch_up import FileOutcome, Progress, iter_ingest_files
@@ -148,10 +152,8 @@ def build_batch_job(with_trino: bool) -> JobDefinition:
             # A retry after a storage outage carries on where the last attempt stopped.
             files = [store.stat(key) for key in keys if store.exists(key)]
             keys = [f.key for f in not_yet_ingested(context.instance, files)]
-        known = set(context.instance.get_dynamic_partitions(landing_files.name))
-        context.instance.add_dynamic_partitions(
-            landing_files.name, [k for k in keys if k not in known]
-        )
+        known = set(context.instance.get_dynamic_partitions(LANDING_FILES))
+        context.instance.add_dynamic_partitions(LANDING_FILES, [k for k in keys if k not in known])
         progress = Progress(len(keys))
         outcomes = []
         with retry_transient(context):

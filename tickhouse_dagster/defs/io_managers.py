@@ -59,7 +59,7 @@ def _input_types() -> dict[Any, Any]:
     return {
         pa.Table: lambda rows: rows,
         pl.DataFrame: pl.from_arrow,
-        pl.LazyFrame: lambda rows: pl.from_arrow(rows).lazy(),
+        pl.LazyFrame: lambda rows: pl.DataFrame(rows).lazy(),
         duckdb.DuckDBPyRelation: relation,
     }
 

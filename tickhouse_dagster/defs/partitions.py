@@ -15,7 +15,9 @@ from dagster import DailyPartitionsDefinition, DynamicPartitionsDefinition
 from tickhouse_dagster import settings
 from tickhouse_dagster.market.venues import Venue, default_venues
 
-landing_files = DynamicPartitionsDefinition(name="landing_files")
+LANDING_FILES = "landing_files"
+"""The name of `landing_files` (whose `.name` is typed optional: not every one has a name)."""
+landing_files = DynamicPartitionsDefinition(name=LANDING_FILES)
 
 FILE_VERSION_TAG = "tickhouse/file_version"
 
@@ -33,7 +35,8 @@ def _leads_utc(venue: Venue) -> bool:
         return True
     year = date.today().year
     return any(
-        venue.local_midnight(date(year, month, 1)).utcoffset() > timedelta(0) for month in (1, 7)
+        (venue.local_midnight(date(year, month, 1)).utcoffset() or timedelta(0)) > timedelta(0)
+        for month in (1, 7)
     )
 
 
@@ -52,7 +55,9 @@ def non_trading_exclusions(venues: Mapping[str, Venue], first: date) -> list[str
     shared = frozenset.intersection(*(v.weekend for v in venues.values()))
     exclusions: list[str | datetime] = []
     if shared:
-        days = ",".join(str(_CRON_WEEKDAY[d]) for d in sorted(shared, key=_CRON_WEEKDAY.get))
+        days = ",".join(
+            str(_CRON_WEEKDAY[d]) for d in sorted(shared, key=_CRON_WEEKDAY.__getitem__)
+        )
         exclusions.append(f"0 0 * * {days}")
     last = max((day for v in venues.values() for day in v.holidays), default=None)
     day = first

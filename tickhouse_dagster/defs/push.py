@@ -45,10 +45,11 @@ from dagster import (
 )
 
 from tickhouse_dagster import settings
+from tickhouse_dagster.compat.dagster_private import valid_partition_key
 from tickhouse_dagster.defs.assets.ticks import RAW_TICK_XML
 from tickhouse_dagster.defs.ingest_batch import BATCH_JOB
 from tickhouse_dagster.defs.ledger import not_yet_ingested
-from tickhouse_dagster.defs.partitions import landing_files
+from tickhouse_dagster.defs.partitions import LANDING_FILES, landing_files
 from tickhouse_dagster.defs.resources import FeedResource, LandingResource
 from tickhouse_dagster.storage.landing import S3Landing, is_tick_file
 from tickhouse_dagster.storage.landing_queue import LandingQueue, default_queue_url
@@ -85,12 +86,6 @@ def _queue(url: str) -> LandingQueue:
 def push_queue() -> LandingQueue | None:
     """The listener's queue when push ingestion is configured, else None (polling only)."""
     return _queue(queue_url()) if push_enabled() else None
-
-
-def _valid_partition_key(key: str) -> bool:
-    from dagster._core.definitions.partitions.utils.base import INVALID_PARTITION_SUBSTRINGS
-
-    return not any(bad in key for bad in INVALID_PARTITION_SUBSTRINGS)
 
 
 def _push_run_in_flight(context: SensorEvaluationContext) -> str | None:
@@ -147,10 +142,10 @@ def landing_push_sensor(
     queued = [
         q for q in queue.files(after, last, store.bucket, store.prefix) if is_tick_file(q.file.key)
     ]
-    unusable = [q.file.key for q in queued if not _valid_partition_key(q.file.key)]
+    unusable = [q.file.key for q in queued if not valid_partition_key(q.file.key)]
     if unusable:
         context.log.warning(f"landing keys Dagster cannot use as partitions, skipped: {unusable}")
-    usable = [q for q in queued if _valid_partition_key(q.file.key)]
+    usable = [q for q in queued if valid_partition_key(q.file.key)]
     todo = {f.run_key for f in not_yet_ingested(context.instance, [q.file for q in usable])}
     batch = [q for q in usable if q.file.run_key in todo]
     now = time.time_ns()
@@ -169,7 +164,7 @@ def landing_push_sensor(
         )
     files = [q.file for q in batch]
     lag_ms = (now - min(q.event_ts_ns for q in batch)) // 1_000_000
-    known = set(context.instance.get_dynamic_partitions(landing_files.name))
+    known = set(context.instance.get_dynamic_partitions(LANDING_FILES))
     new_keys = sorted({f.key for f in files} - known)
     digest = hashlib.sha256("\n".join(f.run_key for f in files).encode()).hexdigest()[:16]
     context.log.info(f"queue ({after}, {last}]: {len(files)} to ingest, lag {lag_ms} ms")

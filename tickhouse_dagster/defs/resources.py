@@ -1,15 +1,14 @@
 """Dagster resources over the storage layer, configured from the environment."""
 
 import os
-from collections.abc import Mapping
-from typing import IO, Any
+from typing import Any, overload
 from urllib.parse import urlparse
 
 from dagster import ConfigurableResource, EnvVar
 from pydantic import PrivateAttr
 
 from tickhouse_dagster import settings
-from tickhouse_dagster.engine.feed import SNIFF_BYTES, Feed
+from tickhouse_dagster.engine.feed import Feed
 from tickhouse_dagster.engine.landing_file import LandingAddress, Staging
 from tickhouse_dagster.market.venues import Venue, VenueFileError, load_venues
 from tickhouse_dagster.parsing.profiles import Profile, ProfileError, load_profiles
@@ -57,10 +56,6 @@ class FeedResource(ConfigurableResource):
 
     def venues(self) -> dict[str, Venue]:
         return load_venues(self.venues_file)
-
-    def profile_for(self, key: str, stream: IO[bytes], forced: str | None = None) -> Profile:
-        """The profile of a landing file; reads its first bytes to see the root element."""
-        return self.feed().profile_for(key, stream.read(SNIFF_BYTES), forced)
 
 
 class LakehouseResource(ConfigurableResource):
@@ -138,16 +133,20 @@ class StagingResource(ConfigurableResource):
         return self.for_run(run_id).uri_for(partition_key)
 
 
-def _env_or(name: str, default: str | None) -> str | EnvVar | None:
+@overload
+def _env_or(name: str, default: str) -> str: ...
+@overload
+def _env_or(name: str, default: None) -> str | None: ...
+def _env_or(name: str, default: str | None) -> str | None:
     """An EnvVar when the variable is set (the UI shows its name, not its value), else the
     embedded default."""
     return EnvVar(name) if os.environ.get(name) else default
 
 
-def resources_from_env() -> Mapping[str, object]:
+def resources_from_env() -> dict[str, ConfigurableResource[Any]]:
     s3_endpoint = _env_or("TICKHOUSE_S3_ENDPOINT", None)
     region = _env_or("AWS_REGION", "us-east-1")
-    return {
+    resources: dict[str, ConfigurableResource[Any]] = {
         "landing": LandingResource(
             uri=_env_or("TICKHOUSE_LANDING_URI", settings.landing_uri()),
             s3_endpoint=s3_endpoint,
@@ -168,7 +167,8 @@ def resources_from_env() -> Mapping[str, object]:
             region=region,
         ),
         "staging": StagingResource(uri=_env_or("TICKHOUSE_STAGING_URI", settings.staging_uri())),
-    } | trino_resources()
+    }
+    return resources | trino_resources()
 
 
 def trino_resources() -> dict[str, TrinoResource]:

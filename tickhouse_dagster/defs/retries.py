@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from dagster import Failure, OpExecutionContext, RetryRequested
+from dagster import AssetExecutionContext, Failure, OpExecutionContext, RetryRequested
 
 from tickhouse_dagster import settings
 from tickhouse_dagster.storage.transient import is_transient
@@ -56,7 +56,7 @@ def describe(exc: BaseException) -> str:
 
 
 @contextmanager
-def retry_transient(context: OpExecutionContext) -> Iterator[None]:
+def retry_transient(context: OpExecutionContext | AssetExecutionContext) -> Iterator[None]:
     try:
         yield
     except Exception as exc:

@@ -22,26 +22,33 @@ side by side are safe: one from older ticks never replaces one from newer (stora
 
 import hashlib
 import time
+from collections.abc import Sequence
 from datetime import date
 
 from dagster import (
     AssetKey,
     DefaultSensorStatus,
+    EventLogRecord,
     RunRequest,
     SensorEvaluationContext,
     SensorResult,
     SkipReason,
     sensor,
 )
-from dagster._core.definitions.partitions.utils.base import INVALID_PARTITION_SUBSTRINGS
 
 from tickhouse_dagster import settings
+from tickhouse_dagster.compat.dagster_private import valid_partition_key
 from tickhouse_dagster.contract import BAR_INTERVALS, TICKS_TABLE, bar_table_name
 from tickhouse_dagster.defs.assets.ticks import TICKS
 from tickhouse_dagster.defs.ingest_batch import BATCH_JOB
 from tickhouse_dagster.defs.jobs import BARS_DAY_TAG, rebuild_bars_job
 from tickhouse_dagster.defs.ledger import not_yet_ingested
-from tickhouse_dagster.defs.partitions import landing_files, trade_dates, why_not_a_partition
+from tickhouse_dagster.defs.partitions import (
+    LANDING_FILES,
+    landing_files,
+    trade_dates,
+    why_not_a_partition,
+)
 from tickhouse_dagster.defs.push import push_queue
 from tickhouse_dagster.defs.resources import FeedResource, LakehouseResource, LandingResource
 from tickhouse_dagster.market.reference_data import fingerprint
@@ -57,10 +64,6 @@ MARGIN_SECONDS = int(settings.setting("TICKHOUSE_SENSOR_MARGIN_SECONDS") or 300)
 TICKS_EVENTS_PER_TICK = 1000
 REFERENCE_SENSOR_INTERVAL = 60
 BATCH_FILES_TAG = "tickhouse/batch_files"
-
-
-def _valid_partition_key(key: str) -> bool:
-    return not any(bad in key for bad in INVALID_PARTITION_SUBSTRINGS)
 
 
 @sensor(
@@ -83,16 +86,16 @@ def landing_sensor(
         margin_ns=MARGIN_SECONDS * 1_000_000_000,
         limit=MAX_FILES_PER_TICK,
     )
-    unusable = [f.key for f in plan.to_ingest if not _valid_partition_key(f.key)]
+    unusable = [f.key for f in plan.to_ingest if not valid_partition_key(f.key)]
     if unusable:
         context.log.warning(f"landing keys Dagster cannot use as partitions, skipped: {unusable}")
     files = not_yet_ingested(
-        context.instance, [f for f in plan.to_ingest if _valid_partition_key(f.key)]
+        context.instance, [f for f in plan.to_ingest if valid_partition_key(f.key)]
     )
     queue = push_queue()
     if queue is not None and files and isinstance(store, S3Landing):
         files = _missed_by_listener(queue, store, files)
-    known = set(context.instance.get_dynamic_partitions(landing_files.name))
+    known = set(context.instance.get_dynamic_partitions(LANDING_FILES))
     new_keys = sorted({f.key for f in files} - known)
     context.log.info(
         f"listed {plan.files_listed} files, {len(files)} to ingest, {plan.backlog} waiting"
@@ -123,10 +126,12 @@ def _missed_by_listener(
     return [f for f in files if f.run_key in taken]
 
 
-def _touched_days(records: list) -> dict[date, int | None]:
+def _touched_days(records: Sequence[EventLogRecord]) -> dict[date, int | None]:
     """Trade date → the latest ticks snapshot among the commits that touched it."""
     touched: dict[date, int | None] = {}
     for record in records:
+        if record.asset_materialization is None:
+            continue
         metadata = record.asset_materialization.metadata
         days, snapshot = metadata.get("trade_dates"), metadata.get("snapshot_id")
         text = str(snapshot.value) if snapshot is not None else ""

@@ -29,7 +29,7 @@ from tickhouse_dagster.contract import TICKS_SCHEMA
 from tickhouse_dagster.defs.assets.ticks import TICKS
 from tickhouse_dagster.defs.io_managers import written_table_metadata
 from tickhouse_dagster.defs.ledger import not_yet_ingested
-from tickhouse_dagster.defs.partitions import landing_files
+from tickhouse_dagster.defs.partitions import LANDING_FILES
 from tickhouse_dagster.defs.resources import FeedResource, LakehouseResource, LandingResource
 from tickhouse_dagster.defs.resources_spark import INGEST_JOB, SparkSubmitResource
 from tickhouse_dagster.parsing.profiles import ProfileError, parse_profile_rules
@@ -182,9 +182,9 @@ def spark_ingest_ticks(
         context.log.info("nothing to ingest: every landing file is ingested at its version")
         return
     keys = sorted(files)
-    known = set(context.instance.get_dynamic_partitions(landing_files.name))
+    known = set(context.instance.get_dynamic_partitions(LANDING_FILES))
     if set(keys) - known:
-        context.instance.add_dynamic_partitions(landing_files.name, sorted(set(keys) - known))
+        context.instance.add_dynamic_partitions(LANDING_FILES, sorted(set(keys) - known))
     try:
         if config.engine == "local":
             master = "in-process " + str(pyspark.spark_config.get("spark.master", "local"))

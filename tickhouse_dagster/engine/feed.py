@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 from tickhouse_dagster.market.venues import Venue, load_venues
 from tickhouse_dagster.parsing.profiles import (
@@ -15,9 +16,9 @@ from tickhouse_dagster.parsing.profiles import (
     parse_profile_rules,
     select_profile,
 )
-from tickhouse_dagster.parsing.ticks_xml import sniff_root_element, unreadable_start
+from tickhouse_dagster.parsing.ticks_xml import SNIFF_BYTES, sniff_root_element, unreadable_start
 
-SNIFF_BYTES = 64 * 1024  # enough of a file's start to see its root element
+__all__ = ["SNIFF_BYTES", "Feed"]
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,10 @@ class Feed:
             load_venues(venues_file),
             parse_profile_rules(profile_rules),
         )
+
+    def profile_of(self, key: str, stream: IO[bytes], forced: str | None = None) -> Profile:
+        """The profile of a landing file, from the first `SNIFF_BYTES` read off `stream`."""
+        return self.profile_for(key, stream.read(SNIFF_BYTES), forced)
 
     def profile_for(self, key: str, head: bytes, forced: str | None = None) -> Profile:
         """The profile of a landing file from its first bytes (`SNIFF_BYTES`)."""

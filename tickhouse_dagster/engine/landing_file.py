@@ -14,7 +14,7 @@ import hashlib
 import io
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import IO, Any
+from typing import IO, Any, cast
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -23,7 +23,6 @@ from pyiceberg.manifest import DataFile
 from tickhouse_dagster.engine.feed import SNIFF_BYTES, Feed
 from tickhouse_dagster.market.corrections import has_corrections, is_correction
 from tickhouse_dagster.parsing import TickFileError
-from tickhouse_dagster.parsing.fast_path import HEAD_BYTES
 from tickhouse_dagster.parsing.profiles import ProfileError
 from tickhouse_dagster.quality.findings import Findings
 from tickhouse_dagster.quality.tick_rules import (
@@ -70,7 +69,8 @@ class HashingReader:
         return data
 
     def peek(self, n: int = 0) -> bytes:
-        return self._stream.peek(n)  # type: ignore[attr-defined]
+        peeked: bytes = self._stream.peek(n)  # type: ignore[attr-defined]  # only buffered streams are passed
+        return peeked
 
 
 class _Replay(io.RawIOBase):
@@ -175,10 +175,11 @@ def parse_landing_file(
     first: list[IO[bytes]] = [store.open(key)]
     head = first[0].read(SNIFF_BYTES)
 
-    def open_source() -> HashingReader:
+    def open_source() -> IO[bytes]:
         stream = io.BufferedReader(_Replay(head, first.pop()), 1 << 20) if first else None
         readers.append(HashingReader(stream or store.open(key)))
-        return readers[-1]
+        # A HashingReader has the read, peek and close a parser uses, not every method of IO.
+        return cast(IO[bytes], readers[-1])
 
     try:
         profile = feed.profile_for(key, head, forced_profile)
@@ -189,7 +190,7 @@ def parse_landing_file(
             profile=profile,
             venues=feed.venues,
             uri=staging_uri,
-            head=head[:HEAD_BYTES],
+            head=head,
         )
     except (TickFileError, ProfileError) as exc:
         parsed.refusal = Refusal.of_error(exc)

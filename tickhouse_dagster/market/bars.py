@@ -1,9 +1,10 @@
 """OHLCV bars from ticks: pure, on Arrow, computed by DuckDB.
 
-Bar rules (DESIGN.md): left-closed, left-labelled intervals on the venue's local clock; 1d bars
-cover one trade date and start at its local midnight; open/close are the first/last trade by
-(ts, trade_id); vwap = turnover / volume rounded half-even to 6 places; no empty bars; a trade
-carried by several files counts once.
+Bar rules (the data contract; how they are computed: docs/decisions/0003-bars-with-duckdb.md
+and 0501-bars-stream-from-data-files.md): left-closed, left-labelled intervals on the venue's
+local clock; 1d bars cover one trade date and start at its local midnight; open/close are the
+first/last trade by (ts, trade_id); vwap = turnover / volume rounded half-even to 6 places; no
+empty bars; a trade carried by several files counts once.
 """
 
 from __future__ import annotations

@@ -9,6 +9,8 @@ Pure functions over Arrow tables; no storage.
 
 from __future__ import annotations
 
+from typing import Any
+
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -25,7 +27,9 @@ def is_correction(trans_type: pa.Array | pa.ChunkedArray) -> pa.Array:
 def has_corrections(trans_type: pa.Array | pa.ChunkedArray) -> bool:
     """Whether any row is a cancel or replace. A trans_type column is not enough: FIXML feeds
     mark every new trade too (TransTyp 0 -> "N")."""
-    return trans_type.null_count < len(trans_type) and pc.any(is_correction(trans_type)).as_py()
+    return trans_type.null_count < len(trans_type) and bool(
+        pc.any(is_correction(trans_type)).as_py()
+    )
 
 
 def corrections_from_parsed(parsed: pa.Table, ticks: pa.Table) -> pa.Table:
@@ -46,7 +50,7 @@ def latest_corrections(corrections: pa.Table) -> pa.Table:
         return corrections.cast(CORRECTIONS_ARROW)
     import polars as pl  # on first use: most runs never see a correction
 
-    frame = pl.from_arrow(corrections).sort(_ORDER).group_by(list(TRADE_KEY)).last()
+    frame = pl.DataFrame(corrections).sort(_ORDER).group_by(list(TRADE_KEY)).last()
     return frame.to_arrow().select(CORRECTIONS_ARROW.names).cast(CORRECTIONS_ARROW)
 
 
@@ -56,8 +60,8 @@ def without_corrected(ticks: pa.Table, latest: pa.Table) -> pa.Table:
         return ticks
     import polars as pl  # on first use: most runs never see a correction
 
-    kept = pl.from_arrow(ticks).join(
-        pl.from_arrow(latest.select(list(TRADE_KEY))), on=list(TRADE_KEY), how="anti"
+    kept = pl.DataFrame(ticks).join(
+        pl.DataFrame(latest.select(list(TRADE_KEY))), on=list(TRADE_KEY), how="anti"
     )
     return kept.to_arrow().select(TICKS_ARROW.names).cast(TICKS_ARROW)
 
@@ -68,9 +72,9 @@ def replacements(latest: pa.Table) -> pa.Table:
     return replaced.select(TICKS_ARROW.names).cast(TICKS_ARROW)
 
 
-def trade_keys(table: pa.Table) -> list[tuple]:
+def trade_keys(table: pa.Table) -> list[tuple[Any, ...]]:
     """The distinct trade keys of a table, as (venue, symbol, trade_date, trade_id) tuples."""
     import polars as pl  # on first use: most runs never see a correction
 
-    frame = pl.from_arrow(table.select(list(TRADE_KEY))).unique()
+    frame = pl.DataFrame(table.select(list(TRADE_KEY))).unique()
     return [tuple(row) for row in frame.iter_rows()]

@@ -37,7 +37,6 @@ import pyarrow.compute as pc
 import yaml
 
 VENUES_FILE_ENV = "TICKHOUSE_VENUES_FILE"
-DEFAULT_VENUE = "KRX"
 
 WEEKDAY_NAMES = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 _WEEKDAY_OF = {name.lower(): number for number, name in enumerate(WEEKDAY_NAMES)} | {
@@ -372,7 +371,7 @@ def _day(value: Any, what: str) -> date:
         raise _Invalid(f"{what}: {value!r} is not a date YYYY-MM-DD") from None
 
 
-def _mapping(value: Any, what: str, allowed: Sequence[str]) -> dict:
+def _mapping(value: Any, what: str, allowed: Sequence[str]) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise _Invalid(f"{what} must be a mapping, got {type(value).__name__}")
     unknown = sorted(str(key) for key in value if key not in allowed)
@@ -400,7 +399,7 @@ def _session(spec: Any, what: str) -> Session:
     return Session.of(opens, closes, previous_day)
 
 
-def _sessions(spec: dict) -> tuple[Session, ...]:
+def _sessions(spec: dict[str, Any]) -> tuple[Session, ...]:
     if ("session" in spec) == ("sessions" in spec):
         raise _Invalid("give either 'session' (one) or 'sessions' (a list), exactly one of them")
     if "session" in spec:
@@ -453,7 +452,7 @@ def _weekend(value: Any) -> frozenset[int]:
 def _tick_sizes(value: Any) -> tuple[tuple[Decimal, Decimal], ...]:
     if not isinstance(value, list) or not value:
         raise _Invalid("tick_sizes must be a non-empty list of [lower price bound, tick size]")
-    bands = []
+    bands: list[tuple[Decimal, Decimal]] = []
     for i, band in enumerate(value):
         try:
             lower, tick = (Decimal(str(v)) for v in band)

@@ -127,10 +127,10 @@ def _status_metrics(status: PipelineStatus) -> Iterable[Metric]:
             "Last commit of the 1m bars of the venue's judged trade date (Unix time)",
             labels=["venue"],
         )
-        for want, last in status.bars.expectations:
-            stale.add_metric([want.venue], 1.0 if want.stale(last) else 0.0)
-            if last is not None:
-                updated.add_metric([want.venue], last.timestamp())
+        for want, last_commit in status.bars.expectations:
+            stale.add_metric([want.venue], 1.0 if want.stale(last_commit) else 0.0)
+            if last_commit is not None:
+                updated.add_metric([want.venue], last_commit.timestamp())
         yield from (stale, updated)
     simple = (
         (

@@ -88,14 +88,15 @@ from tickhouse_dagster.parsing.fields import BadValue, field_texts
 from tickhouse_dagster.parsing.profiles import FieldPath, Profile, Step
 from tickhouse_dagster.parsing.ticks_xml import (
     _GZIP_MAGIC,
-    _SAFE_PARSER_OPTIONS,
     DEFAULT_BATCH_ROWS,
+    SNIFF_BYTES,
     contract_batch,
     local_name,
     open_tick_stream,
+    safe_parser,
+    safe_pull_parser,
 )
 
-HEAD_BYTES = 64 * 1024
 _SCAN_CHUNK = 1 << 20
 # Bytes a pattern may reach past a chunk's settled part (an element read as text must fit).
 _OVERLAP = 4096
@@ -330,7 +331,7 @@ def sniff_layout(head: bytes, profile: Profile) -> Layout:
                 f"{encoding.decode(errors='replace')}: lxml's to read (the fast path reads "
                 "XML 1.0 in UTF-8)"
             )
-    parser = etree.XMLPullParser(events=("start",), **_SAFE_PARSER_OPTIONS)
+    parser = safe_pull_parser(("start",))
     try:
         parser.feed(head)
     except etree.XMLSyntaxError as exc:
@@ -354,7 +355,7 @@ def sniff_layout(head: bytes, profile: Profile) -> Layout:
             if any(":" in name and not name.startswith("{") for name in names):
                 raise FastPathDeclined("an undeclared namespace prefix is lxml's to refuse")
     if root is None or record is None:
-        raise FastPathDeclined(f"no <{profile.record}> in the first {HEAD_BYTES // 1024} KiB")
+        raise FastPathDeclined(f"no <{profile.record}> in the first {SNIFF_BYTES // 1024} KiB")
     if record is root:
         raise FastPathDeclined("a file that is one record is lxml's to read")
     parent = []
@@ -381,14 +382,14 @@ def sniff_layout(head: bytes, profile: Profile) -> Layout:
     if body < 0:
         raise FastPathDeclined(f"<{qname}> not found in the first bytes")
     _check_head(head, qname)
-    names = {_qname(element) for element in root.iter()}
+    qnames = {_qname(element) for element in root.iter()}
     return Layout(
         parent=tuple(reversed(parent)),
         record=qname,
         children=tuple(children),
         root_attributes=dict(root.attrib),
         body=body,
-        name_collides=any(n != qname and n.startswith(qname) for n in names),
+        name_collides=any(n != qname and n.startswith(qname) for n in qnames),
     )
 
 
@@ -409,8 +410,8 @@ def _check_head(head: bytes, record: str) -> None:
             cut = tag.end()
             break
     if cut == 0:
-        raise FastPathDeclined(f"no complete <{record}> in the first {HEAD_BYTES // 1024} KiB")
-    events = etree.XMLPullParser(events=("start", "end"), **_SAFE_PARSER_OPTIONS)
+        raise FastPathDeclined(f"no complete <{record}> in the first {SNIFF_BYTES // 1024} KiB")
+    events = safe_pull_parser(("start", "end"))
     open_elements: list[str] = []
     try:
         events.feed(head[:cut])
@@ -420,7 +421,7 @@ def _check_head(head: bytes, record: str) -> None:
             else:
                 open_elements.pop()
         closing = b"".join(f"</{qname}>".encode() for qname in reversed(open_elements))
-        etree.fromstring(head[:cut] + closing, etree.XMLParser(**_SAFE_PARSER_OPTIONS))
+        etree.fromstring(head[:cut] + closing, safe_parser())
     except etree.XMLSyntaxError as exc:
         raise FastPathDeclined(f"malformed XML in the first bytes: {exc.msg}") from exc
 
@@ -1025,7 +1026,7 @@ def read_fast(
     plan = _plan(profile)
     if head is None:
         with open_source() as stream:
-            head = stream.read(HEAD_BYTES)
+            head = stream.read(SNIFF_BYTES)
     layout = sniff_layout(head, profile)
     if root_attributes is not None:
         layout = dataclasses.replace(layout, root_attributes=dict(root_attributes))

@@ -9,9 +9,9 @@ from typing import IO, TypeVar
 import pyarrow as pa
 
 from tickhouse_dagster.market.venues import Venue
-from tickhouse_dagster.parsing.fast_path import HEAD_BYTES, FastPathDeclined, read_fast
+from tickhouse_dagster.parsing.fast_path import FastPathDeclined, read_fast
 from tickhouse_dagster.parsing.profiles import Profile
-from tickhouse_dagster.parsing.ticks_xml import parse_tick_file
+from tickhouse_dagster.parsing.ticks_xml import SNIFF_BYTES, parse_tick_file
 
 Result = TypeVar("Result")
 
@@ -29,11 +29,11 @@ def consume_tick_file(
     them. The fast path vouches for a file only once it has read all of it, so when it declines
     `consume` has already seen batches and raised FastPathDeclined: it must drop whatever it made
     of them (delete what it wrote) before it is called again with the lxml reader's batches.
-    `head`: the file's first HEAD_BYTES when the caller has read them (saves opening it once
+    `head`: the file's first SNIFF_BYTES when the caller has read them (saves opening it once
     more)."""
     if head is None:
         with open_source() as stream:
-            head = stream.read(HEAD_BYTES)
+            head = stream.read(SNIFF_BYTES)
     fast = read_fast(
         open_source, source_file=source_file, profile=profile, venues=venues, head=head
     )

@@ -13,7 +13,7 @@ import gzip
 import io
 import zlib
 from collections.abc import Callable, Iterator, Mapping
-from typing import IO
+from typing import IO, Literal, TypedDict, cast
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -26,10 +26,28 @@ from tickhouse_dagster.parsing.fields import BadValue, field_texts
 from tickhouse_dagster.parsing.profiles import PROFILE_COLUMNS, FieldPath, Profile
 
 DEFAULT_BATCH_ROWS = 65_536
+# How much of a file's start is read to see its root element, hence its profile, and (the fast
+# path) the layout of its first records. Every reader of a file's head reads this much.
+SNIFF_BYTES = 64 * 1024
 _GZIP_MAGIC = b"\x1f\x8b"
 
-# No entity substitution, no DTD loading, no network, libxml2's default size/depth limits.
-_SAFE_PARSER_OPTIONS: dict[str, bool] = {
+
+_PullEvent = Literal["start", "end"]
+
+
+class _SafeOptions(TypedDict):
+    resolve_entities: bool
+    no_network: bool
+    load_dtd: bool
+    dtd_validation: bool
+    huge_tree: bool
+    remove_comments: bool
+    remove_pis: bool
+
+
+# Every parser of a tick file is made with these: no entity substitution, no DTD loading, no
+# network, libxml2's default size/depth limits.
+_SAFE: _SafeOptions = {
     "resolve_entities": False,
     "no_network": True,
     "load_dtd": False,
@@ -38,6 +56,20 @@ _SAFE_PARSER_OPTIONS: dict[str, bool] = {
     "remove_comments": True,
     "remove_pis": True,
 }
+
+
+def safe_pull_parser(events: tuple[_PullEvent, ...]) -> etree.XMLPullParser:
+    return etree.XMLPullParser(events=events, **_SAFE)
+
+
+def safe_parser() -> etree.XMLParser:
+    return etree.XMLParser(**_SAFE)
+
+
+def safe_iterparse(stream: IO[bytes], tag: str) -> etree.iterparse[tuple[str, etree._Element]]:
+    """The `end` events of the elements named `tag` ("{*}name": any namespace)."""
+    return etree.iterparse(stream, events=("end",), tag=tag, **_SAFE)
+
 
 _Extract = Callable[[etree._Element, etree._Element], "str | None"]
 
@@ -54,15 +86,24 @@ _CASTS: dict[str, tuple[pa.DataType, str]] = {
 }
 
 
-def local_name(tag: str) -> str:
-    return tag.rpartition("}")[2]
+def local_name(tag: str | bytes | bytearray | etree.QName) -> str:
+    """An element's name without its namespace. Parsed elements have str tags; lxml's types
+    also allow bytes and QName ones."""
+    if isinstance(tag, str):
+        return tag.rpartition("}")[2]
+    if isinstance(tag, etree.QName):
+        return tag.localname
+    return tag.decode().rpartition("}")[2]
 
 
 def open_tick_stream(raw: IO[bytes]) -> IO[bytes]:
     """The decompressed bytes of a plain or gzip file, recognised by content, not by name."""
-    buffered = raw if hasattr(raw, "peek") else io.BufferedReader(raw)  # type: ignore[arg-type]
-    if buffered.peek(2)[:2] == _GZIP_MAGIC:  # type: ignore[union-attr]
-        return gzip.GzipFile(fileobj=buffered, mode="rb")
+    # typeshed types io.BufferedReader's argument as a RawIOBase and GzipFile as no IO[bytes];
+    # both take and are binary streams.
+    buffered = raw if hasattr(raw, "peek") else io.BufferedReader(cast(io.RawIOBase, raw))
+    head: bytes = buffered.peek(2)
+    if head[:2] == _GZIP_MAGIC:
+        return cast(IO[bytes], gzip.GzipFile(fileobj=buffered, mode="rb"))
     return buffered
 
 
@@ -74,7 +115,7 @@ def sniff_root(head: bytes) -> tuple[str | None, dict[str, str]]:
             head = zlib.decompressobj(wbits=31).decompress(head, 1 << 20)
         except zlib.error:
             return None, {}
-    parser = etree.XMLPullParser(events=("start",), **_SAFE_PARSER_OPTIONS)
+    parser = safe_pull_parser(("start",))
     with contextlib.suppress(etree.XMLSyntaxError):
         parser.feed(head)
     # Events parsed before an error further on are still queued: the root is known even when
@@ -97,7 +138,7 @@ def unreadable_start(source_file: str, head: bytes) -> TickFileError:
             head = zlib.decompressobj(wbits=31).decompress(head, 1 << 20)
         except zlib.error as exc:
             return TickFileError(source_file, f"unreadable or corrupt file: {exc}")
-    parser = etree.XMLPullParser(events=("start",), **_SAFE_PARSER_OPTIONS)
+    parser = safe_pull_parser(("start",))
     try:
         parser.feed(head)
         parser.close()
@@ -171,19 +212,18 @@ class _TickFileReader:
             )
 
     def read(self, stream: IO[bytes]) -> Iterator[pa.RecordBatch]:
-        events = etree.iterparse(
-            stream, events=("end",), tag="{*}" + self.profile.record, **_SAFE_PARSER_OPTIONS
-        )
+        events = safe_iterparse(stream, "{*}" + self.profile.record)
         batch = _Batch(tuple(self.extractors))
         root: etree._Element | None = None
         record_number = 0
         try:
             for _event, record in events:
                 if root is None:
-                    root = record
-                    while root.getparent() is not None:
-                        root = root.getparent()
-                    self.check_document(root)
+                    top = record
+                    while (parent := top.getparent()) is not None:
+                        top = parent
+                    self.check_document(top)
+                    root = top
                 record_number += 1
                 self.collect(batch, record, root, record_number)
                 # Free what was read: the record and the already-processed siblings before it.

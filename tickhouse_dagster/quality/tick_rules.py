@@ -96,7 +96,9 @@ def _days_from(table: pa.Table, day: date | None) -> pa.Array:
     return pc.subtract(table["trade_date"].cast(pa.int32()), offset).cast(pa.int64())
 
 
-def _value_reason(column: str, row: dict, case: dict, file_day: date | None) -> tuple[str, str]:
+def _value_reason(
+    column: str, row: dict[str, Any], case: dict[str, Any], file_day: date | None
+) -> tuple[str, str]:
     """(field, reason) of one pandera failure, in the words of the contract."""
     if column == "trade_date_skew_days":
         return "trade_date", (
@@ -146,7 +148,7 @@ def check_tick_values(
         import pandera.errors
         import polars as pl
 
-        frame = pl.from_arrow(checked)
+        frame = pl.DataFrame(checked)
         findings.rows_checked += table.num_rows
         try:
             schema.validate(frame, lazy=True)
@@ -219,7 +221,7 @@ def _describe_sessions(venue: Venue, trade_date: date) -> str:
     return f"{trade_date}: {spans}"
 
 
-def _session_and_grid_examples(row: dict, venue: Venue) -> list[str]:
+def _session_and_grid_examples(row: dict[str, Any], venue: Venue) -> list[str]:
     where = f"{row['source_file']}, record {row['record']} ({row['symbol']} {row['trade_id']})"
     examples = []
     if row["outside"]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from pyiceberg.catalog import Catalog, load_catalog
 from pyiceberg.catalog.sql import SqlCatalog
@@ -62,7 +62,9 @@ def load_lakehouse_catalog(settings: CatalogSettings) -> Catalog:
     configured = Config().get_catalog_config(settings.name)
     if configured:
         defaults = _SQL_POOL_DEFAULTS if configured.get("type") == "sql" else {}
-        return load_catalog(settings.name, **{**defaults, **configured})
+        # pyiceberg's configuration is typed as nested dicts; a catalog's entries are strings.
+        entries = cast(dict[str, str | None], {**defaults, **configured})
+        return load_catalog(settings.name, **entries)
     properties: dict[str, Any] = {
         "warehouse": warehouse_location(settings.warehouse),
         **_s3_properties(settings),

@@ -123,6 +123,8 @@ def subscribe(
 ) -> _Stream:
     """Events under `path_prefix` from `since_ns` on, live, until the stream breaks (the caller
     reconnects from the last timestamp it persisted)."""
+    # The message classes are built at import from the descriptor above: no static types.
+    call: grpc.UnaryStreamMultiCallable[Any, Any]
     call = channel.unary_stream(
         SUBSCRIBE_METHOD,
         request_serializer=lambda m: m.SerializeToString(),

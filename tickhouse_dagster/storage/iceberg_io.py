@@ -18,6 +18,7 @@ import contextlib
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
+from typing import TypeAlias
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -26,15 +27,7 @@ from pyiceberg.exceptions import (
     NoSuchTableError,
     TableAlreadyExistsError,
 )
-from pyiceberg.expressions import (
-    AlwaysTrue,
-    And,
-    BooleanExpression,
-    EqualTo,
-    GreaterThanOrEqual,
-    In,
-    LessThanOrEqual,
-)
+from pyiceberg.expressions import AlwaysTrue, And, BooleanExpression
 from pyiceberg.manifest import DataFile
 from pyiceberg.schema import Schema
 from pyiceberg.table import Table
@@ -48,12 +41,13 @@ from tickhouse_dagster.storage.lakehouse import (
     Lakehouse,
     write_data_files,
 )
+from tickhouse_dagster.storage.row_filters import at_least, at_most, equal_to, is_in
 
 PARTITION_COLUMN = "trade_date"
 FILE_COLUMN = "source_file"  # a per-file asset's partition: the landing file its rows came from
 IN_LIST_LIMIT = 64  # more trade dates than this are read as their range (see `_read_filter`)
 
-WritableRows = pa.Table | pa.RecordBatchReader
+WritableRows: TypeAlias = pa.Table | pa.RecordBatchReader
 
 
 class TableContractError(ValueError):
@@ -186,8 +180,8 @@ class IcebergTables:
         if not isinstance(file_filter, AlwaysTrue):
             row_filter = And(row_filter, file_filter)
         fields = list(names)
-        for column, kept in ((PARTITION_COLUMN, keep), (FILE_COLUMN, keep_files)):
-            if kept is not None and column not in fields:
+        for column, kept_values in ((PARTITION_COLUMN, keep), (FILE_COLUMN, keep_files)):
+            if kept_values is not None and column not in fields:
                 fields.append(column)
         scan = table.scan(
             row_filter=row_filter, selected_fields=tuple(fields), snapshot_id=snapshot.snapshot_id
@@ -348,7 +342,7 @@ def _with_source_file(rows: WritableRows, source_file: str) -> WritableRows:
 
 
 def _file_filter(files: tuple[str, ...]) -> BooleanExpression:
-    return EqualTo(FILE_COLUMN, files[0]) if len(files) == 1 else In(FILE_COLUMN, list(files))
+    return equal_to(FILE_COLUMN, files[0]) if len(files) == 1 else is_in(FILE_COLUMN, list(files))
 
 
 def _read_file_filter(
@@ -375,8 +369,8 @@ def _partition_filter(days: tuple[date, ...] | None) -> BooleanExpression:
     if days is None:
         return AlwaysTrue()
     if len(days) == 1:
-        return EqualTo(PARTITION_COLUMN, days[0].isoformat())
-    return In(PARTITION_COLUMN, [d.isoformat() for d in days])
+        return equal_to(PARTITION_COLUMN, days[0].isoformat())
+    return is_in(PARTITION_COLUMN, [d.isoformat() for d in days])
 
 
 def _read_filter(days: tuple[date, ...] | None) -> tuple[BooleanExpression, pa.Array | None]:
@@ -387,8 +381,8 @@ def _read_filter(days: tuple[date, ...] | None) -> tuple[BooleanExpression, pa.A
     if days is None or len(days) <= IN_LIST_LIMIT:
         return _partition_filter(days), None
     in_range = And(
-        GreaterThanOrEqual(PARTITION_COLUMN, days[0].isoformat()),
-        LessThanOrEqual(PARTITION_COLUMN, days[-1].isoformat()),
+        at_least(PARTITION_COLUMN, days[0].isoformat()),
+        at_most(PARTITION_COLUMN, days[-1].isoformat()),
     )
     return in_range, pa.array(days, pa.date32())
 

@@ -7,41 +7,25 @@ from __future__ import annotations
 import contextlib
 import itertools
 import logging
-import random
-import time
 import uuid
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 from functools import reduce
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
 from pyiceberg.catalog import Catalog
 from pyiceberg.exceptions import (
-    CommitFailedException,
     NamespaceAlreadyExistsError,
     NoSuchTableError,
     TableAlreadyExistsError,
-    ValidationException,
 )
-from pyiceberg.expressions import (
-    And,
-    BooleanExpression,
-    EqualTo,
-    GreaterThanOrEqual,
-    In,
-    LessThanOrEqual,
-    Or,
-)
-from pyiceberg.io.pyarrow import (
-    PyArrowFileIO,
-    _dataframe_to_data_files,
-    pyarrow_to_schema,
-    write_file,
-)
+from pyiceberg.expressions import And, BooleanExpression, Or
+from pyiceberg.io.pyarrow import PyArrowFileIO, pyarrow_to_schema
 from pyiceberg.manifest import DataFile
 from pyiceberg.partitioning import (
     PartitionField,
@@ -50,11 +34,16 @@ from pyiceberg.partitioning import (
     PartitionSpec,
 )
 from pyiceberg.schema import Schema
-from pyiceberg.table import Table, Transaction, WriteTask
+from pyiceberg.table import Table, Transaction
 from pyiceberg.table.sorting import SortField, SortOrder
 from pyiceberg.transforms import IdentityTransform
 
 from tickhouse_dagster.arrow_sql import query_arrow
+from tickhouse_dagster.compat.pyiceberg_private import (
+    WriteTask,
+    dataframe_to_data_files,
+    write_file,
+)
 from tickhouse_dagster.contract import (
     BAR_INTERVALS,
     BARS_ARROW,
@@ -83,10 +72,13 @@ from tickhouse_dagster.market.corrections import (
     without_corrected,
 )
 from tickhouse_dagster.storage.bar_builds import BarBuild, superseded
+from tickhouse_dagster.storage.commit_retry import Backoff, retry_commit
+from tickhouse_dagster.storage.row_filters import at_least, at_most, equal_to, is_in
 
 log = logging.getLogger(__name__)
 
 COMMIT_ATTEMPTS = 10
+COMMIT_BACKOFF = Backoff(COMMIT_ATTEMPTS, first_delay=0.1, max_delay=5.0)
 WRITE_CHUNK_ROWS = 2_000_000  # rows encoded to Parquet at a time by `write_file_ticks`
 
 TABLE_PROPERTIES = {
@@ -137,18 +129,6 @@ class _Superseded(Exception):
     def __init__(self, build: BarBuild, bars_snapshot_id: int | None) -> None:
         super().__init__(f"bars of {build.trade_date} already built from newer ticks")
         self.build, self.bars_snapshot_id = build, bars_snapshot_id
-
-
-def _is_retryable(exc: Exception) -> bool:
-    if isinstance(exc, CommitFailedException):
-        return True
-    # pyiceberg's own commit retry refuses a stale plan when a concurrent commit touched the same
-    # rows (e.g. a compaction rewrote this file's data files): nothing was committed, and the
-    # next attempt replans from the current table, so starting again is safe.
-    if isinstance(exc, ValidationException):
-        return True
-    # SQLite catalogs report a concurrent writer as "database is locked".
-    return type(exc).__name__ == "OperationalError" and "locked" in str(exc)
 
 
 @dataclass(frozen=True)
@@ -259,23 +239,18 @@ class Lakehouse:
     def _commit(self, name: str, apply: Callable[[Transaction], int]) -> Commit:
         """One transaction on table `name` (`apply` stages its changes and returns the rows it
         appends), retried from a fresh table on a concurrent writer's conflict."""
-        for attempt in range(1, COMMIT_ATTEMPTS + 1):
+
+        def attempt_once(attempt: int) -> Commit:
             table = self.table(name)
             before = table.current_snapshot()
-            try:
-                # A first ingest deletes nothing; that is expected, not worth a warning (also
-                # not when pyiceberg replays the delete on its own retry, as the commit ends).
-                with warnings.catch_warnings(), table.transaction() as tx:
-                    warnings.filterwarnings("ignore", message="Delete operation did not match")
-                    rows = apply(tx)
-                return self._commit_summary(name, table, before, rows, attempt)
-            except Exception as exc:
-                if not _is_retryable(exc) or attempt == COMMIT_ATTEMPTS:
-                    raise
-                delay = min(0.1 * 2**attempt, 5.0) * random.uniform(0.5, 1.5)
-                log.warning("%s: concurrent commit, retrying in %.2fs (%s)", name, delay, exc)
-                time.sleep(delay)
-        raise AssertionError("unreachable")
+            # A first ingest deletes nothing; that is expected, not worth a warning (also not
+            # when pyiceberg replays the delete on its own retry, as the commit ends).
+            with warnings.catch_warnings(), table.transaction() as tx:
+                warnings.filterwarnings("ignore", message="Delete operation did not match")
+                rows = apply(tx)
+            return self._commit_summary(name, table, before, rows, attempt)
+
+        return retry_commit(name, attempt_once, COMMIT_BACKOFF)
 
     def _commit_summary(
         self, name: str, table: Table, before: object, rows: int, attempts: int
@@ -324,7 +299,7 @@ class Lakehouse:
 
         days = _trade_dates(parsed_batches) if recorded else set()
         if not own.num_rows and not self._corrections_for_days(days).num_rows:
-            commit = self._replace(TICKS_TABLE, EqualTo("source_file", source_file), new_rows)
+            commit = self._replace(TICKS_TABLE, equal_to("source_file", source_file), new_rows)
             return replace(commit, file_rows=commit.rows_written)
 
         file_rows = 0
@@ -367,9 +342,9 @@ class Lakehouse:
             parsed = parsed.filter(is_correction(parsed["trans_type"]))
             own.append(corrections_from_parsed(parsed, ticks_from_parsed(parsed, ingested_at)))
         found = pa.concat_tables(own) if own else CORRECTIONS_ARROW.empty_table()
-        stale = recorded and self._has_rows(CORRECTIONS_TABLE, EqualTo("source_file", source_file))
+        stale = recorded and self._has_rows(CORRECTIONS_TABLE, equal_to("source_file", source_file))
         if found.num_rows or stale:
-            self._replace(CORRECTIONS_TABLE, EqualTo("source_file", source_file), lambda: [found])
+            self._replace(CORRECTIONS_TABLE, equal_to("source_file", source_file), lambda: [found])
         return found
 
     def _has_rows(self, name: str, row_filter: BooleanExpression | None = None) -> bool:
@@ -386,7 +361,7 @@ class Lakehouse:
         table = self.table(CORRECTIONS_TABLE)
         if table.current_snapshot() is None:
             return CORRECTIONS_ARROW.empty_table()
-        scan = table.scan(row_filter=In("trade_date", [d.isoformat() for d in days]))
+        scan = table.scan(row_filter=is_in("trade_date", [d.isoformat() for d in days]))
         return scan.to_arrow().cast(CORRECTIONS_ARROW)
 
     def write_file_ticks(
@@ -436,7 +411,7 @@ class Lakehouse:
         otherwise be checked against them, which `replace_file_ticks` does."""
 
         commit = self.replace_data_files(
-            TICKS_TABLE, EqualTo("source_file", source_file), data_files
+            TICKS_TABLE, equal_to("source_file", source_file), data_files
         )
         return replace(commit, file_rows=commit.rows_written)
 
@@ -476,7 +451,7 @@ class Lakehouse:
         if table.current_snapshot() is None or not source_files:
             return totals
         days = sorted({d.isoformat() for d in trade_dates})
-        row_filter = And(In("trade_date", days), In("source_file", list(source_files)))
+        row_filter = And(is_in("trade_date", days), is_in("source_file", list(source_files)))
         scan = table.scan(
             row_filter=row_filter,
             selected_fields=("source_file", "quantity"),
@@ -505,7 +480,7 @@ class Lakehouse:
             [(source_file, data_files)] = files.items()
             return self.commit_file_ticks(source_file, data_files)
         every = [data_file for data_files in files.values() for data_file in data_files]
-        return self.replace_data_files(TICKS_TABLE, In("source_file", list(files)), every)
+        return self.replace_data_files(TICKS_TABLE, is_in("source_file", list(files)), every)
 
     def trades_in(self, windows: pa.Table) -> pa.Table:
         """Rows of committed landing files inside `windows` (quality.trade_ranges.WINDOWS_ARROW:
@@ -518,7 +493,7 @@ class Lakehouse:
             return schema.empty_table()
         days = sorted({d.isoformat() for d in windows["trade_date"].to_pylist()})
         files = sorted(set(windows["source_file"].to_pylist()))
-        row_filter = And(In("trade_date", days), In("source_file", files))
+        row_filter = And(is_in("trade_date", days), is_in("source_file", files))
         scan = table.scan(row_filter=row_filter, selected_fields=(*columns, "source_file"))
         rows = scan.to_arrow().select(schema.names).cast(schema)
         inside = query_arrow(
@@ -541,7 +516,7 @@ class Lakehouse:
         days = [d.isoformat() for d in trade_dates]
         counts: dict[date, int] = {}
         position = [f.name for f in table.spec().fields].index("trade_date")
-        for task in table.scan(row_filter=In("trade_date", days)).plan_files():
+        for task in table.scan(row_filter=is_in("trade_date", days)).plan_files():
             if task.delete_files:
                 return None
             day = _EPOCH + timedelta(days=task.file.partition[position])
@@ -558,7 +533,7 @@ class Lakehouse:
         if build is None:
             return self._replace(
                 bar_table_name(interval),
-                EqualTo("trade_date", trade_date.isoformat()),
+                equal_to("trade_date", trade_date.isoformat()),
                 lambda: [bars.cast(BARS_ARROW)],
             )
         properties = build.properties()
@@ -568,9 +543,11 @@ class Lakehouse:
             newer = superseded(tx.table_metadata, build)
             if newer is not None:
                 raise _Superseded(newer, tx.table_metadata.current_snapshot_id)
-            tx.delete(EqualTo("trade_date", trade_date.isoformat()), snapshot_properties=properties)
+            tx.delete(
+                equal_to("trade_date", trade_date.isoformat()), snapshot_properties=properties
+            )
             tx.append(rows, snapshot_properties=properties)
-            return rows.num_rows
+            return int(rows.num_rows)
 
         name = bar_table_name(interval)
         try:
@@ -600,7 +577,9 @@ class Lakehouse:
         if table.current_snapshot() is None:
             return schema.empty_table()
         scan = table.scan(
-            row_filter=In("trade_date", days), selected_fields=tuple(names), snapshot_id=snapshot_id
+            row_filter=is_in("trade_date", days),
+            selected_fields=tuple(names),
+            snapshot_id=snapshot_id,
         )
         return scan.to_arrow().select(names).cast(schema)
 
@@ -620,12 +599,10 @@ class Lakehouse:
         table = self.table(TICKS_TABLE)
         if table.current_snapshot() is None:
             return TICKS_ARROW.empty_table()
-        row_filter: BooleanExpression = In("trade_date", days)
+        row_filter: BooleanExpression = is_in("trade_date", days)
         if between is not None:
             low, high = (t.isoformat() for t in between)
-            row_filter = And(
-                row_filter, And(GreaterThanOrEqual("ts", low), LessThanOrEqual("ts", high))
-            )
+            row_filter = And(row_filter, And(at_least("ts", low), at_most("ts", high)))
         tasks = list(table.scan(row_filter=row_filter, snapshot_id=snapshot_id).plan_files())
         if not isinstance(table.io, PyArrowFileIO) or any(t.delete_files for t in tasks):
             return self.ticks_for_days(trade_dates, snapshot_id=snapshot_id)
@@ -667,7 +644,7 @@ class Lakehouse:
         if table.current_snapshot() is None:
             return BARS_ARROW.empty_table()
         scan = table.scan(
-            row_filter=EqualTo("trade_date", trade_date.isoformat()), snapshot_id=snapshot_id
+            row_filter=equal_to("trade_date", trade_date.isoformat()), snapshot_id=snapshot_id
         )
         return scan.to_arrow().cast(BARS_ARROW)
 
@@ -692,7 +669,7 @@ def write_data_files(table: Table, rows: pa.Table) -> list[DataFile]:
     )
     days = pc.unique(rows["trade_date"]) if by_trade_date else []
     if not by_trade_date or len(days) != 1:
-        return list(_dataframe_to_data_files(table.metadata, rows, table.io))
+        return list(dataframe_to_data_files(table.metadata, rows, table.io))
     task = WriteTask(
         write_uuid=uuid.uuid4(),
         task_id=0,
@@ -707,25 +684,25 @@ def write_data_files(table: Table, rows: pa.Table) -> list[DataFile]:
     return list(write_file(table.io, table.metadata, iter([task])))
 
 
-def _key_mask(table: pa.Table, keys: set[tuple]) -> pa.Array:
+def _key_mask(table: pa.Table, keys: set[tuple[Any, ...]]) -> pa.Array:
     return pa.array(
         [tuple(row.values()) in keys for row in table.select(list(TRADE_KEY)).to_pylist()],
         pa.bool_(),
     )
 
 
-def _file_or_trades(source_file: str, keys: set[tuple]) -> BooleanExpression:
+def _file_or_trades(source_file: str, keys: set[tuple[Any, ...]]) -> BooleanExpression:
     """The rows of a file, and every row of the trades its corrections name."""
     trades = [
         And(
-            EqualTo("venue", venue),
-            EqualTo("symbol", symbol),
-            EqualTo("trade_date", trade_date.isoformat()),
-            EqualTo("trade_id", trade_id),
+            equal_to("venue", venue),
+            equal_to("symbol", symbol),
+            equal_to("trade_date", trade_date.isoformat()),
+            equal_to("trade_id", trade_id),
         )
         for venue, symbol, trade_date, trade_id in sorted(keys)
     ]
-    return reduce(Or, trades, EqualTo("source_file", source_file))
+    return reduce(Or, trades, equal_to("source_file", source_file))
 
 
 def _trade_dates(parsed_batches: Callable[[], Iterable[pa.RecordBatch]]) -> set[date]:

@@ -12,8 +12,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path, PurePosixPath
-from typing import IO, Any, Protocol
+from typing import IO, TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlparse
+
+if TYPE_CHECKING:  # the boto3 stubs are a dev dependency
+    from mypy_boto3_s3 import S3Client
+    from mypy_boto3_s3.type_defs import CopySourceTypeDef, HeadObjectOutputTypeDef, ObjectTypeDef
 
 TICK_FILE_SUFFIXES = (".xml", ".xml.gz")
 QUARANTINE_PREFIX = "_quarantine/"
@@ -101,7 +105,7 @@ class LocalLanding:
     def iter_files(self, start_after: str = "") -> Iterator[LandingFile]:
         if not self.root.is_dir():
             return
-        keys = []
+        keys: list[str] = []
         for directory, subdirs, files in os.walk(self.root):
             subdirs[:] = [d for d in subdirs if not d.startswith((".", "_"))]
             rel = Path(directory).relative_to(self.root).as_posix()
@@ -171,7 +175,7 @@ class _BodyReader(io.RawIOBase):
         super().close()
 
 
-def _s3_client(endpoint_url: str | None, region: str) -> Any:
+def _s3_client(endpoint_url: str | None, region: str) -> S3Client:
     """One client per endpoint, region and credentials in a process: making one costs 0.1–0.3 s
     (boto3 loads its service model), and a run opens the landing store several times. boto3
     clients are thread-safe. Credentials come from the standard chain; the environment's are
@@ -189,7 +193,9 @@ def _s3_client(endpoint_url: str | None, region: str) -> Any:
 
 
 @cache
-def _cached_s3_client(endpoint_url: str | None, region: str, _chain: tuple[str | None, ...]) -> Any:
+def _cached_s3_client(
+    endpoint_url: str | None, region: str, _chain: tuple[str | None, ...]
+) -> S3Client:
     import boto3
     from botocore.config import Config
 
@@ -204,6 +210,10 @@ def _cached_s3_client(endpoint_url: str | None, region: str, _chain: tuple[str |
             read_timeout=60,
         ),
     )
+
+
+def _etag(obj: ObjectTypeDef | HeadObjectOutputTypeDef) -> str:
+    return obj.get("ETag", "").strip('"')
 
 
 class S3Landing:
@@ -236,17 +246,15 @@ class S3Landing:
                     yield self._file(key, obj)
 
     @staticmethod
-    def _file(key: str, obj: dict) -> LandingFile:
-        modified = obj["LastModified"].timestamp()
+    def _file(key: str, obj: ObjectTypeDef) -> LandingFile:
         return LandingFile(
-            key,
-            obj.get("Size", obj.get("ContentLength", 0)),
-            int(modified * 1e9),
-            obj.get("ETag", "").strip('"'),
+            key, obj.get("Size", 0), int(obj["LastModified"].timestamp() * 1e9), _etag(obj)
         )
 
     def stat(self, key: str) -> LandingFile:
-        return self._file(key, self.client.head_object(Bucket=self.bucket, Key=self._key(key)))
+        head = self.client.head_object(Bucket=self.bucket, Key=self._key(key))
+        modified = head["LastModified"].timestamp()
+        return LandingFile(key, head.get("ContentLength", 0), int(modified * 1e9), _etag(head))
 
     def open(self, key: str) -> IO[bytes]:
         body = self.client.get_object(Bucket=self.bucket, Key=self._key(key))["Body"]
@@ -258,7 +266,7 @@ class S3Landing:
 
     def move(self, key: str, to_key: str) -> None:
         # S3 has no rename: copy, then delete; a crash in between leaves both, never neither.
-        source = {"Bucket": self.bucket, "Key": self._key(key)}
+        source: CopySourceTypeDef = {"Bucket": self.bucket, "Key": self._key(key)}
         self.client.copy_object(Bucket=self.bucket, Key=self._key(to_key), CopySource=source)
         self.client.delete_object(Bucket=self.bucket, Key=self._key(key))
 

@@ -23,25 +23,25 @@ finding those means listing the warehouse, which pyiceberg does not do; see docs
 from __future__ import annotations
 
 import logging
-import random
-import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import TypeVar
 
 import pyarrow as pa
-from pyiceberg.exceptions import CommitFailedException, ValidationException
-from pyiceberg.expressions import EqualTo
+from pyiceberg.expressions import BooleanExpression
 from pyiceberg.table import Table
 from pyiceberg.table.snapshots import Snapshot
 
+from tickhouse_dagster.storage.commit_retry import Backoff, retry_commit
 from tickhouse_dagster.storage.lakehouse import Lakehouse
+from tickhouse_dagster.storage.row_filters import equal_to
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 MAINTENANCE_ATTEMPTS = 5
+MAINTENANCE_BACKOFF = Backoff(MAINTENANCE_ATTEMPTS, first_delay=0.2, max_delay=10.0)
 DEFAULT_RETENTION_HOURS = 168
 DEFAULT_RETAIN_LAST = 5
 # Marks compaction commits, so a reader of the snapshot history can tell them from data changes.
@@ -79,32 +79,8 @@ class Expiry:
     cutoff: datetime
 
 
-def _retryable(exc: Exception) -> bool:
-    # CommitFailed: another writer won and pyiceberg's own retries ran out; Validation: a
-    # concurrent commit touched the same rows, so this attempt's plan is stale. Both mean "start
-    # again from the current table". SQLite catalogs report a concurrent writer as locked.
-    if isinstance(exc, CommitFailedException | ValidationException):
-        return True
-    return type(exc).__name__ == "OperationalError" and "locked" in str(exc)
-
-
-def _with_retries(name: str, attempt_once: Callable[[int], T]) -> T:
-    for attempt in range(1, MAINTENANCE_ATTEMPTS + 1):
-        try:
-            return attempt_once(attempt)
-        except Exception as exc:
-            if not _retryable(exc) or attempt == MAINTENANCE_ATTEMPTS:
-                raise
-            delay = min(0.2 * 2**attempt, 10.0) * random.uniform(0.5, 1.5)
-            log.warning(
-                "%s: concurrent commit, maintenance retries in %.2fs (%s)", name, delay, exc
-            )
-            time.sleep(delay)
-    raise AssertionError("unreachable")
-
-
-def _day_filter(day: date) -> EqualTo:
-    return EqualTo("trade_date", day.isoformat())
+def _day_filter(day: date) -> BooleanExpression:
+    return equal_to("trade_date", day.isoformat())
 
 
 def _manifest_count(table: Table, snapshot: Snapshot | None) -> int:
@@ -185,8 +161,10 @@ def compact_trade_date(
     house: Lakehouse, table_name: str, day: date, min_files: int = 2
 ) -> Compaction:
     """Rewrite one trade date of a table into as few files as its target file size allows."""
-    return _with_retries(
-        table_name, lambda attempt: compact_once(house.table(table_name), day, attempt, min_files)
+    return retry_commit(
+        table_name,
+        lambda attempt: compact_once(house.table(table_name), day, attempt, min_files),
+        MAINTENANCE_BACKOFF,
     )
 
 
@@ -271,9 +249,10 @@ def expire_snapshots(
     window = retention if retention is not None else retention_window()
     cutoff = (now or datetime.now(UTC)) - window
     keep = retain_last if retain_last is not None else retain_last_setting()
-    return _with_retries(
+    return retry_commit(
         table_name,
         lambda attempt: _expire_once(house, table_name, cutoff, keep, delete_files),
+        MAINTENANCE_BACKOFF,
     )
 
 

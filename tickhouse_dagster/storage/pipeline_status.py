@@ -10,13 +10,12 @@ cannot; a listing of the landing store.
 
 from __future__ import annotations
 
-import os
 import time
 from collections import defaultdict
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
-from pathlib import Path
+from pathlib import PurePosixPath
 
 import pyarrow as pa
 
@@ -24,12 +23,7 @@ from tickhouse_dagster.contract import TICKS_TABLE, bar_table_name
 from tickhouse_dagster.market.venues import Venue
 from tickhouse_dagster.quality.bar_freshness import Verdict, judge, watched
 from tickhouse_dagster.storage.lakehouse import Lakehouse
-from tickhouse_dagster.storage.landing import (
-    QUARANTINE_PREFIX,
-    LandingStore,
-    LocalLanding,
-    S3Landing,
-)
+from tickhouse_dagster.storage.landing import QUARANTINE_PREFIX, LandingStore
 
 REASON_SUFFIX = ".reason.json"
 _STATUS_COLUMNS = ("venue", "source_file", "ingested_at")
@@ -135,28 +129,10 @@ def _from_rows(rows: pa.Table) -> TicksFigures:
 
 def quarantined_keys(store: LandingStore) -> Iterator[str]:
     """Keys of the quarantined landing files (under `_quarantine/`), without their
-    `.reason.json` companions."""
-    list_keys = getattr(store, "list_keys", None)
-    if list_keys is not None:  # the landing store's own prefix listing (the quarantine's)
-        yield from (k for k in list_keys(QUARANTINE_PREFIX) if not k.endswith(REASON_SUFFIX))
-    elif isinstance(store, LocalLanding):
-        root = store.root / QUARANTINE_PREFIX.rstrip("/")
-        for directory, _, names in os.walk(root):
-            for name in names:
-                if name.endswith(REASON_SUFFIX) or name.startswith("."):
-                    continue  # a reason file, or a partial write in flight
-                yield (Path(directory) / name).relative_to(store.root).as_posix()
-    elif isinstance(store, S3Landing):
-        pages = store.client.get_paginator("list_objects_v2").paginate(
-            Bucket=store.bucket, Prefix=store.prefix + QUARANTINE_PREFIX
-        )
-        for page in pages:
-            for obj in page.get("Contents", []):
-                key = obj["Key"][len(store.prefix) :]
-                if not key.endswith(REASON_SUFFIX):
-                    yield key
-    else:
-        raise TypeError(f"cannot list the quarantine of a {type(store).__name__}")
+    `.reason.json` companions or a partial write in flight (a dot file)."""
+    for key in store.list_keys(QUARANTINE_PREFIX):
+        if not key.endswith(REASON_SUFFIX) and not PurePosixPath(key).name.startswith("."):
+            yield key
 
 
 def bars_updated_at(lakehouse: Lakehouse, interval: str = "1m") -> dict[date, datetime]:

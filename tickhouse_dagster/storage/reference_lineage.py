@@ -21,11 +21,11 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
-from typing import Literal
+from typing import Any, Literal
 
 import pyarrow as pa
 import pyarrow.compute as pc
-from pyiceberg.expressions import AlwaysTrue, And, EqualTo, In
+from pyiceberg.expressions import AlwaysTrue, And
 
 from tickhouse_dagster.contract import (
     BAR_INTERVALS,
@@ -47,6 +47,7 @@ from tickhouse_dagster.market.reference_data import (
 )
 from tickhouse_dagster.market.venues import Venue
 from tickhouse_dagster.storage.lakehouse import Commit, Lakehouse
+from tickhouse_dagster.storage.row_filters import equal_to, is_in
 
 DAILY_BARS = bar_table_name("1d")  # the bar table whose days tell which days have bars
 BAR_TABLES = tuple(bar_table_name(i) for i in BAR_INTERVALS)
@@ -61,7 +62,7 @@ def _rows(
     trade_date: date | None = None,
     source_file: str | None = None,
     recorded_at: datetime,
-) -> list[dict]:
+) -> list[dict[str, Any]]:
     return [
         {
             "built": built,
@@ -82,11 +83,11 @@ def record_bars_reference(
     """After the bars of `day` were replaced in the tables of `bars` (bar table name → the
     day's bars), record the reference data of each venue that has bars in each."""
     now = datetime.now(UTC)
-    rows: list[dict] = []
+    rows: list[dict[str, Any]] = []
     for table, day_bars in bars.items():
         names = sorted(n for n in pc.unique(day_bars["venue"]).to_pylist() if n is not None)
         rows += _rows(table, (venues[n] for n in names), trade_date=day, recorded_at=now)
-    predicate = And(EqualTo("trade_date", day.isoformat()), In("built", list(bars)))
+    predicate = And(equal_to("trade_date", day.isoformat()), is_in("built", list(bars)))
     return house.replace_reference_records(
         predicate, pa.Table.from_pylist(rows, schema=REFERENCE_ARROW)
     )
@@ -108,7 +109,7 @@ def record_ticks_reference(
             TICKS_BUILT, (venues[n] for n in sorted(names)), source_file=key, recorded_at=now
         )
     ]
-    predicate = And(EqualTo("built", TICKS_BUILT), In("source_file", list(files)))
+    predicate = And(equal_to("built", TICKS_BUILT), is_in("source_file", list(files)))
     return house.replace_reference_records(
         predicate, pa.Table.from_pylist(rows, schema=REFERENCE_ARROW)
     )
@@ -204,9 +205,9 @@ class StaleReport:
 
 
 def _recorded_venue(house: Lakehouse, name: str, recorded: str) -> Venue:
-    [reference] = house.reference_records(["reference"], EqualTo("fingerprint", recorded), limit=1)[
-        "reference"
-    ].to_pylist()
+    [reference] = house.reference_records(
+        ["reference"], equal_to("fingerprint", recorded), limit=1
+    )["reference"].to_pylist()
     return venue_from_reference(name, reference)
 
 
@@ -230,7 +231,7 @@ def find_stale(
     report = StaleReport()
     current = {name: fingerprint(v) for name, v in venues.items()}
     columns = ["built", "venue", "trade_date", "source_file", "fingerprint"]
-    only_bars = In("built", list(BAR_TABLES)) if ticks == "skip" else None
+    only_bars = is_in("built", list(BAR_TABLES)) if ticks == "skip" else None
     records = house.reference_records(columns, only_bars).to_pylist()
     old: dict[tuple[str, str], Venue] = {}
 
@@ -295,7 +296,7 @@ def _moved_ticks(
     if table.current_snapshot() is None:
         return []
     scan = table.scan(
-        row_filter=And(EqualTo("venue", before.name), In("source_file", list(keys))),
+        row_filter=And(equal_to("venue", before.name), is_in("source_file", list(keys))),
         selected_fields=("source_file", "ts", "trade_date"),
     )
     rows = scan.to_arrow()

@@ -83,4 +83,5 @@ def changed_span(ticks: Table, trade_date: date, since_snapshot_id: int) -> Chan
 
 def _instant(bound: bytes) -> datetime:
     micros = from_bytes(TimestamptzType(), bound)
+    assert isinstance(micros, int), f"a timestamptz bound decodes to {micros!r}"
     return datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=micros)

@@ -22,7 +22,7 @@ from datetime import date
 
 import pyarrow as pa
 import pyarrow.compute as pc
-from pyiceberg.expressions import BooleanExpression, In
+from pyiceberg.expressions import BooleanExpression
 
 from tickhouse_dagster.contract import TICKS_TABLE, TRADE_ID_RANGES_ARROW, TRADE_ID_RANGES_TABLE
 from tickhouse_dagster.quality.trade_ranges import (
@@ -31,6 +31,7 @@ from tickhouse_dagster.quality.trade_ranges import (
     ranges_by_file,
 )
 from tickhouse_dagster.storage.lakehouse import Commit, Lakehouse
+from tickhouse_dagster.storage.row_filters import is_in
 
 
 class TradeIndex:
@@ -126,7 +127,7 @@ class TradeIndex:
 
 
 def _on_days(days: Sequence[date]) -> BooleanExpression:
-    return In("trade_date", [d.isoformat() for d in days])
+    return is_in("trade_date", [d.isoformat() for d in days])
 
 
 def _by_day(rows: pa.Table, days: Iterable[date]) -> dict[date, pa.Table]:

@@ -1,11 +1,13 @@
 """Which storage errors are worth retrying: the network, the object store or the catalog being
-briefly unavailable or busy. Everything else (bad input, bugs) fails at once."""
+briefly unavailable or busy. Everything else (bad input, bugs) fails at once. An Iceberg commit
+that lost to a concurrent writer (CommitFailedException, ValidationException) is not one of them:
+`storage.commit_retry` has already retried it where the commit is made, and a step retry would
+only multiply those attempts."""
 
 from __future__ import annotations
 
 _TRANSIENT_NAMES = frozenset(
     {
-        "CommitFailedException",  # a concurrent Iceberg writer won
         "OperationalError",  # SQL catalog connection lost / database locked
         "InterfaceError",
         "EndpointConnectionError",

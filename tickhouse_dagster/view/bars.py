@@ -11,10 +11,11 @@ import altair as alt
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
-from pyiceberg.expressions import And, EqualTo, GreaterThanOrEqual, LessThanOrEqual
+from pyiceberg.expressions import And
 
 from tickhouse_dagster.contract import BAR_INTERVALS, bar_table_name
 from tickhouse_dagster.storage.lakehouse import Lakehouse
+from tickhouse_dagster.storage.row_filters import at_least, at_most, equal_to
 
 INTERVAL_LENGTH = {
     "1m": timedelta(minutes=1),
@@ -58,10 +59,10 @@ def read_bars(
     if table.current_snapshot() is None:
         return pa.table({})
     row_filter = And(
-        EqualTo("venue", instrument.venue),
-        EqualTo("symbol", instrument.symbol),
-        GreaterThanOrEqual("trade_date", first.isoformat()),
-        LessThanOrEqual("trade_date", last.isoformat()),
+        equal_to("venue", instrument.venue),
+        equal_to("symbol", instrument.symbol),
+        at_least("trade_date", first.isoformat()),
+        at_most("trade_date", last.isoformat()),
     )
     bars = table.scan(row_filter=row_filter).to_arrow()
     return bars.sort_by("bar_start")
@@ -86,7 +87,7 @@ def chart_frame(bars: pa.Table, interval: str, timezone: ZoneInfo) -> pd.DataFra
 
 def candlestick_chart(
     df: pd.DataFrame, interval: str, title: str, time_title: str
-) -> tuple[alt.LayerChart, alt.Chart]:
+) -> tuple[alt.LayerChart | alt.FacetChart, alt.Chart]:
     """Candles (a rule from low to high, a bar from open to close, green when the close is not
     below the open) and the volume bars below them. Two charts rather than a Vega-Lite concat:
     a concat does not fit the page width; equal y-axis widths keep the two time axes aligned."""

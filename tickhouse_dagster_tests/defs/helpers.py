@@ -38,12 +38,10 @@ def materialized(result: ExecuteInProcessResult) -> set[AssetKey]:
 
 
 def check_results(result: ExecuteInProcessResult) -> dict[tuple[str, str], bool]:
-    out = {}
-    for event in result.all_events:
-        if event.event_type_value == "ASSET_CHECK_EVALUATION":
-            data = event.event_specific_data
-            out[("/".join(data.asset_key.path), data.check_name)] = data.passed
-    return out
+    return {
+        ("/".join(e.asset_key.path), e.check_name): e.passed
+        for e in result.get_asset_check_evaluations()
+    }
 
 
 def step_error(result: ExecuteInProcessResult) -> str:

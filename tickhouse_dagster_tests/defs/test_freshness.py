@@ -8,7 +8,14 @@ from __future__ import annotations
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-from dagster import AssetCheckKey, AssetKey, SensorResult, SkipReason, build_sensor_context
+from dagster import (
+    AssetCheckKey,
+    AssetCheckSeverity,
+    AssetKey,
+    SensorResult,
+    SkipReason,
+    build_sensor_context,
+)
 from dagster._core.test_utils import freeze_time
 
 from tickhouse_dagster.defs.freshness import CHECK_NAME, bars_freshness_sensor
@@ -78,13 +85,9 @@ def test_freshness_goes_stale_when_bars_stop_and_fresh_when_they_return(
         run = definitions.resolve_job_def("check_bars_freshness").execute_in_process(
             instance=instance, raise_on_error=False
         )
-    evaluations = [
-        e.event_specific_data
-        for e in run.all_events
-        if e.event_type_value == "ASSET_CHECK_EVALUATION"
-    ]
+    evaluations = run.get_asset_check_evaluations()
     assert len(evaluations) == 4 and not any(e.passed for e in evaluations)
-    assert {e.severity.value for e in evaluations} == {"WARN"}
+    assert {e.severity for e in evaluations} == {AssetCheckSeverity.WARN}
 
     # Bars arrive again: fresh on the next tick.
     with freeze_time(seoul(10, 20)):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import date
+from pathlib import Path
 
 from dagster import AssetKey
 
@@ -95,3 +96,25 @@ def test_forced_profile_and_unrecognised_file(resources, instance):
     forced = ingest(definitions, instance, "odd/named.xml", profile="fixml")
     assert not forced.success
     assert "root element <tickhouse> is not a 'fixml' file" in step_error(forced)
+
+
+def _staged_files(resources) -> list[str]:
+    root = Path(resources["staging"].uri)
+    return sorted(p.name for p in root.rglob("*") if p.is_file()) if root.exists() else []
+
+
+def test_staged_ticks_are_deleted_after_the_commit_and_after_a_refusal(resources, instance):
+    """Staging holds a file's parsed ticks for one run: gone once they are committed, and gone
+    when a blocking check refuses the file (`ticks` then never runs to delete them)."""
+    definitions = definitions_with(resources)
+    store = resources["landing"].store()
+    store.write("KRX/a.xml", trades(("1", "09:00:00", "71000", 5)))
+    committed = ingest(definitions, instance, "KRX/a.xml")
+    assert committed.success, step_error(committed)
+    assert _staged_files(resources) == []
+
+    store.write("KRX/b.xml", trades(("2", "09:00:00", "-5", 5)))  # price <= 0: tick_values fails
+    refused = ingest(definitions, instance, "KRX/b.xml")
+    assert not refused.success
+    assert check_results(refused)[("staging/parsed_ticks", "tick_values")] is False
+    assert _staged_files(resources) == []

@@ -5,6 +5,7 @@ while the others are kept, and the touched-days sensor following its commits."""
 from __future__ import annotations
 
 from datetime import date
+from pathlib import Path
 
 from dagster import AssetKey, build_sensor_context
 
@@ -21,12 +22,7 @@ RAW, PARSED, TICKS = (
 
 def verdicts(result) -> dict[tuple[str, str], bool]:
     """(check, file) → passed, for every check evaluation of a batch run."""
-    out = {}
-    for event in result.all_events:
-        if event.event_type_value == "ASSET_CHECK_EVALUATION":
-            data = event.event_specific_data
-            out[(data.check_name, data.partition)] = data.passed
-    return out
+    return {(e.check_name, e.partition): e.passed for e in result.get_asset_check_evaluations()}
 
 
 def run_batch(definitions, instance, keys):
@@ -66,17 +62,17 @@ def test_batch_records_every_file_like_the_per_file_job(resources, instance):
     assert ("rows_match_parsed", "KRX/bad.xml") not in checks
     rows = resources["lakehouse"].lakehouse().ticks_for_days([date(2024, 1, 2)])
     assert sorted(set(rows["source_file"].to_pylist())) == ["KRX/a.xml", "KRX/b.xml"]
+    staging = Path(resources["staging"].uri)  # committed and refused files: nothing staged left
+    assert not [p for p in staging.rglob("*") if p.is_file()]
 
     # The run built the bars of the day its committed files touched (the refused file does not
     # stop them), with the bars' checks; so the touched-days sensor has nothing to request.
     bar_keys = {AssetKey(["market", f"ohlcv_{i}"]) for i in ("1m", "5m", "1h", "1d")}
     assert bar_keys <= materialized(result)
     bar_checks = {
-        (e.event_specific_data.asset_key, e.event_specific_data.check_name)
-        for e in result.all_events
-        if e.event_type_value == "ASSET_CHECK_EVALUATION"
-        and e.event_specific_data.partition == "2024-01-02"
-        and e.event_specific_data.passed
+        (e.asset_key, e.check_name)
+        for e in result.get_asset_check_evaluations()
+        if e.partition == "2024-01-02" and e.passed
     }
     assert bar_checks == {
         (key, name) for key in bar_keys for name in ("ohlc_invariants", "reconciles_with_ticks")

@@ -23,11 +23,10 @@ DAY = "2024-01-02"
 
 def observations(result) -> dict[str, dict]:
     out = {}
-    for event in result.all_events:
-        if event.event_type_value == "ASSET_OBSERVATION":
-            observation = event.event_specific_data.asset_observation
-            metadata = {k: v.value for k, v in observation.metadata.items()}
-            out["/".join(observation.asset_key.path)] = metadata
+    for event in result.get_asset_observation_events():
+        observation = event.asset_observation_data.asset_observation
+        metadata = {k: v.value for k, v in observation.metadata.items()}
+        out["/".join(observation.asset_key.path)] = metadata
     return out
 
 

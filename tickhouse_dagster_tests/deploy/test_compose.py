@@ -13,6 +13,7 @@ import json
 import re
 import secrets
 import time
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,7 @@ from tickhouse_dagster_tests.deploy.conftest import (
     Validator,
     build_validator,
 )
+from tickhouse_dagster_tests.deploy.test_dockerfile import image_command
 
 pytestmark = pytest.mark.timeout(960)  # a cold validator build compiles compose-go
 
@@ -259,11 +261,11 @@ def test_workspace_points_at_the_code_server(compose_model: dict[str, Any]) -> N
     assert server["host"] in compose_model["services"]
     code = compose_model["services"][server["host"]]
     assert code["healthcheck"]["test"][-2:] == ["-p", str(server["port"])]
-    dockerfile = (PROJECT_ROOT / "Dockerfile").read_text()
-    assert f'"-p", "{server["port"]}"' in dockerfile
-    assert f'"--location-name", "{server["location_name"]}"' in dockerfile
-    pyproject = (PROJECT_ROOT / "pyproject.toml").read_text()
-    assert f'code_location_name = "{server["location_name"]}"' in pyproject
+    command = image_command()  # the image's CMD: the code server the workspace points at
+    assert command[command.index("-p") + 1] == str(server["port"])
+    assert command[command.index("--location-name") + 1] == server["location_name"]
+    pyproject = tomllib.loads((PROJECT_ROOT / "pyproject.toml").read_text())
+    assert pyproject["tool"]["dagster"]["code_location_name"] == server["location_name"]
 
 
 def test_postgres_and_seaweedfs_reuse_the_infra_files(compose_model: dict[str, Any]) -> None:
@@ -392,10 +394,18 @@ def test_resolved_credentials_come_only_from_the_env_file(
     )
 
 
-def test_later_services_have_a_place(compose_model: dict[str, Any]) -> None:
-    text = COMPOSE_FILE.read_text()
-    assert "# superset:" in text
-    assert "superset" not in compose_model["services"]
+def test_superset_is_not_deployed_by_compose(
+    compose_validator: Validator, compose_model: dict[str, Any]
+) -> None:
+    """Superset runs from its own venv (infra/superset, docs/superset.md), not as a service: the
+    file renders strictly (an unset variable is an error) from an env file with no Superset
+    setting, and no service or variable of it is Superset's."""
+    rendered = compose_validator.run()
+    assert rendered.returncode == 0, rendered.stderr
+    model = json.loads(rendered.stdout)
+    assert model["services"].keys() == compose_model["services"].keys()
+    assert not any("superset" in name for name in model["services"])
+    assert "SUPERSET" not in json.dumps(model)
 
 
 def test_the_validator_build_is_cached(compose_validator: Validator) -> None:

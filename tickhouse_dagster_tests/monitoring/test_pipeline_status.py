@@ -96,6 +96,7 @@ def test_figures_per_venue_from_table_metadata(lakehouse: Lakehouse, store: Loca
     ingest(lakehouse, "KRX/a.xml", ["KRX"] * 5, t3)  # re-ingested: replaces its 3 rows
     store.write("_quarantine/KRX/bad.xml", b"<broken")
     store.write("_quarantine/KRX/bad.xml.reason.json", b"{}")
+    (store.root / "_quarantine/KRX/.bad2.xml.part").write_bytes(b"<in flight")  # not yet moved
 
     status = pipeline_status(store, lakehouse)
     assert status.ticks.method == "metadata"  # no Parquet read: manifests were enough

@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from dagster import DagsterInstance
+from dagster import DagsterEventType, DagsterInstance
 from pyiceberg.exceptions import CommitFailedException
 
 from tickhouse_dagster.defs.partitions import landing_files
@@ -156,24 +156,33 @@ class RunThread(threading.Thread):
         return self.summary
 
 
+_STEP_KINDS = (
+    DagsterEventType.STEP_START,
+    DagsterEventType.STEP_UP_FOR_RETRY,
+    DagsterEventType.STEP_RESTARTED,
+    DagsterEventType.STEP_FAILURE,
+)
+
+
 def summarise(result: Any, seconds: float, commits: dict[str, int]) -> dict[str, Any]:
     steps: list[tuple[str, str]] = []
     waits: list[float] = []
     checks: dict[str, dict[str, Any]] = {}
     ticks: dict[str, Any] = {}
     for event in result.all_events:
-        kind = event.event_type_value
-        if kind in ("STEP_START", "STEP_UP_FOR_RETRY", "STEP_RESTARTED", "STEP_FAILURE"):
-            steps.append((kind, event.step_key))
+        if event.event_type in _STEP_KINDS:
+            steps.append((event.event_type.value, event.step_key))
         if event.is_step_up_for_retry:
             waits.append(float(event.step_retry_data.seconds_to_wait or 0))
-        if kind == "ASSET_CHECK_EVALUATION":
-            data = event.event_specific_data
-            checks[data.check_name] = {"passed": data.passed, "description": data.description}
         if event.is_step_materialization:
             materialization = event.step_materialization_data.materialization
             if materialization.asset_key.path == ["market", "ticks"]:
                 ticks = {k: v.value for k, v in materialization.metadata.items()}
+    for evaluation in result.get_asset_check_evaluations():
+        checks[evaluation.check_name] = {
+            "passed": evaluation.passed,
+            "description": evaluation.description,
+        }
     return {
         "success": result.success,
         "failure": None if result.success else failure_reason(result),

@@ -331,13 +331,9 @@ def house(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lakehouse]:
 def _failure_text(result) -> str:
     """What the run says went wrong: the step error, or the failed blocking check."""
     text = step_error(result)
-    for event in result.all_events:
-        if (
-            event.event_type_value == "ASSET_CHECK_EVALUATION"
-            and not event.event_specific_data.passed
-        ):
-            data = event.event_specific_data
-            text += " " + str(data.description) + " " + str(data.metadata)
+    for evaluation in result.get_asset_check_evaluations():
+        if not evaluation.passed:
+            text += " " + str(evaluation.description) + " " + str(evaluation.metadata)
     return text
 
 

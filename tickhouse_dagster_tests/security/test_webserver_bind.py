@@ -13,6 +13,7 @@ import subprocess
 import yaml
 
 from tickhouse_dagster.settings import PROJECT_ROOT
+from tickhouse_dagster_tests.deploy.test_dockerfile import image_command
 
 WEBSERVER = re.compile(r"dagster(?:-webserver|\s+dev)\b")
 
@@ -42,11 +43,7 @@ def test_make_dev_binds_loopback_by_default():
 
 
 def test_no_webserver_binds_all_interfaces_except_inside_the_compose_container():
-    files = [
-        PROJECT_ROOT / "Makefile",
-        PROJECT_ROOT / "Dockerfile",
-        PROJECT_ROOT / "workspace.yaml",
-    ]
+    files = [PROJECT_ROOT / "Makefile", PROJECT_ROOT / "workspace.yaml"]
     files += [p for p in (PROJECT_ROOT / "infra").rglob("*") if p.is_file()]
     files += [p for p in (PROJECT_ROOT / "bench").rglob("*.py")]
     compose = PROJECT_ROOT / "infra" / "compose" / "docker-compose.yaml"
@@ -65,3 +62,8 @@ def test_no_webserver_binds_all_interfaces_except_inside_the_compose_container()
     command = service["command"]
     assert command[command.index("-h") + 1] == "0.0.0.0"  # the container's own interface
     assert [str(p).split(":")[0] for p in service["ports"]] == ["127.0.0.1"]
+    # The image's own command binds 0.0.0.0 too: the code server's gRPC port, inside the
+    # container network (compose publishes no port of it), not a webserver.
+    image = image_command()
+    assert image[:3] == ["dagster", "code-server", "start"], image
+    assert "ports" not in yaml.safe_load(compose.read_text())["services"]["tickhouse-code"]

@@ -37,6 +37,7 @@ from tickhouse_dagster.defs.resources import (
 from tickhouse_dagster.defs.retries import retry_transient
 from tickhouse_dagster.engine.catch_up import set_aside
 from tickhouse_dagster.engine.commit import commit_parsed, trade_copies_of, verify_commit
+from tickhouse_dagster.engine.feed import SNIFF_BYTES
 from tickhouse_dagster.engine.landing_file import (
     HashingReader,
     ParsedFile,
@@ -91,7 +92,7 @@ def raw_tick_xml(
         with retry_transient(context):
             file = store.stat(key)
             with HashingReader(store.open(key)) as reader:
-                head = reader.read(64 * 1024)
+                head = reader.read(SNIFF_BYTES)
                 while reader.read(1 << 20):
                     pass
     except (FileNotFoundError, LandingKeyError) as exc:
@@ -156,7 +157,8 @@ def parsed_ticks(
                 forced_profile=config.profile,
             )
             index = TradeIndex(house)
-            copies = trade_copies_of(house, index, key, parsed.staged) if parsed.ok else None
+            staged = parsed.staged if parsed.ok else None
+            copies = trade_copies_of(house, index, key, staged) if staged is not None else None
     except (LandingKeyError, FileNotFoundError) as exc:
         raise _bad_input(key, f"{type(exc).__name__}: {exc}") from exc
     if copies is not None and not copies.conflicts.passed:
@@ -177,6 +179,10 @@ def parsed_ticks(
     )
     for outcome in parsed_checks(parsed, copies, where):
         yield outcome.result()
+    if parsed.refusal is not None:
+        # A blocking check failed: `ticks` will not run for these rows, so nothing else would
+        # delete them (the file itself is quarantined; a retry parses it again).
+        parsed.staged.delete()
 
 
 @asset(

@@ -1,0 +1,77 @@
+"""The private library APIs behind tickhouse_dagster/compat/: an upgrade that renames, moves or
+changes one fails here, by name, before any run does."""
+
+from __future__ import annotations
+
+import inspect
+from datetime import UTC, date, datetime
+
+import pytest
+from dagster import DagsterInvalidDefinitionError, StaticPartitionsDefinition
+from dagster._core.test_utils import freeze_time
+
+from tickhouse_dagster.compat import dagster_private, pyiceberg_private
+from tickhouse_dagster.storage.lakehouse import Lakehouse, ticks_from_parsed, write_data_files
+from tickhouse_dagster.storage.row_filters import is_in
+from tickhouse_dagster_tests.market.test_bars import tick
+from tickhouse_dagster_tests.storage.test_lakehouse import parsed
+
+
+def test_dagster_refuses_exactly_the_partition_keys_valid_partition_key_refuses():
+    bad = dagster_private.INVALID_PARTITION_SUBSTRINGS
+    assert "..." in bad and all(isinstance(s, str) and s for s in bad)
+    for substring in bad:
+        key = f"2024/01/02{substring}krx.xml"
+        assert not dagster_private.valid_partition_key(key)
+        with pytest.raises(DagsterInvalidDefinitionError):
+            StaticPartitionsDefinition([key])
+    good = "2024/01/02/krx-ticks.xml.gz"
+    assert dagster_private.valid_partition_key(good)
+    assert StaticPartitionsDefinition([good]).get_partition_keys() == [good]
+
+
+def test_current_datetime_is_dagsters_clock():
+    now = dagster_private.current_datetime()
+    assert now.tzinfo is not None and abs((datetime.now(UTC) - now).total_seconds()) < 60
+    frozen = datetime(2024, 1, 2, 9, 30, tzinfo=UTC)
+    with freeze_time(frozen):
+        assert dagster_private.current_datetime() == frozen
+
+
+def test_pyiceberg_write_functions_keep_their_signatures():
+    def parameters(function: object) -> list[str]:
+        return list(inspect.signature(function).parameters)
+
+    assert parameters(pyiceberg_private.dataframe_to_data_files)[:3] == [
+        "table_metadata",
+        "df",
+        "io",
+    ]
+    assert parameters(pyiceberg_private.write_file) == ["io", "table_metadata", "tasks"]
+    fields = parameters(pyiceberg_private.WriteTask)
+    assert {"write_uuid", "task_id", "schema", "record_batches", "partition_key"} <= set(fields)
+
+
+@pytest.mark.parametrize("days", [[date(2024, 1, 2)], [date(2024, 1, 2), date(2024, 1, 3)]])
+def test_written_data_files_commit_the_rows_to_their_partitions(house: Lakehouse, days):
+    """One trade date goes through WriteTask + write_file, several through
+    _dataframe_to_data_files: both must give data files a commit adds as they are."""
+    rows = ticks_from_parsed(
+        parsed(
+            [
+                tick("09:00:00", str(n), "100", 1, day=day, source="a.xml")
+                for n, day in enumerate(days)
+            ]
+        ),
+        datetime(2024, 1, 2, 10, tzinfo=UTC),
+    )
+    table = house.table("ticks")
+    data_files = write_data_files(table, rows)
+    assert sorted(f.partition[0] for f in data_files) == sorted(
+        (d - date(1970, 1, 1)).days for d in days
+    )
+    house.replace_data_files("ticks", is_in("source_file", ["a.xml"]), data_files)
+    stored = house.table("ticks").scan().to_arrow()
+    assert stored.num_rows == len(days)
+    assert sorted(stored["trade_date"].to_pylist()) == days
+    assert sorted(stored["trade_id"].to_pylist()) == sorted(rows["trade_id"].to_pylist())
