@@ -55,7 +55,10 @@ def wait_until_idle(url: str) -> list[dict]:
     def idle() -> list[dict] | None:
         data = graphql(url, RUNS)
         runs = data["runsOrError"]["results"] if data else []
-        bars_built = any(r["jobName"] == "rebuild_bars" and r["status"] == "SUCCESS" for r in runs)
+        # The ingest runs build the bars of the days they touch (decision 1602).
+        bars_built = any(
+            r["jobName"] == "ingest_landing_batch" and r["status"] == "SUCCESS" for r in runs
+        )
         return runs if bars_built and all(r["status"] in DONE for r in runs) else None
 
     return wait_for("the sample day's ingest and bars", idle, timeout=300)
