@@ -1,1 +1,0 @@
-"""spark-submit-able jobs (each file runs as a Spark driver script)."""
