@@ -21,7 +21,13 @@ import pytest
 from dagster import DagsterInstance, SensorResult, build_sensor_context
 
 from tickhouse_dagster.batch import parse_to_staging
-from tickhouse_dagster.contract import BAR_INTERVALS, REFERENCE_TABLE, TICKS_TABLE, bar_table_name
+from tickhouse_dagster.contract import (
+    BAR_INTERVALS,
+    CORRECTIONS_TABLE,
+    REFERENCE_TABLE,
+    TICKS_TABLE,
+    bar_table_name,
+)
 from tickhouse_dagster.defs.resources import resolved_resources
 from tickhouse_dagster.defs.sensors import touched_days_sensor
 from tickhouse_dagster.spark.session import apply_runtime_conf, catalog_conf
@@ -37,7 +43,7 @@ from tickhouse_dagster_tests.samples import two_profile_sample
 
 pytestmark = pytest.mark.slow
 
-CORRECTED = {"KRX/corr/0900.fixml": ORIGINAL, "KRX/corr/1000-corrections.fixml": CORRECTION}
+CORRECTED = {"KRX/corr/0900.fixml.xml": ORIGINAL, "KRX/corr/1000-corrections.fixml.xml": CORRECTION}
 
 
 def _upload(files: dict[str, bytes]) -> None:
@@ -121,8 +127,8 @@ def test_spark_cluster_via_pipes_gives_the_python_engines_ticks_and_bars(
         assert sum(m["rows_written"].value for m in events.values()) == 4000 + 3
         assert events[keys[-1]]["trade_dates"].value == "2024-01-03"
         assert events[keys[0]]["engine"].value == f"spark (submit, {spark_cluster})"
-        assert events["KRX/corr/1000-corrections.fixml"]["corrections"].value == 2
-        assert events["KRX/corr/0900.fixml"]["written_by"].value == "spark-overwrite"
+        assert events["KRX/corr/1000-corrections.fixml.xml"]["corrections"].value == 2
+        assert events["KRX/corr/0900.fixml.xml"]["written_by"].value == "spark-overwrite"
         assert events[keys[-1]]["parser"].value == "xml2arrow"  # the project's compiled parser
         assert events[keys[0]]["dagster/table_name"].value == f"{spark_ns}.ticks"
         logs = [e.message for e in instance.all_logs(run.run_id) if e.message]
@@ -142,7 +148,7 @@ def test_spark_cluster_via_pipes_gives_the_python_engines_ticks_and_bars(
     python_ticks, spark_ticks = _rows(python_ns, TICKS_TABLE), _rows(spark_ns, TICKS_TABLE)
     assert len(python_ticks) == 4003
     assert spark_ticks == python_ticks  # every column but ingested_at, decimals exact
-    for table in ("corrections", *(bar_table_name(i) for i in BAR_INTERVALS)):
+    for table in (CORRECTIONS_TABLE, *(bar_table_name(i) for i in BAR_INTERVALS)):
         python_rows = _rows(python_ns, table)
         assert python_rows and _rows(spark_ns, table) == python_rows, table
     python_records = _rows(python_ns, REFERENCE_TABLE)
