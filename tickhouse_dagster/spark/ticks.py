@@ -1,18 +1,17 @@
 """Landing files → `market.ticks` on Spark, with the Python engine's own parser and rules running
 inside Spark tasks (docs/decisions/1701-spark-runs-the-project-parser.md).
 
-1. Parse (Spark tasks, one landing file per task): each task runs `parse_landing_file` — the very
-   function the Python engine's worker processes run: the compiled fast path or lxml, the
-   blocking value rules with the trade-date rule, the session / tick-grid rule — and stages the
-   parsed rows as an Arrow IPC file. The driver collects one small `ParsedFile` per file.
+1. Parse (Spark tasks, a few per core, files packed by size): for each file a task runs
+   `parse_landing_file`, the very function the Python engine's worker processes run (the
+   compiled fast path or lxml, the blocking value rules with the trade-date rule, the session /
+   tick-grid rule) and stages the parsed rows as an Arrow IPC file. The driver collects one small `ParsedFile` per file.
 2. Decide (driver): a refused file fails the whole job with the Python engine's own refusal
    (file, record, line, field, reason) before anything is committed; the copies check
    (`engine.commit.group_copies_of`) runs on the group, as the Python committer runs it.
 3. Write (Spark tasks + Iceberg's Spark runtime): files without corrections are replaced in one
-   Iceberg commit, each task turning one staged file into `market.ticks` rows (Arrow batches,
+   Iceberg commit, each task turning its staged files into `market.ticks` rows (Arrow batches,
    `mapInArrow`) — overwrite by `source_file`, or a copy-on-write MERGE when a data file also
-   holds rows of a file that stays. One task writes one landing file, so data files never mix
-   landing files and a later re-ingest of a subset is a plain overwrite again.
+   holds rows of a file that stays (a task writes several landing files into one data file).
 4. Corrections (driver): a file carrying cancels / replaces, or one whose trade dates have
    corrections on record, is committed by the Python engine's `commit_parsed` (the corrections
    table and the same cancel / replace planning, `Lakehouse.replace_file_ticks`), after the bulk
@@ -25,7 +24,7 @@ from __future__ import annotations
 import bisect
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -173,12 +172,38 @@ def parse_one(task: ParseTask, key: str) -> TaskResult:
     return TaskResult(parsed, corrections, time.perf_counter() - started, where)
 
 
-def parse_files(spark: SparkSession, task: ParseTask, keys: Sequence[str]) -> list[TaskResult]:
-    """Parse every key in Spark tasks (one file per task), in key order. Nothing is written to
-    the table; refused files come back with their refusal."""
-    ordered = list(keys)
-    rdd = spark.sparkContext.parallelize(ordered, max(1, len(ordered)))
-    return rdd.map(lambda key: parse_one(task, key)).collect()
+def task_groups(sizes: Mapping[str, int], tasks: int) -> list[list[str]]:
+    """Keys packed into at most `tasks` groups of about equal bytes (largest first, each to the
+    lightest group), every group in key order. A Python task costs a fixed few hundred ms on top
+    of its files (worker hand-over, function and result transfer): packing a backfill's files
+    into a few tasks per core instead of one task per file saves that many times over."""
+    groups: list[list[str]] = [[] for _ in range(max(1, min(tasks, len(sizes))))]
+    loads = [0] * len(groups)
+    for key in sorted(sizes, key=lambda k: (-sizes[k], k)):
+        lightest = loads.index(min(loads))
+        groups[lightest].append(key)
+        loads[lightest] += sizes[key]
+    return [sorted(g) for g in groups if g]
+
+
+def tasks_for(spark: SparkSession) -> int:
+    """Tasks per stage: two per core the job has, so one slow file leaves little idle."""
+    return 2 * max(1, spark.sparkContext.defaultParallelism)
+
+
+def parse_files(
+    spark: SparkSession,
+    task: ParseTask,
+    keys: Sequence[str],
+    sizes: Mapping[str, int] | None = None,
+) -> list[TaskResult]:
+    """Parse every key in Spark tasks (files packed by size, `task_groups`), in key order.
+    Nothing is written to the table; refused files come back with their refusal."""
+    sizes = dict(sizes) if sizes else {key: 1 for key in keys}
+    groups = task_groups({k: sizes.get(k, 1) for k in keys}, tasks_for(spark))
+    rdd = spark.sparkContext.parallelize(groups, len(groups))
+    results = rdd.flatMap(lambda group: [parse_one(task, key) for key in group]).collect()
+    return sorted(results, key=lambda r: r.parsed.key)
 
 
 def absolute(uri: str) -> str:
@@ -231,10 +256,17 @@ def staged_ticks(ingested_at: datetime) -> Any:
 
 
 def ticks_frame(
-    spark: SparkSession, staged: Sequence[tuple[str, str]], ingested_at: datetime
+    spark: SparkSession,
+    staged: Sequence[tuple[str, str]],
+    ingested_at: datetime,
+    rows: Mapping[str, int] | None = None,
 ) -> DataFrame:
-    """A DataFrame of the staged files' ticks rows, one Spark partition per landing file."""
-    keys = spark.sparkContext.parallelize(list(staged), max(1, len(staged)))
+    """A DataFrame of the staged files' ticks rows; the files are packed into Spark partitions
+    by their rows (`task_groups`), each written by one task."""
+    uris = dict(staged)
+    groups = task_groups({k: (rows or {}).get(k, 1) for k in uris}, tasks_for(spark))
+    pairs = [[(key, uris[key]) for key in group] for group in groups]
+    keys = spark.sparkContext.parallelize(pairs, len(pairs)).flatMap(lambda group: group)
     return spark.createDataFrame(keys, _STAGED_SPARK).mapInArrow(
         staged_ticks(ingested_at), TICKS_SPARK
     )
@@ -319,6 +351,11 @@ def replace_file_ticks(
 # --- the job ----------------------------------------------------------------------------------
 
 
+def _step(log: Any, started: float, what: str) -> None:
+    if log:
+        log(f"spark ingest: {what} at {time.perf_counter() - started:.1f} s")
+
+
 def _discard(results: Sequence[TaskResult]) -> None:
     for result in results:
         if result.parsed.staged is not None:
@@ -352,7 +389,8 @@ def ingest_files(
         landing, feed, Staging(absolute(staging_uri), uuid.uuid4().hex), forced_profile
     )
 
-    results = parse_files(spark, task, keys)
+    store = landing.open()
+    results = parse_files(spark, task, keys, {key: store.stat(key).size for key in keys})
     parse_seconds = time.perf_counter() - started
     try:
         refused = [r.parsed for r in results if not r.parsed.ok]
@@ -364,6 +402,7 @@ def ingest_files(
                 refusal_message(first.key, first.refusal) + more, first.key, first.refusal
             )
         parsed = [r.parsed for r in results]
+        _step(log, started, "parsed")
         index = TradeIndex(house)
         copies = group_copies_of(house, index, parsed)
         for item in parsed:
@@ -371,6 +410,7 @@ def ingest_files(
                 refusal = Refusal.of_findings(copies[item.key].conflicts, "conflicts")
                 raise SparkIngestError(refusal_message(item.key, refusal), item.key, refusal)
 
+        _step(log, started, "copies checked")
         corrected_days = house.corrections_for_days(
             {d for p in parsed if p.staged is not None for d in p.staged.trade_date_values()}
         )
@@ -392,7 +432,10 @@ def ingest_files(
                 {p.key: p.staged.id_ranges[0] for p in bulk if p.staged and p.staged.id_ranges}
             )
             rows = ticks_frame(
-                spark, [(p.key, p.staged.uri) for p in bulk if p.staged], ingested_at
+                spark,
+                [(p.key, p.staged.uri) for p in bulk if p.staged],
+                ingested_at,
+                {p.key: p.staged.rows for p in bulk if p.staged},
             )
             method, snapshot_id = replace_file_ticks(spark, table, rows, [p.key for p in bulk])
             if log:
@@ -405,9 +448,11 @@ def ingest_files(
             if log:
                 log(f"{item.key}: committed with {commit.corrections} cancels / replaces")
         write_seconds = time.perf_counter() - write_started
+        _step(log, started, "written")
 
         days = {d for p in parsed if p.staged is not None for d in p.staged.trade_date_values()}
         stored = house.file_totals(keys, days, snapshot_id) if snapshot_id is not None else {}
+        _step(log, started, "read back")
     finally:
         _discard(results)
 
