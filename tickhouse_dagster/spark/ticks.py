@@ -4,7 +4,8 @@ inside Spark tasks (docs/decisions/1701-spark-runs-the-project-parser.md).
 1. Parse (Spark tasks, a few per core, files packed by size): for each file a task runs
    `parse_landing_file`, the very function the Python engine's worker processes run (the
    compiled fast path or lxml, the blocking value rules with the trade-date rule, the session /
-   tick-grid rule) and stages the parsed rows as an Arrow IPC file. The driver collects one small `ParsedFile` per file.
+   tick-grid rule) and stages the parsed rows as an Arrow IPC file. The driver collects one
+   small `ParsedFile` per file.
 2. Decide (driver): a refused file fails the whole job with the Python engine's own refusal
    (file, record, line, field, reason) before anything is committed; the copies check
    (`engine.commit.group_copies_of`) runs on the group, as the Python committer runs it.
