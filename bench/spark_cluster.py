@@ -3,7 +3,7 @@ Spark standalone cluster with 1 and with 2 workers, beside the Python engine, on
 in the same storage (SeaweedFS landing and warehouse, PostgreSQL JDBC catalog).
 
     eval "$(infra/local/stack env)"; infra/local/stack up spark
-    python -m bench.spark_cluster [--data DIR] [--repeat 3] [--out docs/benchmarks.md]
+    python -m bench.spark_cluster [--ticks 1000000] [--files 10] [--repeat 3] [--out FILE]
 
 - `python`: the Python engine's bulk ingest (`engine.catch_up.iter_ingest_files`, what
   `tickhouse ingest` runs, every check, no bars) with 2 worker processes on the 2 cores;
@@ -32,9 +32,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
+from bench.data import bench_spec, ensure_data_set
 from bench.report import write_section
 
-DEFAULT_DATA = Path.home() / ".cache" / "tickhouse" / "bench-data" / "1000000-10"
 SECTION = "spark-cluster"
 
 
@@ -198,7 +198,8 @@ def report(runs: dict[str, Runs], data: Path, ticks: int, files: int, master: st
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.spark_cluster", description=__doc__)
-    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    parser.add_argument("--ticks", type=int, default=1_000_000, help="data set: ticks in a day")
+    parser.add_argument("--files", type=int, default=10, help="data set: files of the day")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--master", default=os.environ.get("TICKHOUSE_SPARK_STANDALONE_URL"))
     parser.add_argument("--only", default="python,spark-1,spark-2")
@@ -206,8 +207,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not args.master:
         parser.error("no --master and no TICKHOUSE_SPARK_STANDALONE_URL (infra/local/stack env)")
-    meta = json.loads((args.data / "bench-data.json").read_text())
-    ticks = sum(int(f["ticks"]) for f in meta["files"])
+    data = ensure_data_set(bench_spec(args.ticks, args.files))  # generated once, then cached
+    args.data = data.root
+    ticks = data.ticks
     prefix = f"bench-spark-{uuid.uuid4().hex[:8]}/"
     keys = upload(args.data, prefix)
     wanted = args.only.split(",")
