@@ -331,6 +331,7 @@ def peer_spark(job: Job) -> Timed:
     from tickhouse_dagster.spark.ticks import (
         TICKS_SPARK,
         ParseTask,
+        _split_conf,
         parse_files,
         replace_file_ticks,
         ticks_frame,
@@ -361,19 +362,15 @@ def peer_spark(job: Job) -> Timed:
             LandingAddress(str(job.root)),
             Feed.load(),
             Staging(str(job.work / "staging"), uuid.uuid4().hex),
+            ingested_at=datetime.now(UTC),
         )
         sizes = {job.key(path): path.stat().st_size for path in job.files}
         results = parse_files(spark, task, keys, sizes)
         refused = [r.parsed for r in results if not r.parsed.ok]
         assert not refused, refused[0].refusal
-        staged = {r.parsed.key: r.parsed.staged for r in results if r.parsed.staged}
-        rows = ticks_frame(
-            spark,
-            [(key, s.uri) for key, s in staged.items()],
-            datetime.now(UTC),
-            {key: s.rows for key, s in staged.items()},
-        )
-        replace_file_ticks(spark, table, rows, keys)
+        uris = [r.ticks_parquet for r in results if r.ticks_parquet]
+        rows = ticks_frame(spark, uris)
+        replace_file_ticks(spark, table, rows, keys, _split_conf(spark, uris))
         written = spark.table(table).count()
     finally:
         spark.stop()

@@ -68,6 +68,8 @@ def drop_namespace(namespace: str) -> None:
     from tickhouse_dagster.defs.resources import resolved_resources
 
     catalog = resolved_resources()["lakehouse"].lakehouse().catalog
+    if namespace not in {n[0] for n in catalog.list_namespaces()}:
+        return  # the run failed before creating it
     for identifier in catalog.list_tables(namespace):
         catalog.purge_table(identifier)
     catalog.drop_namespace(namespace)
@@ -131,6 +133,8 @@ def run_spark(
     result = json.loads(done.stdout[done.stdout.index("{") :])
     executors = len(result["executors"])
     assert executors <= cores, f"{executors} executors for spark.cores.max={cores}"
+    steps = [line for line in done.stderr.splitlines() if "spark ingest:" in line]
+    print("  " + "; ".join(line.split("spark ingest: ", 1)[1] for line in steps))
     print(
         f"  spark cores.max={cores}: parse {result['parse_seconds']} s, write "
         f"{result['write_seconds']} s, tasks "

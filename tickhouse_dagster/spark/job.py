@@ -66,7 +66,7 @@ def run(spark: SparkSession, options: dict[str, Any], pipes: PipesContext | None
         keys = [f.key for f in address.open().iter_files()]
     name, conf = catalog_conf()
     apply_runtime_conf(spark, conf)
-    log = pipes.log.info if pipes else None
+    log = pipes.log.info if pipes else (lambda message: print(message, file=sys.stderr))
     if log:
         log(f"Spark {spark.version} ({spark.sparkContext.master}): {len(keys)} files")
     result = ingest_files(

@@ -9,10 +9,11 @@ inside Spark tasks (docs/decisions/1701-spark-runs-the-project-parser.md).
 2. Decide (driver): a refused file fails the whole job with the Python engine's own refusal
    (file, record, line, field, reason) before anything is committed; the copies check
    (`engine.commit.group_copies_of`) runs on the group, as the Python committer runs it.
-3. Write (Spark tasks + Iceberg's Spark runtime): files without corrections are replaced in one
-   Iceberg commit, each task turning its staged files into `market.ticks` rows (Arrow batches,
-   `mapInArrow`) — overwrite by `source_file`, or a copy-on-write MERGE when a data file also
-   holds rows of a file that stays (a task writes several landing files into one data file).
+3. Write (Iceberg's Spark runtime): files without corrections are replaced in one Iceberg commit.
+   Their parse task also wrote their `market.ticks` rows (the Python engine's `new_trades` +
+   `ticks_from_parsed`) as Parquet; Spark's own reader feeds them to the write, so the write
+   stage is JVM only — overwrite by `source_file`, or a copy-on-write MERGE when a data file also
+   holds rows of a file that stays (a write task writes several landing files into one file).
 4. Corrections (driver): a file carrying cancels / replaces, or one whose trade dates have
    corrections on record, is committed by the Python engine's `commit_parsed` (the corrections
    table and the same cancel / replace planning, `Lakehouse.replace_file_ticks`), after the bulk
@@ -23,15 +24,18 @@ No rule is written here: every check is the Python engine's.
 from __future__ import annotations
 
 import bisect
+import contextlib
 import time
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.parquet as pq
+from pyarrow import fs as pafs
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import (
@@ -46,7 +50,7 @@ from pyspark.sql.types import (
 from pyspark.sql.types import DateType as SparkDate
 
 from tickhouse_dagster.contract import TICKS_ARROW, TICKS_TABLE
-from tickhouse_dagster.engine.commit import commit_parsed, group_copies_of
+from tickhouse_dagster.engine.commit import commit_parsed, group_copies_of, id_ranges_of
 from tickhouse_dagster.engine.feed import Feed
 from tickhouse_dagster.engine.landing_file import (
     LandingAddress,
@@ -82,6 +86,9 @@ class ParseTask:
     feed: Feed
     staging: Staging
     forced_profile: str | None = None
+    # Set: a file without corrections also gets its ticks rows (stamped with this ingestion
+    # time) as a Parquet file beside its staging, which Spark's own reader feeds to the write.
+    ingested_at: datetime | None = None
 
 
 @dataclass
@@ -92,6 +99,7 @@ class TaskResult:
     corrections: bool  # the file carries cancels / replaces
     seconds: float
     executor: str
+    ticks_parquet: str | None = None  # its ticks rows for the Spark write (`write_ticks_rows`)
 
 
 @dataclass(frozen=True)
@@ -148,7 +156,8 @@ def _executor() -> str:
 
 def parse_one(task: ParseTask, key: str) -> TaskResult:
     """Run inside a Spark task: `parse_landing_file` on one key, staged under the run's staging
-    area. Bad input is the result's refusal; a storage error raises (Spark retries the task)."""
+    area (and, for a file without corrections, its ticks rows for the write). Bad input is the
+    result's refusal; a storage error raises (Spark retries the task)."""
     import os
     import socket
 
@@ -160,17 +169,49 @@ def parse_one(task: ParseTask, key: str) -> TaskResult:
         staging_uri=task.staging.uri_for(key),
         forced_profile=task.forced_profile,
     )
-    corrections = False
+    corrections, rows_uri = False, None
     if parsed.staged is not None:
         if parsed.ok:
             corrections = any(
                 has_corrections(b.column("trans_type")) for b in parsed.staged.batches()
             )
+            if not corrections and task.ingested_at is not None:
+                rows_uri = write_ticks_rows(parsed.staged, task.ingested_at)
         else:
             parsed.staged.delete()
             parsed.staged = None
     where = f"{socket.gethostname()}:{os.getpid()}"
-    return TaskResult(parsed, corrections, time.perf_counter() - started, where)
+    return TaskResult(parsed, corrections, time.perf_counter() - started, where, rows_uri)
+
+
+ROW_GROUP_ROWS = 128 * 1024  # so Spark can split a big file's rows over several write tasks
+
+
+def ticks_rows_uri(staged: StagedTicks) -> str:
+    return staged.uri + ".ticks.parquet"
+
+
+def write_ticks_rows(staged: StagedTicks, ingested_at: datetime) -> str:
+    """The file's new trades as `market.ticks` rows (the Python engine's `new_trades` and
+    `ticks_from_parsed`), as one Parquet file beside its staging; returns its URI."""
+    uri = ticks_rows_uri(staged)
+    filesystem, path = pafs.FileSystem.from_uri(uri)
+    try:
+        with pq.ParquetWriter(
+            path, TICKS_ARROW, filesystem=filesystem, compression="snappy"
+        ) as writer:
+            for table in new_trades(staged):
+                writer.write_table(ticks_from_parsed(table, ingested_at), ROW_GROUP_ROWS)
+    except BaseException:
+        delete_uri(uri)
+        raise
+    return uri
+
+
+def delete_uri(uri: str) -> None:
+    filesystem, path = pafs.FileSystem.from_uri(uri)
+    with contextlib.suppress(FileNotFoundError):
+        filesystem.delete_file(path)
 
 
 def task_groups(sizes: Mapping[str, int], tasks: int) -> list[list[str]]:
@@ -238,39 +279,33 @@ def _spark_type(arrow_type: pa.DataType) -> DataType:
 TICKS_SPARK = StructType(
     [StructField(f.name, _spark_type(f.type), f.nullable) for f in TICKS_ARROW]
 )
-_STAGED_SPARK = StructType(
-    [StructField("key", StringType(), False), StructField("uri", StringType(), False)]
-)
 
 
-def staged_ticks(ingested_at: datetime) -> Any:
-    """The `mapInArrow` function: each (key, staged uri) row → that file's new trades as ticks
-    rows (cancels / replaces are never among them: such files take the corrections path)."""
-
-    def rows(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        for batch in batches:
-            for uri in batch.column("uri").to_pylist():
-                for table in new_trades(StagedTicks(uri)):
-                    yield from ticks_from_parsed(table, ingested_at).to_batches()
-
-    return rows
+def hadoop_uri(uri: str) -> str:
+    """The URI Spark's file sources read: `s3://…` → `s3a://…`, a local path → `file:/…`."""
+    if uri.startswith("s3://"):
+        return "s3a://" + uri.removeprefix("s3://")
+    return uri if "://" in uri else Path(uri).resolve().as_uri()
 
 
-def ticks_frame(
-    spark: SparkSession,
-    staged: Sequence[tuple[str, str]],
-    ingested_at: datetime,
-    rows: Mapping[str, int] | None = None,
-) -> DataFrame:
-    """A DataFrame of the staged files' ticks rows; the files are packed into Spark partitions
-    by their rows (`task_groups`), each written by one task."""
-    uris = dict(staged)
-    groups = task_groups({k: (rows or {}).get(k, 1) for k in uris}, tasks_for(spark))
-    pairs = [[(key, uris[key]) for key in group] for group in groups]
-    keys = spark.sparkContext.parallelize(pairs, len(pairs)).flatMap(lambda group: group)
-    return spark.createDataFrame(keys, _STAGED_SPARK).mapInArrow(
-        staged_ticks(ingested_at), TICKS_SPARK
-    )
+def ticks_frame(spark: SparkSession, uris: Sequence[str]) -> DataFrame:
+    """The ticks rows the parse tasks wrote (`write_ticks_rows`), read by Spark's own Parquet
+    reader: the write stage is JVM only (no Python task, no Arrow hand-over per row)."""
+    return spark.read.schema(TICKS_SPARK).parquet(*(hadoop_uri(u) for u in uris))
+
+
+def _split_conf(spark: SparkSession, uris: Sequence[str]) -> dict[str, str]:
+    """File-source settings that cut the rows into about `tasks_for` write tasks (Spark would
+    pack a backfill's small files into one 128 MB partition: one writing core)."""
+    total = 0
+    for uri in uris:
+        filesystem, path = pafs.FileSystem.from_uri(uri)
+        total += filesystem.get_file_info(path).size or 0
+    per_task = max(1 << 20, total // tasks_for(spark) + 1)
+    return {
+        "spark.sql.files.maxPartitionBytes": str(per_task),
+        "spark.sql.files.openCostInBytes": str(min(per_task, 1 << 20)),
+    }
 
 
 def _needs_merge(spark: SparkSession, table: str, keys: Sequence[str]) -> bool:
@@ -296,15 +331,41 @@ def _needs_merge(spark: SparkSession, table: str, keys: Sequence[str]) -> bool:
     return False
 
 
-# One task = one landing file: its rows go out as they are (no shuffle, no sort), partitioned
-# by trade date inside the task (fanout writer).
-WRITE_OPTIONS = {"use-table-distribution-and-ordering": "false", "fanout-enabled": "true"}
+# A write task's rows go out as they are (no shuffle, no sort), partitioned by trade date inside
+# the task (fanout writer). The rows come from Parquet, which Spark reads as nullable: the
+# required columns are guaranteed by the parse tasks' rules (and enforced by the Parquet writer).
+WRITE_OPTIONS = {
+    "use-table-distribution-and-ordering": "false",
+    "fanout-enabled": "true",
+    "check-nullability": "false",
+}
 
 
 def replace_file_ticks(
+    spark: SparkSession,
+    table: str,
+    rows: DataFrame,
+    keys: Sequence[str],
+    conf: Mapping[str, str] | None = None,
+) -> tuple[str, int | None]:
+    """Make `table` hold exactly `rows` for the landing `keys`, in one Iceberg commit (`conf`:
+    session settings for the write only)."""
+    previous = {name: spark.conf.get(name, None) for name in conf or {}}
+    for name, value in (conf or {}).items():
+        spark.conf.set(name, value)
+    try:
+        return _replace_file_ticks(spark, table, rows, keys)
+    finally:
+        for name, value in previous.items():
+            if value is None:
+                spark.conf.unset(name)
+            else:
+                spark.conf.set(name, value)
+
+
+def _replace_file_ticks(
     spark: SparkSession, table: str, rows: DataFrame, keys: Sequence[str]
 ) -> tuple[str, int | None]:
-    """Make `table` hold exactly `rows` for the landing `keys`, in one Iceberg commit."""
     spark.catalog.refreshTable(table)
     if not _needs_merge(spark, table, keys):
         writer = rows.writeTo(table)
@@ -361,6 +422,8 @@ def _discard(results: Sequence[TaskResult]) -> None:
     for result in results:
         if result.parsed.staged is not None:
             result.parsed.staged.delete()
+        if result.ticks_parquet:
+            delete_uri(result.ticks_parquet)
 
 
 def ingest_files(
@@ -386,9 +449,8 @@ def ingest_files(
     ingested_at = ingested_at or datetime.now(UTC)
     table = f"{catalog}.{house.namespace}.{TICKS_TABLE}"
     house.ensure_tables()  # the tables exactly as the Python engine creates them
-    task = ParseTask(
-        landing, feed, Staging(absolute(staging_uri), uuid.uuid4().hex), forced_profile
-    )
+    staging = Staging(absolute(staging_uri), uuid.uuid4().hex)
+    task = ParseTask(landing, feed, staging, forced_profile, ingested_at)
 
     store = landing.open()
     results = parse_files(spark, task, keys, {key: store.stat(key).size for key in keys})
@@ -429,16 +491,16 @@ def ingest_files(
         method, snapshot_id = "none", None
         write_started = time.perf_counter()
         if bulk:
-            index.record(
-                {p.key: p.staged.id_ranges[0] for p in bulk if p.staged and p.staged.id_ranges}
+            index.record({p.key: id_ranges_of(p.staged)[0] for p in bulk if p.staged})
+            _step(log, started, "trade index recorded")
+            uris = [by_key[p.key].ticks_parquet or "" for p in bulk]
+            assert all(uris), "a file without corrections has its ticks rows"
+            rows = ticks_frame(spark, uris)
+            split = _split_conf(spark, uris)
+            method, snapshot_id = replace_file_ticks(
+                spark, table, rows, [p.key for p in bulk], split
             )
-            rows = ticks_frame(
-                spark,
-                [(p.key, p.staged.uri) for p in bulk if p.staged],
-                ingested_at,
-                {p.key: p.staged.rows for p in bulk if p.staged},
-            )
-            method, snapshot_id = replace_file_ticks(spark, table, rows, [p.key for p in bulk])
+            _step(log, started, f"Spark write committed ({method})")
             if log:
                 log(f"{table}: {len(bulk)} files written by Spark ({method})")
         commits = {}

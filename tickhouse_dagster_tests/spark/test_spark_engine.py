@@ -36,6 +36,7 @@ from tickhouse_dagster.spark.ticks import (
     ingest_files,
     replace_file_ticks,
     ticks_frame,
+    write_ticks_rows,
 )
 from tickhouse_dagster_tests.defs.helpers import definitions_with, ingest, rebuild_bars, step_error
 from tickhouse_dagster_tests.reliability.test_corrections import CORRECTION, ORIGINAL
@@ -172,12 +173,14 @@ def test_rerun_replaces_the_files_rows(spark, on_stack, tmp_path: Path):
     # them shorter needs the copy-on-write MERGE; the other file's rows stay as they were.
     name, _ = catalog_conf()
     table = f"{name}.{namespace}.{TICKS_TABLE}"
-    staged = [(k, f"{tmp_path}/{k.replace('/', '__')}.arrow") for k in keys[:2]]
     sample = tmp_path / "sample"
-    for key, uri in staged:
-        parse_to_staging(str(sample / key), key, str(tmp_path))
-        assert Path(uri).is_file()
-    mixed = ticks_frame(spark, staged, datetime.now(UTC)).coalesce(1)
+    uris = [
+        write_ticks_rows(
+            parse_to_staging(str(sample / k), k, str(tmp_path / "staging")), datetime.now(UTC)
+        )
+        for k in keys[:2]
+    ]
+    mixed = ticks_frame(spark, uris).coalesce(1)
     assert replace_file_ticks(spark, table, mixed, keys[:2])[0] == "overwrite"
     key = keys[0]
     lines = files[key].decode().splitlines()
