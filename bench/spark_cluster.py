@@ -35,7 +35,7 @@ from pathlib import Path
 from bench.data import bench_spec, ensure_data_set
 from bench.report import write_section
 
-SECTION = "spark-cluster"
+SECTION = "spark-cluster"  # + the data set, as `spark-cluster-3000000x10`
 
 
 @dataclass
@@ -130,10 +130,11 @@ def run_spark(
     wall = time.perf_counter() - started
     if done.returncode != 0:
         raise RuntimeError(f"spark-submit failed ({done.returncode}):\n{done.stderr[-3000:]}")
-    result = json.loads(done.stdout[done.stdout.index("{") :])
+    # spark-submit passes the driver's stderr (its log) through its stdout: the JSON comes last.
+    result = json.loads(done.stdout[done.stdout.rindex('\n{\n  "table"') :])
     executors = len(result["executors"])
     assert executors <= cores, f"{executors} executors for spark.cores.max={cores}"
-    steps = [line for line in done.stderr.splitlines() if "spark ingest:" in line]
+    steps = [line for line in done.stdout.splitlines() if "spark ingest:" in line]
     print("  " + "; ".join(line.split("spark ingest: ", 1)[1] for line in steps))
     print(
         f"  spark cores.max={cores}: parse {result['parse_seconds']} s, write "
@@ -243,7 +244,7 @@ def main(argv: list[str] | None = None) -> int:
     text = report(runs, args.data, ticks, len(keys), args.master)
     print(text)
     if args.out:
-        write_section(args.out, SECTION, text)
+        write_section(args.out, f"{SECTION}-{args.ticks}x{args.files}", text)
     return 0
 
 

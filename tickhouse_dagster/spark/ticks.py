@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import bisect
 import contextlib
+import threading
 import time
 import uuid
 from collections.abc import Mapping, Sequence
@@ -36,6 +37,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 from pyarrow import fs as pafs
+from pyiceberg.expressions import In
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import (
@@ -308,6 +310,38 @@ def _split_conf(spark: SparkSession, uris: Sequence[str]) -> dict[str, str]:
     }
 
 
+def needs_merge(house: Lakehouse, keys: Sequence[str]) -> bool:
+    """`_needs_merge` from the driver's own catalog client (pyiceberg): the scan planning prunes
+    by the full `source_file` bounds, so only the keys' data files are looked at and no Spark job
+    (no executor reading manifests) is needed."""
+    table = house.table(TICKS_TABLE)
+    if table.current_snapshot() is None or not keys:
+        return False
+    field = table.schema().find_field("source_file").field_id
+    for task in table.scan(row_filter=In("source_file", list(keys))).plan_files():
+        low = (task.file.lower_bounds or {}).get(field)
+        high = (task.file.upper_bounds or {}).get(field)
+        if low is None or high is None or low != high:
+            return True
+    return False
+
+
+def spark_snapshot(house: Lakehouse, application_id: str) -> int | None:
+    """The ticks snapshot this Spark application committed last (Iceberg records `spark.app.id`
+    in the snapshot summary), found from the current one backwards."""
+    table = house.table(TICKS_TABLE)
+    snapshot = table.current_snapshot()
+    for _ in range(100):
+        if snapshot is None:
+            return None
+        summary = snapshot.summary.additional_properties if snapshot.summary else {}
+        if summary.get("spark.app.id") == application_id:
+            return snapshot.snapshot_id
+        parent = snapshot.parent_snapshot_id
+        snapshot = table.snapshot_by_id(parent) if parent is not None else None
+    return None
+
+
 def _needs_merge(spark: SparkSession, table: str, keys: Sequence[str]) -> bool:
     """Whether some data file holds rows of a replaced key and of another file (then an overwrite
     by filter cannot drop whole files and a copy-on-write MERGE is needed). Reads only metadata:
@@ -347,14 +381,16 @@ def replace_file_ticks(
     rows: DataFrame,
     keys: Sequence[str],
     conf: Mapping[str, str] | None = None,
+    house: Lakehouse | None = None,
 ) -> tuple[str, int | None]:
     """Make `table` hold exactly `rows` for the landing `keys`, in one Iceberg commit (`conf`:
-    session settings for the write only)."""
+    session settings for the write only). With `house` (the same table through pyiceberg) the
+    metadata lookups are the driver's, else Spark metadata-table queries."""
     previous = {name: spark.conf.get(name, None) for name in conf or {}}
     for name, value in (conf or {}).items():
         spark.conf.set(name, value)
     try:
-        return _replace_file_ticks(spark, table, rows, keys)
+        return _replace_file_ticks(spark, table, rows, keys, house)
     finally:
         for name, value in previous.items():
             if value is None:
@@ -364,10 +400,15 @@ def replace_file_ticks(
 
 
 def _replace_file_ticks(
-    spark: SparkSession, table: str, rows: DataFrame, keys: Sequence[str]
+    spark: SparkSession,
+    table: str,
+    rows: DataFrame,
+    keys: Sequence[str],
+    house: Lakehouse | None,
 ) -> tuple[str, int | None]:
     spark.catalog.refreshTable(table)
-    if not _needs_merge(spark, table, keys):
+    merge = needs_merge(house, keys) if house is not None else _needs_merge(spark, table, keys)
+    if not merge:
         writer = rows.writeTo(table)
         for name, value in WRITE_OPTIONS.items():
             writer = writer.option(name, value)
@@ -403,6 +444,8 @@ def _replace_file_ticks(
         finally:
             spark.catalog.dropTempView(view)
         method = "merge"
+    if house is not None:
+        return method, spark_snapshot(house, spark.sparkContext.applicationId)
     snapshot = spark.sql(
         f"SELECT snapshot_id FROM {table}.history WHERE is_current_ancestor "
         "ORDER BY made_current_at DESC LIMIT 1"
@@ -411,6 +454,11 @@ def _replace_file_ticks(
 
 
 # --- the job ----------------------------------------------------------------------------------
+
+
+def _load_table(spark: SparkSession, table: str) -> None:
+    with contextlib.suppress(Exception):  # only a warm-up: the write reports real errors
+        spark.table(table).schema  # noqa: B018
 
 
 def _step(log: Any, started: float, what: str) -> None:
@@ -453,7 +501,12 @@ def ingest_files(
     task = ParseTask(landing, feed, staging, forced_profile, ingested_at)
 
     store = landing.open()
+    # The driver's first use of the Iceberg catalog (JDBC, S3 client, table metadata) costs a
+    # few seconds in a fresh JVM: paid while the parse tasks run instead of after them.
+    warm = threading.Thread(target=_load_table, args=(spark, table), daemon=True)
+    warm.start()
     results = parse_files(spark, task, keys, {key: store.stat(key).size for key in keys})
+    warm.join()
     parse_seconds = time.perf_counter() - started
     try:
         refused = [r.parsed for r in results if not r.parsed.ok]
@@ -498,7 +551,7 @@ def ingest_files(
             rows = ticks_frame(spark, uris)
             split = _split_conf(spark, uris)
             method, snapshot_id = replace_file_ticks(
-                spark, table, rows, [p.key for p in bulk], split
+                spark, table, rows, [p.key for p in bulk], split, house
             )
             _step(log, started, f"Spark write committed ({method})")
             if log:
