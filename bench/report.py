@@ -19,7 +19,7 @@ ROWS: dict[str, str] = {
     "bars": "project bar rebuild: one trade date, 4 bar tables",
     "pandas": "peer: `pandas.read_xml` → Arrow → pyiceberg append",
     "lxml": "peer: `lxml.etree.iterparse` loop → Arrow → pyiceberg append",
-    "spark": "Spark engine: project parser in Spark tasks → Iceberg (`local[2]`, with start-up)",
+    "spark": "peer: Spark 4 XML reader → Iceberg (`local[2]`, session start included)",
 }
 HEADER = (
     "measurement",

@@ -18,7 +18,7 @@ ROWS: dict[str, str] = {
     "expat": "floor: expat, no callbacks",
     "lxml": "peer: hand-written lxml loop + pyiceberg",
     "pandas": "peer: `pandas.read_xml` + pyiceberg",
-    "spark": "Spark engine: project parser in Spark tasks → Iceberg, `local[2]`",
+    "spark": "peer: Spark 4 XML → Iceberg, `local[2]`",
 }
 HEADER = (
     "path",

@@ -1,0 +1,1 @@
+"""spark-submit-able jobs (each file runs as a Spark driver script)."""
