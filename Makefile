@@ -114,9 +114,9 @@ bench: install
 # The Spark engine on a Spark standalone cluster (a master and 2 one-core workers on 127.0.0.1,
 # `infra/local/stack up spark`) with 1 and 2 workers, beside the Python engine, same files, same
 # storage; BENCH_SPARK_REPEAT runs each, interleaved (median and range), on one day of
-# BENCH_SPARK_TICKS ticks in BENCH_SPARK_FILES files (default the 1M-tick set of bench-quick).
+# BENCH_SPARK_TICKS ticks in BENCH_SPARK_FILES files (generated once into the bench-data cache).
 BENCH_SPARK_REPEAT ?= 3
-BENCH_SPARK_TICKS ?= 1000000
+BENCH_SPARK_TICKS ?= 3000000
 BENCH_SPARK_FILES ?= 10
 bench-spark: install
 	infra/local/stack up

@@ -231,3 +231,33 @@ def test_bad_file_fails_naming_it_and_writes_nothing(
     assert failure.value.source_file == "bad/trades_0900.xml"
     # Nothing was committed: neither the bad file's rows nor the good file's.
     assert _rows(namespace, TICKS_TABLE) == []
+
+
+def test_bad_file_on_the_cluster_fails_the_run_naming_it(spark_cluster: str, on_stack, tmp_path):
+    """Through Dagster Pipes from the standalone cluster: the step fails with the Python
+    engine's reason (file, record, line, field), its metadata says where, nothing is written."""
+    good = two_profile_sample(tmp_path / "sample")
+    good_key = sorted(good)[0]
+    _upload({good_key: good[good_key], "bad/trades_0900.xml": BAD_PRICE.encode()})
+    definitions = definitions_with(resolved_resources())
+    with DagsterInstance.ephemeral() as instance:
+        run = definitions.resolve_job_def("spark_backfill_ticks").execute_in_process(
+            instance=instance,
+            run_config={
+                "ops": {
+                    "spark_ingest_ticks": {
+                        "config": {
+                            "engine": "submit",
+                            "master": spark_cluster,
+                            "keys": [good_key, "bad/trades_0900.xml"],
+                        }
+                    }
+                }
+            },
+            raise_on_error=False,
+        )
+    assert not run.success
+    error = step_error(run)
+    assert "bad/trades_0900.xml, record 3, line 5, field price: '71100.1234567'" in error, error
+    assert not run.asset_materializations_for_node("spark_ingest_ticks")
+    assert _rows(on_stack["TICKHOUSE_NAMESPACE"], TICKS_TABLE) == []
