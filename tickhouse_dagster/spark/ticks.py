@@ -23,7 +23,6 @@ No rule is written here: every check is the Python engine's.
 
 from __future__ import annotations
 
-import bisect
 import contextlib
 import threading
 import time
@@ -311,9 +310,10 @@ def _split_conf(spark: SparkSession, uris: Sequence[str]) -> dict[str, str]:
 
 
 def needs_merge(house: Lakehouse, keys: Sequence[str]) -> bool:
-    """`_needs_merge` from the driver's own catalog client (pyiceberg): the scan planning prunes
-    by the full `source_file` bounds, so only the keys' data files are looked at and no Spark job
-    (no executor reading manifests) is needed."""
+    """Whether some data file holds rows of a replaced key and of another file (then an overwrite
+    by filter cannot drop whole files and a copy-on-write MERGE is needed). Asked of the driver's
+    own catalog client (pyiceberg): the scan planning prunes by the full `source_file` bounds, so
+    only the keys' data files are looked at and no Spark job reads manifests."""
     table = house.table(TICKS_TABLE)
     if table.current_snapshot() is None or not keys:
         return False
@@ -342,29 +342,6 @@ def spark_snapshot(house: Lakehouse, application_id: str) -> int | None:
     return None
 
 
-def _needs_merge(spark: SparkSession, table: str, keys: Sequence[str]) -> bool:
-    """Whether some data file holds rows of a replaced key and of another file (then an overwrite
-    by filter cannot drop whole files and a copy-on-write MERGE is needed). Reads only metadata:
-    the `source_file` bounds of the data files that hold more than one landing file."""
-    mixed = (
-        spark.table(f"{table}.files")
-        .select(
-            F.col("readable_metrics.source_file.lower_bound").alias("lo"),
-            F.col("readable_metrics.source_file.upper_bound").alias("hi"),
-        )
-        .where("lo IS NULL OR hi IS NULL OR lo <> hi")
-        .collect()
-    )
-    wanted = sorted(keys)
-    for lo, hi in mixed:
-        if lo is None or hi is None:
-            return True
-        first = bisect.bisect_left(wanted, lo)
-        if first < len(wanted) and wanted[first] <= hi:
-            return True
-    return False
-
-
 # A write task's rows go out as they are (no shuffle, no sort), partitioned by trade date inside
 # the task (fanout writer). The rows come from Parquet, which Spark reads as nullable: the
 # required columns are guaranteed by the parse tasks' rules (and enforced by the Parquet writer).
@@ -380,12 +357,12 @@ def replace_file_ticks(
     table: str,
     rows: DataFrame,
     keys: Sequence[str],
+    house: Lakehouse,
     conf: Mapping[str, str] | None = None,
-    house: Lakehouse | None = None,
 ) -> tuple[str, int | None]:
-    """Make `table` hold exactly `rows` for the landing `keys`, in one Iceberg commit (`conf`:
-    session settings for the write only). With `house` (the same table through pyiceberg) the
-    metadata lookups are the driver's, else Spark metadata-table queries."""
+    """Make `table` (`house`'s ticks table, as Spark names it) hold exactly `rows` for the
+    landing `keys`, in one Iceberg commit; (method, the commit's snapshot id). `conf`: session
+    settings for the write only."""
     previous = {name: spark.conf.get(name, None) for name in conf or {}}
     for name, value in (conf or {}).items():
         spark.conf.set(name, value)
@@ -404,11 +381,10 @@ def _replace_file_ticks(
     table: str,
     rows: DataFrame,
     keys: Sequence[str],
-    house: Lakehouse | None,
+    house: Lakehouse,
 ) -> tuple[str, int | None]:
     spark.catalog.refreshTable(table)
-    merge = needs_merge(house, keys) if house is not None else _needs_merge(spark, table, keys)
-    if not merge:
+    if not needs_merge(house, keys):
         writer = rows.writeTo(table)
         for name, value in WRITE_OPTIONS.items():
             writer = writer.option(name, value)
@@ -444,13 +420,7 @@ def _replace_file_ticks(
         finally:
             spark.catalog.dropTempView(view)
         method = "merge"
-    if house is not None:
-        return method, spark_snapshot(house, spark.sparkContext.applicationId)
-    snapshot = spark.sql(
-        f"SELECT snapshot_id FROM {table}.history WHERE is_current_ancestor "
-        "ORDER BY made_current_at DESC LIMIT 1"
-    ).collect()
-    return method, (snapshot[0][0] if snapshot else None)
+    return method, spark_snapshot(house, spark.sparkContext.applicationId)
 
 
 # --- the job ----------------------------------------------------------------------------------
@@ -551,7 +521,7 @@ def ingest_files(
             rows = ticks_frame(spark, uris)
             split = _split_conf(spark, uris)
             method, snapshot_id = replace_file_ticks(
-                spark, table, rows, [p.key for p in bulk], split, house
+                spark, table, rows, [p.key for p in bulk], house, split
             )
             _step(log, started, f"Spark write committed ({method})")
             if log:

@@ -181,7 +181,8 @@ def test_rerun_replaces_the_files_rows(spark, on_stack, tmp_path: Path):
         for k in keys[:2]
     ]
     mixed = ticks_frame(spark, uris).coalesce(1)
-    assert replace_file_ticks(spark, table, mixed, keys[:2])[0] == "overwrite"
+    house = resolved_resources()["lakehouse"].lakehouse()
+    assert replace_file_ticks(spark, table, mixed, keys[:2], house)[0] == "overwrite"
     key = keys[0]
     lines = files[key].decode().splitlines()
     trades = [i for i, line in enumerate(lines) if line.lstrip().startswith("<trade ")]
