@@ -40,13 +40,23 @@ RUN groupadd --system --gid "${APP_UID}" tickhouse \
         --home-dir /opt/dagster/home --shell /usr/sbin/nologin tickhouse \
     && mkdir -p /opt/dagster/home/storage /var/lib/tickhouse \
     && chown -R tickhouse:tickhouse /opt/dagster/home /var/lib/tickhouse
+# The Spark engine (`spark_backfill_ticks`): a Java runtime for pyspark's JVM (spark-submit in
+# client mode runs the driver here; the job is tickhouse_dagster/spark/job.py, inside the
+# installed package) and the Iceberg / AWS / PostgreSQL jars, resolved once at build time from
+# Maven Central into /opt/tickhouse/cache/ivy, so a run never downloads them.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends openjdk-17-jre-headless procps \
+    && rm -rf /var/lib/apt/lists/*
 # Code and virtualenv stay owned by root: the service user can read, not change them.
 COPY --from=build /opt/tickhouse /opt/tickhouse
 ENV PATH=/opt/tickhouse/.venv/bin:${PATH} \
     VIRTUAL_ENV=/opt/tickhouse/.venv \
     PYTHONUNBUFFERED=1 \
     DAGSTER_HOME=/opt/dagster/home \
-    TICKHOUSE_HOME=/var/lib/tickhouse
+    TICKHOUSE_HOME=/var/lib/tickhouse \
+    TICKHOUSE_CACHE=/opt/tickhouse/cache \
+    PYSPARK_PYTHON=/opt/tickhouse/.venv/bin/python
+RUN python -m tickhouse_dagster.spark.session resolve-jars
 WORKDIR /opt/tickhouse
 USER ${APP_UID}:${APP_UID}
 EXPOSE 4000

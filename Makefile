@@ -85,8 +85,10 @@ clean:
 # `make bench` = first the user paths — `tickhouse ingest` and the sensor under a real
 # `dagster dev`, next to the expat floor, the lxml loop, pandas and Spark on the same files — for
 # both profiles, one trading day in 10 and in 390 files, plus one 2 GB file through `tickhouse
-# ingest`; then the component tables (parse, bulk ingest, bars) in 10 files. `bench-user` and
-# `bench-components` run either half. Sizes: BENCH_USER_TICKS (user paths), BENCH_TICKS
+# ingest`; then the component tables (parse, bulk ingest, bars) in 10 files; then the Spark
+# engine on the local stack's standalone cluster, 1 and 2 workers, beside the Python engine
+# (`bench-spark`: starts the stack and its `spark` service). `bench-user`, `bench-components` and
+# `bench-spark` run each part. Sizes: BENCH_USER_TICKS (user paths), BENCH_TICKS
 # (components: 1000000|10000000|30000000, or "10000000 30000000" for both and the linearity
 # target). BENCH_REPEAT runs each user path that many times (median and range).
 BENCH_TICKS ?= 10000000
@@ -104,11 +106,26 @@ BENCH_USER_FULL = $(BENCH_USER) --ticks $(BENCH_USER_TICKS) --files $(BENCH_USER
 	--peer-mb $(BENCH_PEER_MB) --bigfile-ticks 18000000
 BENCH_COMPONENTS = $(BENCH_RUN) --ticks $(BENCH_TICKS) --files $(BENCH_FILES) --peer-mb $(BENCH_PEER_MB)
 
-.PHONY: bench bench-user bench-components bench-quick bench-bigfile bench-latency
+.PHONY: bench bench-user bench-components bench-quick bench-bigfile bench-latency bench-spark
 
 bench: install
 	$(BENCH_USER_FULL) --command 'make bench'
 	$(BENCH_COMPONENTS) --command 'make bench BENCH_TICKS="$(BENCH_TICKS)"'
+	$(MAKE) bench-spark
+
+# The Spark engine on a Spark standalone cluster (a master and 2 one-core workers on 127.0.0.1,
+# `infra/local/stack up spark`) with 1 and 2 workers, beside the Python engine, same files, same
+# storage; BENCH_SPARK_REPEAT runs each, interleaved (median and range), on one day of
+# BENCH_SPARK_TICKS ticks in BENCH_SPARK_FILES files (generated once into the bench-data cache).
+BENCH_SPARK_REPEAT ?= 3
+BENCH_SPARK_TICKS ?= 3000000
+BENCH_SPARK_FILES ?= 10
+bench-spark: install
+	infra/local/stack up
+	infra/local/stack up spark
+	eval "$$(infra/local/stack env)" && $(BIN)/python -m bench.spark_cluster \
+		--ticks $(BENCH_SPARK_TICKS) --files $(BENCH_SPARK_FILES) --repeat $(BENCH_SPARK_REPEAT) \
+		--out docs/benchmarks.md
 
 bench-user: install
 	$(BENCH_USER_FULL) --command 'make bench-user'

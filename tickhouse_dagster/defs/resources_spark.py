@@ -21,10 +21,11 @@ from dagster import (
 from dagster_pyspark import LazyPySparkResource
 from pydantic import Field
 
-from tickhouse_dagster.settings import PROJECT_ROOT
-from tickhouse_dagster.spark.session import jar_conf, local_conf
+from tickhouse_dagster.spark.job import JOB_FILE
+from tickhouse_dagster.spark.session import jar_conf, local_conf, python_conf
 
-INGEST_JOB = PROJECT_ROOT / "spark_jobs" / "ingest_ticks.py"
+# Inside the package: an installed project (the Docker image) has it without a checkout.
+INGEST_JOB = JOB_FILE
 
 
 def _spark_submit_default() -> str:
@@ -54,7 +55,13 @@ class SparkSubmitResource(ConfigurableResource):
         extra_conf: Mapping[str, str] | None = None,
         args: Sequence[str] = (),
     ) -> list[str]:
-        conf = {**jar_conf(), "spark.driver.memory": "1g", **self.conf, **(extra_conf or {})}
+        conf = {
+            **jar_conf(),
+            **python_conf(),
+            "spark.driver.memory": "1g",
+            **self.conf,
+            **(extra_conf or {}),
+        }
         command = [
             self.spark_submit or _spark_submit_default(),
             "--master",
@@ -80,6 +87,10 @@ class SparkSubmitResource(ConfigurableResource):
             "PYSPARK_PYTHON": sys.executable,
             "PYSPARK_DRIVER_PYTHON": sys.executable,
         }
+        master = command[command.index("--master") + 1] if "--master" in command else ""
+        if _on_loopback(master):
+            # A cluster on 127.0.0.1 (infra/local/stack up spark): the driver binds there too.
+            env.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
         with open_pipes_session(
             context=context,
             context_injector=PipesTempFileContextInjector(),
@@ -87,10 +98,16 @@ class SparkSubmitResource(ConfigurableResource):
             extras=dict(extras),
         ) as session:
             process = subprocess.Popen(
-                list(command), env={**env, **session.get_bootstrap_env_vars()}, cwd=PROJECT_ROOT
+                list(command), env={**env, **session.get_bootstrap_env_vars()}
             )
             code = process.wait()
         return code, session
+
+
+def _on_loopback(master: str) -> bool:
+    return master.startswith("local") or master.startswith(
+        ("spark://127.0.0.1:", "spark://localhost:")
+    )
 
 
 def _env_or(name: str, default: str) -> str | EnvVar:

@@ -5,8 +5,9 @@ No second asset graph: the UI shows the same `market/ticks` asset, its per-file 
 marked materialized by these runs (with `engine: spark`), and the touched-days sensor rebuilds
 the bars of the trade dates they report, exactly as after a Python ingest. The engine is chosen
 by run config: `local` runs Spark in this process through dagster-pyspark's resource; `submit`
-runs `spark_jobs/ingest_ticks.py` with spark-submit against the configured master, over Dagster
-Pipes. See docs/decisions/0401-spark-engine.md.
+runs the package's job (`tickhouse_dagster/spark/job.py`) with spark-submit against the configured
+master (a standalone cluster: `spark://…`), over Dagster Pipes. Either way the Spark tasks run the
+Python engine's parser and rules. See docs/decisions/0401-spark-engine.md and 1701.
 """
 
 from datetime import date
@@ -30,9 +31,14 @@ from tickhouse_dagster.defs.assets.ticks import TICKS
 from tickhouse_dagster.defs.io_managers import written_table_metadata
 from tickhouse_dagster.defs.ledger import not_yet_ingested
 from tickhouse_dagster.defs.partitions import LANDING_FILES
-from tickhouse_dagster.defs.resources import FeedResource, LakehouseResource, LandingResource
+from tickhouse_dagster.defs.resources import (
+    FeedResource,
+    LakehouseResource,
+    LandingResource,
+    StagingResource,
+)
 from tickhouse_dagster.defs.resources_spark import INGEST_JOB, SparkSubmitResource
-from tickhouse_dagster.parsing.profiles import ProfileError, parse_profile_rules
+from tickhouse_dagster.parsing.profiles import ProfileError
 from tickhouse_dagster.spark.session import SparkConfigError, apply_runtime_conf, catalog_conf
 from tickhouse_dagster.spark.ticks import SparkIngestError, ingest_files, result_message
 from tickhouse_dagster.storage.landing import LandingFile, LandingStore
@@ -101,6 +107,12 @@ def _materializations(
                     "engine": f"spark ({engine}, {master})",
                     "write": message["method"],
                     "spark_seconds": MetadataValue.float(message["seconds"]),
+                    "parser": file["parser"],
+                    "written_by": file["write"],
+                    "parsed_rows": MetadataValue.int(file["parsed_rows"]),
+                    "corrections": MetadataValue.int(file["corrections"]),
+                    "sha256": file["sha256"],
+                    **({"session_grid": file["session_grid"]} if file["session_grid"] else {}),
                 },
             )
         )
@@ -112,8 +124,10 @@ def _run_local(
     landing: LandingResource,
     feed: FeedResource,
     lakehouse: LakehouseResource,
+    staging: StagingResource,
     keys: list[str],
     profile: str | None,
+    context: OpExecutionContext,
 ) -> dict[str, Any]:
     spark = pyspark.spark_session
     name, conf = catalog_conf()
@@ -121,13 +135,13 @@ def _run_local(
     result = ingest_files(
         spark,
         catalog=name,
-        namespace=lakehouse.namespace,
-        landing_uri=landing.uri,
+        house=lakehouse.lakehouse(),
+        landing=landing.address(),
+        feed=feed.feed(),
+        staging_uri=staging.uri,
         keys=keys,
-        profiles=feed.profiles(),
-        venues=feed.venues(),
         forced_profile=profile,
-        rules=parse_profile_rules(feed.profile_rules),
+        log=context.log.info,
     )
     return result_message(result)
 
@@ -152,9 +166,11 @@ def _run_submit(
     messages = session.get_custom_messages()
     errors = [m for m in messages if isinstance(m, dict) and "error" in m]
     if errors:
+        error = errors[0]
+        where = {k: str(error[k]) for k in ("stage", "record", "line", "field") if error.get(k)}
         raise Failure(
-            description=errors[0]["error"],
-            metadata={"source_file": str(errors[0].get("source_file"))},
+            description=error["error"],
+            metadata={"source_file": str(error.get("source_file")), **where},
             allow_retries=False,
         )
     results = [m for m in messages if isinstance(m, dict) and "files" in m]
@@ -174,6 +190,7 @@ def spark_ingest_ticks(
     landing: LandingResource,
     feed: FeedResource,
     lakehouse: LakehouseResource,
+    staging: StagingResource,
     pyspark: LazyPySparkResource,
     spark_submit: SparkSubmitResource,
 ):
@@ -188,7 +205,9 @@ def spark_ingest_ticks(
     try:
         if config.engine == "local":
             master = "in-process " + str(pyspark.spark_config.get("spark.master", "local"))
-            message = _run_local(pyspark, landing, feed, lakehouse, keys, config.profile)
+            message = _run_local(
+                pyspark, landing, feed, lakehouse, staging, keys, config.profile, context
+            )
         else:
             master = config.master or spark_submit.master
             message = _run_submit(context, spark_submit, landing, lakehouse, keys, config)

@@ -1,3 +1,4 @@
-"""The Spark engine: landing XML → `market.ticks` with Spark's built-in XML reader and Iceberg's
-Spark runtime. Same contract and semantics as the Python path (`parsing` + `storage`); only the
-executor differs. No Dagster import: `spark_jobs/` and `defs/spark.py` both drive it."""
+"""The Spark engine: landing files → `market.ticks` with the Python engine's own parser and rules
+running inside Spark tasks, written by Iceberg's Spark runtime (docs/decisions/1701-*). No Dagster
+import in `ticks.py` / `session.py`; `job.py` is the spark-submit entry point (Dagster Pipes), and
+`defs/spark.py` drives both."""

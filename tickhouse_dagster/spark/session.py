@@ -88,6 +88,18 @@ def jar_conf() -> dict[str, str]:
     }
 
 
+def python_conf(python: str | None = None) -> dict[str, str]:
+    """The Python the executors' tasks run: the project's own interpreter (its venv holds the
+    parser, pyarrow and the reference data), unless PYSPARK_PYTHON names another one. An
+    in-process SparkContext reads only the PYSPARK_PYTHON variable (not the setting), so it is
+    set for this process too when unset."""
+    import sys
+
+    python = python or os.environ.get("PYSPARK_PYTHON") or sys.executable
+    os.environ.setdefault("PYSPARK_PYTHON", python)
+    return {"spark.pyspark.python": python, "spark.pyspark.driver.python": sys.executable}
+
+
 def local_conf(master: str = "local[2]", driver_memory: str = "1g") -> dict[str, str]:
     """A small in-process Spark (tests, `dagster dev`, the benchmark)."""
     return {
@@ -96,6 +108,7 @@ def local_conf(master: str = "local[2]", driver_memory: str = "1g") -> dict[str,
         "spark.driver.memory": driver_memory,
         "spark.sql.shuffle.partitions": "4",
         "spark.ui.enabled": "false",
+        **python_conf(),
     }
 
 

@@ -1,114 +1,135 @@
-"""Landing XML → `market.ticks` on Spark: the same contract, rules and per-file replacement as the
-Python path, executed by Spark's XML reader and Iceberg's Spark runtime.
+"""Landing files → `market.ticks` on Spark, with the Python engine's own parser and rules running
+inside Spark tasks (docs/decisions/1701-spark-runs-the-project-parser.md).
 
-How the Python semantics carry over:
-- a profile's field paths become an explicit all-string XML schema (so no value is inferred as a
-  float and every decimal stays exact) and column expressions; root attributes (`/@a`) are read
-  once per file on the driver from its first bytes and joined in by file path;
-- conversion is strict, like Arrow's casts: a value that does not convert, a missing required
-  value, an unknown venue or side code, or a value the blocking `tick_values` check would reject
-  makes the whole job fail with `file, trade, field: reason` (via `raise_error` inside the write,
-  so the data is scanned once and nothing is committed);
-- the XML reader runs in FAILFAST mode: malformed XML fails the job, no record is dropped;
-- the file's rows are replaced in one Iceberg commit (overwrite by `source_file`), or by a
-  copy-on-write MERGE when a data file holds rows of a replaced and a kept landing file.
-Executors run only JVM code (no Python UDFs), so a cluster needs no Python on its workers.
+1. Parse (Spark tasks, a few per core, files packed by size): for each file a task runs
+   `parse_landing_file`, the very function the Python engine's worker processes run (the
+   compiled fast path or lxml, the blocking value rules with the trade-date rule, the session /
+   tick-grid rule) and stages the parsed rows as an Arrow IPC file. The driver collects one
+   small `ParsedFile` per file.
+2. Decide (driver): a refused file fails the whole job with the Python engine's own refusal
+   (file, record, line, field, reason) before anything is committed; the copies check
+   (`engine.commit.group_copies_of`) runs on the group, as the Python committer runs it.
+3. Write (Iceberg's Spark runtime): files without corrections are replaced in one Iceberg commit.
+   Their parse task also wrote their `market.ticks` rows (the Python engine's `new_trades` +
+   `ticks_from_parsed`) as Parquet; Spark's own reader feeds them to the write, so the write
+   stage is JVM only — overwrite by `source_file`, or a copy-on-write MERGE when a data file also
+   holds rows of a file that stays (a write task writes several landing files into one file).
+4. Corrections (driver): a file carrying cancels / replaces, or one whose trade dates have
+   corrections on record, is committed by the Python engine's `commit_parsed` (the corrections
+   table and the same cancel / replace planning, `Lakehouse.replace_file_ticks`), after the bulk
+   commit, in key order.
+No rule is written here: every check is the Python engine's.
 """
 
 from __future__ import annotations
 
-import bisect
-import re
+import contextlib
+import threading
 import time
-from collections.abc import Iterable, Mapping, Sequence
+import uuid
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from pyspark.sql import Column, DataFrame, SparkSession
+import pyarrow as pa
+import pyarrow.parquet as pq
+from pyarrow import fs as pafs
+from pyiceberg.expressions import In
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
-from pyspark.sql.types import StringType, StructField, StructType
+from pyspark.sql.types import (
+    DataType,
+    DecimalType,
+    LongType,
+    StringType,
+    StructField,
+    StructType,
+    TimestampType,
+)
+from pyspark.sql.types import DateType as SparkDate
 
 from tickhouse_dagster.contract import TICKS_ARROW, TICKS_TABLE
-from tickhouse_dagster.market.venues import Venue
-from tickhouse_dagster.parsing.profiles import FieldRule, Profile, ProfileError, select_profile
-from tickhouse_dagster.parsing.ticks_xml import sniff_root
-from tickhouse_dagster.spark.session import cached_jars, remember_jars
-
-SNIFF_BYTES = 64 * 1024
-ATTRIBUTE_PREFIX = "_"
-VALUE_TAG = "_VALUE"
-_ROOT_PREFIX = "_root_"
-
-# What the Python path's Arrow casts accept, as patterns, so Spark's laxer casts (which round
-# extra decimals, read a naive time in the session zone, …) cannot let a different value through.
-_DECIMAL = r"^[+-]?([0-9]{1,12}(\.[0-9]{0,6}0*)?|\.[0-9]{1,6}0*)$"
-_INTEGER = r"^[+-]?[0-9]{1,19}$"
-_TIMESTAMP = (
-    r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]{1,6})?)?"
-    r"(Z|[+-][0-9]{2}:[0-9]{2})$"
+from tickhouse_dagster.engine.commit import commit_parsed, group_copies_of, id_ranges_of
+from tickhouse_dagster.engine.feed import Feed
+from tickhouse_dagster.engine.landing_file import (
+    LandingAddress,
+    ParsedFile,
+    Refusal,
+    Staging,
+    new_trades,
+    parse_landing_file,
 )
-_DATE = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"
-_CONTRACT_TEXT = ("venue", "symbol", "trade_date", "ts", "trade_id", "price", "quantity", "side")
-MAX_TRADE_DATE_SKEW_DAYS = 1  # as quality.tick_rules.MAX_TRADE_DATE_SKEW
-
-TICKS_DDL = """
-CREATE TABLE IF NOT EXISTS {table} (
-    venue STRING NOT NULL,
-    symbol STRING NOT NULL,
-    trade_date DATE NOT NULL,
-    ts TIMESTAMP NOT NULL,
-    trade_id STRING NOT NULL,
-    price DECIMAL(18, 6) NOT NULL,
-    quantity BIGINT NOT NULL,
-    side STRING,
-    source_file STRING NOT NULL,
-    ingested_at TIMESTAMP NOT NULL
-) USING iceberg
-PARTITIONED BY (trade_date)
-TBLPROPERTIES (
-    'format-version' = '2',
-    'write.parquet.compression-codec' = 'zstd',
-    'write.metadata.metrics.column.source_file' = 'full'
-)
-"""
+from tickhouse_dagster.market.corrections import has_corrections
+from tickhouse_dagster.storage.lakehouse import Lakehouse, ticks_from_parsed
+from tickhouse_dagster.storage.staging import StagedTicks
+from tickhouse_dagster.storage.trade_index import TradeIndex
 
 
 class SparkIngestError(RuntimeError):
     """A Spark ingest that failed on its input; the message names the file and the reason."""
 
-    def __init__(self, message: str, source_file: str | None = None) -> None:
+    def __init__(
+        self, message: str, source_file: str | None = None, refusal: Refusal | None = None
+    ) -> None:
         super().__init__(message)
         self.source_file = source_file
+        self.refusal = refusal
 
 
 @dataclass(frozen=True)
-class LandingInput:
-    key: str  # landing key: the `source_file` value and the Dagster partition key
-    path: str  # Hadoop URI Spark reads (s3a://…, file:/…)
-    profile: str
-    root_attributes: Mapping[str, str] = field(default_factory=dict)
-    root: str | None = None  # local name of the root element
+class ParseTask:
+    """What a Spark task needs to parse one landing file (pickled to the executors: addresses
+    and resolved reference data, never a client or a secret)."""
+
+    landing: LandingAddress
+    feed: Feed
+    staging: Staging
+    forced_profile: str | None = None
+    # Set: a file without corrections also gets its ticks rows (stamped with this ingestion
+    # time) as a Parquet file beside its staging, which Spark's own reader feeds to the write.
+    ingested_at: datetime | None = None
+
+
+@dataclass
+class TaskResult:
+    """One parsed landing file as a task reports it to the driver."""
+
+    parsed: ParsedFile
+    corrections: bool  # the file carries cancels / replaces
+    seconds: float
+    executor: str
+    ticks_parquet: str | None = None  # its ticks rows for the Spark write (`write_ticks_rows`)
 
 
 @dataclass(frozen=True)
 class FileResult:
     key: str
-    rows: int
+    rows: int  # the file's rows in the table after the job
+    parsed_rows: int
     trade_dates: tuple[str, ...]
     symbols: int
     profile: str
     venues: tuple[str, ...] = ()  # the venues the file's rows name
+    parser: str = ""
+    write: str = ""  # spark-overwrite, spark-merge or corrections
+    corrections: int = 0
+    session_grid: str = ""  # the (non-blocking) session / tick-grid findings, if any
+    sha256: str = ""
+    parse_seconds: float = 0.0
 
 
 @dataclass(frozen=True)
 class IngestResult:
     table: str
     snapshot_id: int | None
-    method: str  # "overwrite" or "merge"
+    method: str  # how the bulk files were written: overwrite, merge, or none
     files: tuple[FileResult, ...]
     seconds: float
+    parse_seconds: float = 0.0
+    write_seconds: float = 0.0
+    executors: tuple[str, ...] = field(default_factory=tuple)
 
     @property
     def rows(self) -> int:
@@ -119,434 +140,258 @@ class IngestResult:
         return tuple(sorted({d for f in self.files for d in f.trade_dates}))
 
 
-# --- where the files are -------------------------------------------------------------------
+# --- 1. parse: the Python engine's function in a Spark task ---------------------------------
 
 
-def hadoop_path(landing_uri: str, key: str) -> str:
-    """The URI Spark reads a landing key from: `s3://bucket/prefix` → `s3a://…`, a folder →
-    `file:///abs/path/key`."""
-    if landing_uri.startswith(("s3://", "s3a://")):
-        rest = landing_uri.split("://", 1)[1].rstrip("/")
-        return f"s3a://{rest}/{key}"
-    root = Path(landing_uri.removeprefix("file://")).expanduser().resolve()
-    return (root / key).as_uri()
-
-
-def _jvm_path(spark: SparkSession, uri: str) -> tuple[Any, Any]:
-    jvm = spark.sparkContext._jvm  # type: ignore[attr-defined]
-    conf = spark.sparkContext._jsc.hadoopConfiguration()  # type: ignore[attr-defined]
-    path = jvm.org.apache.hadoop.fs.Path(uri)
-    return path.getFileSystem(conf), path
-
-
-def _head(spark: SparkSession, uri: str, size: int = SNIFF_BYTES) -> bytes:
-    fs, path = _jvm_path(spark, uri)
-    stream = fs.open(path)
+def _executor() -> str:
     try:
-        jvm = spark.sparkContext._jvm  # type: ignore[attr-defined]
-        data = jvm.org.apache.commons.io.IOUtils.toByteArray(
-            stream, min(size, fs.getFileStatus(path).getLen())
-        )
-        return bytes(data)
-    finally:
-        stream.close()
+        from pyspark import TaskContext
+
+        context = TaskContext.get()
+        if context is not None:
+            return context.getLocalProperty("spark.executor.id") or str(context.partitionId())
+    except Exception:  # only a label
+        pass
+    return "?"
 
 
-def _canonical(path: str) -> str:
-    """One spelling of a local file URI (`file:/a`, `file:///a` → `file:/a`), as Spark's sources
-    do not agree on it in `_metadata.file_path`."""
-    return re.sub(r"^file:/+", "file:/", path)
+def parse_one(task: ParseTask, key: str) -> TaskResult:
+    """Run inside a Spark task: `parse_landing_file` on one key, staged under the run's staging
+    area (and, for a file without corrections, its ticks rows for the write). Bad input is the
+    result's refusal; a storage error raises (Spark retries the task)."""
+    import os
+    import socket
 
-
-def _canonical_column(column: Column) -> Column:
-    return F.regexp_replace(column, r"^file:/+", "file:/")
-
-
-def _qualified(spark: SparkSession, uri: str) -> str:
-    """The path as Spark reports it in `_metadata.file_path` (canonical spelling)."""
-    fs, path = _jvm_path(spark, uri)
-    return _canonical(str(fs.makeQualified(path).toUri().toString()))
-
-
-def plan_inputs(
-    spark: SparkSession,
-    landing_uri: str,
-    keys: Sequence[str],
-    profiles: Mapping[str, Profile],
-    *,
-    forced_profile: str | None = None,
-    rules: tuple[tuple[str, str], ...] = (),
-) -> list[LandingInput]:
-    """Each key's profile (chosen exactly as the Python path does) and root attributes, from the
-    file's first bytes read through Hadoop's file system on the driver."""
-    inputs = []
-    for key in keys:
-        uri = hadoop_path(landing_uri, key)
-        try:
-            head = _head(spark, uri)
-        except Exception as exc:  # py4j wraps the Java FileNotFoundException / S3 errors
-            raise SparkIngestError(f"{key}: cannot read {uri}: {_java_message(exc)}", key) from exc
-        root, attributes = sniff_root(head)
-        profile = select_profile(key, root, profiles, forced=forced_profile, rules=rules)
-        inputs.append(LandingInput(key, _qualified(spark, uri), profile.name, attributes, root))
-    return inputs
-
-
-# --- profile → schema and column expressions ------------------------------------------------
-
-
-@dataclass
-class _Node:
-    attributes: set[str] = field(default_factory=set)
-    children: dict[str, _Node] = field(default_factory=dict)
-    text: bool = False
-
-
-def _paths(profile: Profile) -> Iterable[str]:
-    for column, rule in profile.fields.items():
-        picks = any(s.position or s.where for p in rule.paths() for s in p.steps)
-        if rule.is_template or picks:
-            # Composed fields and picks are the Python readers' (parsing.fields); a Spark
-            # column for them is not written yet: refuse rather than read something else.
-            raise ProfileError(
-                f"profile {profile.name!r}, field {column!r}: {rule.path!r} uses a template or "
-                "a [n] / [@a='v'] pick, which the Spark engine does not read; ingest this feed "
-                "with the Python engine (tickhouse ingest, the sensor)"
+    started = time.perf_counter()
+    parsed = parse_landing_file(
+        task.landing,
+        key,
+        feed=task.feed,
+        staging_uri=task.staging.uri_for(key),
+        forced_profile=task.forced_profile,
+    )
+    corrections, rows_uri = False, None
+    if parsed.staged is not None:
+        if parsed.ok:
+            corrections = any(
+                has_corrections(b.column("trans_type")) for b in parsed.staged.batches()
             )
-        yield rule.path
-        if rule.fallback:
-            yield rule.fallback
-
-
-def _tree(profile: Profile) -> _Node:
-    record = _Node()
-    for path in _paths(profile):
-        if path.startswith("/"):
-            continue  # root attributes are read by the driver
-        parts = path.split("/")
-        node = record
-        elements = parts[:-1] if parts[-1].startswith("@") else parts
-        for name in elements:
-            node = node.children.setdefault(name, _Node())
-        if parts[-1].startswith("@"):
-            node.attributes.add(parts[-1][1:])
+            if not corrections and task.ingested_at is not None:
+                rows_uri = write_ticks_rows(parsed.staged, task.ingested_at)
         else:
-            node.text = True
-    return record
+            parsed.staged.delete()
+            parsed.staged = None
+    where = f"{socket.gethostname()}:{os.getpid()}"
+    return TaskResult(parsed, corrections, time.perf_counter() - started, where, rows_uri)
 
 
-def _struct(node: _Node) -> StructType:
-    fields = [StructField(ATTRIBUTE_PREFIX + a, StringType()) for a in sorted(node.attributes)]
-    for name, child in sorted(node.children.items()):
-        fields.append(StructField(name, _child_type(child)))
-    if node.text and (node.attributes or node.children):
-        fields.append(StructField(VALUE_TAG, StringType()))
-    return StructType(fields)
+ROW_GROUP_ROWS = 128 * 1024  # so Spark can split a big file's rows over several write tasks
 
 
-def _child_type(node: _Node) -> StructType | StringType:
-    if node.attributes or node.children:
-        return _struct(node)
-    return StringType()
+def ticks_rows_uri(staged: StagedTicks) -> str:
+    return staged.uri + ".ticks.parquet"
 
 
-def profile_schema(profile: Profile) -> StructType:
-    """An all-string XML schema holding exactly the attributes and elements the profile reads."""
-    return _struct(_tree(profile))
+def write_ticks_rows(staged: StagedTicks, ingested_at: datetime) -> str:
+    """The file's new trades as `market.ticks` rows (the Python engine's `new_trades` and
+    `ticks_from_parsed`), as one Parquet file beside its staging; returns its URI."""
+    uri = ticks_rows_uri(staged)
+    filesystem, path = pafs.FileSystem.from_uri(uri)
+    try:
+        with pq.ParquetWriter(
+            path, TICKS_ARROW, filesystem=filesystem, compression="snappy"
+        ) as writer:
+            for table in new_trades(staged):
+                writer.write_table(ticks_from_parsed(table, ingested_at), ROW_GROUP_ROWS)
+    except BaseException:
+        delete_uri(uri)
+        raise
+    return uri
 
 
-def root_attributes(profile: Profile) -> list[str]:
-    return sorted({p[2:] for p in _paths(profile) if p.startswith("/@")})
+def delete_uri(uri: str) -> None:
+    filesystem, path = pafs.FileSystem.from_uri(uri)
+    with contextlib.suppress(FileNotFoundError):
+        filesystem.delete_file(path)
 
 
-def _quoted(*names: str) -> str:
-    return ".".join(f"`{n}`" for n in names)
+def task_groups(sizes: Mapping[str, int], tasks: int) -> list[list[str]]:
+    """Keys packed into at most `tasks` groups of about equal bytes (largest first, each to the
+    lightest group), every group in key order. A Python task costs a fixed few hundred ms on top
+    of its files (worker hand-over, function and result transfer): packing a backfill's files
+    into a few tasks per core instead of one task per file saves that many times over."""
+    groups: list[list[str]] = [[] for _ in range(max(1, min(tasks, len(sizes))))]
+    loads = [0] * len(groups)
+    for key in sorted(sizes, key=lambda k: (-sizes[k], k)):
+        lightest = loads.index(min(loads))
+        groups[lightest].append(key)
+        loads[lightest] += sizes[key]
+    return [sorted(g) for g in groups if g]
 
 
-def _path_column(path: str, tree: _Node) -> Column:
-    if path.startswith("/"):
-        return F.col(_ROOT_PREFIX + path[2:])
-    parts = path.split("/")
-    if parts[-1].startswith("@"):
-        return F.col(_quoted(*parts[:-1], ATTRIBUTE_PREFIX + parts[-1][1:]))
-    node = tree
-    for name in parts:
-        node = node.children[name]
-    column = F.col(_quoted(*parts, VALUE_TAG)) if node.attributes or node.children else None
-    column = column if column is not None else F.col(_quoted(*parts))
-    # Element text is stripped, as the Python path does; attribute values are taken as written.
-    return F.regexp_replace(column, r"^\s+|\s+$", "")
+def tasks_for(spark: SparkSession) -> int:
+    """Tasks per stage: two per core the job has, so one slow file leaves little idle."""
+    return 2 * max(1, spark.sparkContext.defaultParallelism)
 
 
-def _rule_column(rule: FieldRule, tree: _Node) -> Column:
-    candidates = [_path_column(rule.path, tree)]
-    if rule.fallback:
-        candidates.append(_path_column(rule.fallback, tree))
-    if rule.default is not None:
-        candidates.append(F.lit(rule.default))
-    return F.coalesce(*candidates) if len(candidates) > 1 else candidates[0]
+def parse_files(
+    spark: SparkSession,
+    task: ParseTask,
+    keys: Sequence[str],
+    sizes: Mapping[str, int] | None = None,
+) -> list[TaskResult]:
+    """Parse every key in Spark tasks (files packed by size, `task_groups`), in key order.
+    Nothing is written to the table; refused files come back with their refusal."""
+    sizes = dict(sizes) if sizes else {key: 1 for key in keys}
+    groups = task_groups({k: sizes.get(k, 1) for k in keys}, tasks_for(spark))
+    rdd = spark.sparkContext.parallelize(groups, len(groups))
+    results = rdd.flatMap(lambda group: [parse_one(task, key) for key in group]).collect()
+    return sorted(results, key=lambda r: r.parsed.key)
 
 
-# --- conversion with the Python path's strictness ------------------------------------------
+def absolute(uri: str) -> str:
+    """A staging folder as an absolute path (tasks run in their executor's work directory)."""
+    return uri if "://" in uri else str(Path(uri).expanduser().resolve())
 
 
-def _problem(where: Column, column: str, reason: Column | str) -> Column:
-    reason = F.lit(reason) if isinstance(reason, str) else reason
-    return F.concat(where, F.lit(f", field {column}: "), reason)
+def refusal_message(key: str, refusal: Refusal) -> str:
+    """The Python engine's refusal, always starting with the file."""
+    reason = refusal.reason
+    return reason if reason.startswith(key) else f"{key}: {reason}"
 
 
-def _quote(text: Column) -> Column:
-    return F.concat(F.lit("'"), text, F.lit("'"))
+# --- 3. write: staged files → Iceberg through Spark -----------------------------------------
 
 
-def trade_date_column(venue: Column, ts: Column, venues: Mapping[str, Venue]) -> Column:
-    """The trade date of each print by its venue's rule, `Venue.trade_date_rule()`: the rule of
-    the Python readers (`market.venues.trade_dates_of`) handed over as data, so both engines
-    book every print to the same day. Local date on the venue clock, plus one from the roll
-    time on, moved past the weekend (a per-weekday skip), then a holiday to the first trading
-    day after it (a map lookup). No Python UDF: it stays in Spark's generated code."""
-    result: Column = F.lit(None).cast("date")
-    for name in sorted(venues):
-        rule = venues[name].trade_date_rule()
-        local = F.from_utc_timestamp(ts, venues[name].timezone.key)
-        day = F.to_date(local)
-        if rule.roll_seconds is not None:
-            clock = F.hour(local) * 3600 + F.minute(local) * 60 + F.second(local)
-            day = F.when(clock >= rule.roll_seconds, F.date_add(day, 1)).otherwise(day)
-        # Spark's dayofweek: 1 = Sunday ... 7 = Saturday; the rule's weekdays: Monday = 0.
-        skips = F.array(*(F.lit(rule.days_to_weekday[(dow + 5) % 7]) for dow in range(1, 8)))
-        weekday = F.date_add(day, F.element_at(skips, F.dayofweek(day)))
-        if rule.holiday_targets:
-            targets = F.create_map(*(F.lit(v) for pair in rule.holiday_targets for v in pair))
-            weekday = F.coalesce(F.try_element_at(targets, weekday), weekday)
-        result = F.when(venue == name, weekday).otherwise(result)
-    return result
+def _spark_type(arrow_type: pa.DataType) -> DataType:
+    if pa.types.is_string(arrow_type) or pa.types.is_large_string(arrow_type):
+        return StringType()
+    if pa.types.is_int64(arrow_type):
+        return LongType()
+    if pa.types.is_decimal(arrow_type):
+        return DecimalType(arrow_type.precision, arrow_type.scale)
+    if pa.types.is_timestamp(arrow_type):
+        return TimestampType()
+    if pa.types.is_date32(arrow_type):
+        return SparkDate()
+    raise TypeError(f"no Spark type for {arrow_type}")
 
 
-def contract_frame(
-    raw: DataFrame, profile: Profile, venues: Mapping[str, Venue], ingested_at: datetime
-) -> DataFrame:
-    """Rows of the XML reader (plus `source_file` and `_root_*` columns) → rows of the ticks table;
-    the first row that breaks the contract stops the job with its file, trade and reason."""
-    tree = _tree(profile)
-    text: dict[str, Column] = {
-        column: F.lit(None).cast("string") for column in (*_CONTRACT_TEXT, *profile.fields)
+TICKS_SPARK = StructType(
+    [StructField(f.name, _spark_type(f.type), f.nullable) for f in TICKS_ARROW]
+)
+
+
+def hadoop_uri(uri: str) -> str:
+    """The URI Spark's file sources read: `s3://…` → `s3a://…`, a local path → `file:/…`."""
+    if uri.startswith("s3://"):
+        return "s3a://" + uri.removeprefix("s3://")
+    return uri if "://" in uri else Path(uri).resolve().as_uri()
+
+
+def ticks_frame(spark: SparkSession, uris: Sequence[str]) -> DataFrame:
+    """The ticks rows the parse tasks wrote (`write_ticks_rows`), read by Spark's own Parquet
+    reader: the write stage is JVM only (no Python task, no Arrow hand-over per row)."""
+    return spark.read.schema(TICKS_SPARK).parquet(*(hadoop_uri(u) for u in uris))
+
+
+def _split_conf(spark: SparkSession, uris: Sequence[str]) -> dict[str, str]:
+    """File-source settings that cut the rows into about `tasks_for` write tasks (Spark would
+    pack a backfill's small files into one 128 MB partition: one writing core)."""
+    total = 0
+    for uri in uris:
+        filesystem, path = pafs.FileSystem.from_uri(uri)
+        total += filesystem.get_file_info(path).size or 0
+    per_task = max(1 << 20, total // tasks_for(spark) + 1)
+    return {
+        "spark.sql.files.maxPartitionBytes": str(per_task),
+        "spark.sql.files.openCostInBytes": str(min(per_task, 1 << 20)),
     }
-    for column, rule in profile.fields.items():
-        text[column] = _rule_column(rule, tree)
-    frame = raw.select(F.col("source_file"), *(c.alias(f"t_{n}") for n, c in text.items()))
-    t = {n: F.col(f"t_{n}") for n in text}
-    where = F.concat(F.col("source_file"), F.lit(", trade "), F.coalesce(t["trade_id"], F.lit("?")))
-    problems: list[Column] = []
-
-    for column, rule in profile.fields.items():
-        if not rule.optional:
-            problems.append(
-                F.when(
-                    t[column].isNull(),
-                    _problem(
-                        where,
-                        column,
-                        f"required value missing (profile {profile.name!r} reads it from "
-                        f"{rule.path!r})",
-                    ),
-                )
-            )
-    mapped = dict(t)
-    for column, rule in profile.fields.items():
-        if rule.map is None:
-            continue
-        value: Column = F.lit(None).cast("string")
-        for code, target in rule.map.items():
-            value = F.when(t[column] == code, F.lit(target).cast("string")).otherwise(value)
-        known = ", ".join(sorted(rule.map))
-        problems.append(
-            F.when(
-                t[column].isNotNull() & ~t[column].isin(list(rule.map)),
-                _problem(
-                    where, column, F.concat(_quote(t[column]), F.lit(f" is not one of {known}"))
-                ),
-            )
-        )
-        mapped[column] = value
-    side = mapped["side"]
-    if "trans_type" in mapped:
-        # Cancels and replaces go to the corrections table on the Python path; the Spark engine
-        # does not apply corrections, so a file carrying one is refused rather than mis-ingested.
-        problems.append(
-            F.when(
-                mapped["trans_type"].isin("C", "R"),
-                _problem(
-                    where,
-                    "trans_type",
-                    "a trade correction (cancel/replace): the Spark engine ingests new trades "
-                    "only; ingest this file with the Python path (ingest_landing_file)",
-                ),
-            )
-        )
-    known_venues = sorted(venues)
-    problems.append(
-        F.when(
-            t["venue"].isNotNull() & ~t["venue"].isin(known_venues),
-            _problem(
-                where,
-                "venue",
-                F.concat(
-                    F.lit("unknown venue "),
-                    _quote(t["venue"]),
-                    F.lit(f" (add it to the venues file; known: {', '.join(known_venues)})"),
-                ),
-            ),
-        )
-    )
-
-    def checked(column: str, pattern: str, cast: str, expected: str) -> Column:
-        value = t[column]
-        ok = value.rlike(pattern) & F.expr(f"try_cast(t_{column} AS {cast})").isNotNull()
-        problems.append(
-            F.when(
-                value.isNotNull() & ~ok,
-                _problem(where, column, F.concat(_quote(value), F.lit(f" is not {expected}"))),
-            )
-        )
-        return F.expr(f"try_cast(t_{column} AS {cast})")
-
-    ts = checked("ts", _TIMESTAMP, "TIMESTAMP", "an ISO 8601 time with a zone offset")
-    price = checked(
-        "price", _DECIMAL, "DECIMAL(18, 6)", "a decimal number with at most 6 decimal places"
-    )
-    quantity = checked("quantity", _INTEGER, "BIGINT", "a whole number")
-    given_date = checked("trade_date", _DATE, "DATE", "a date YYYY-MM-DD")
-
-    local_date: Column = F.lit(None).cast("date")
-    for name in known_venues:
-        zone = venues[name].timezone.key
-        local_date = F.when(
-            t["venue"] == name, F.to_date(F.from_utc_timestamp(ts, zone))
-        ).otherwise(local_date)
-    rule_date = trade_date_column(t["venue"], ts, venues)
-    trade_date = F.coalesce(given_date, rule_date)
-    # As quality.tick_rules: the days a trade date lies outside [local date, the rule's date].
-    skew = F.least(F.datediff(trade_date, local_date), F.lit(0)) + F.greatest(
-        F.datediff(trade_date, rule_date), F.lit(0)
-    )
-
-    # The blocking `tick_values` rules of the Python path: such a file never reaches the table.
-    rules = [
-        ("price", price <= 0, "price must be > 0"),
-        ("quantity", quantity <= 0, "quantity must be > 0"),
-        ("side", side.isNotNull() & ~side.isin("B", "S"), "side must be B, S or absent"),
-        ("symbol", F.length(t["symbol"]) == 0, "symbol is empty"),
-        ("trade_id", F.length(t["trade_id"]) == 0, "trade id is empty"),
-        (
-            "trade_date",
-            F.abs(skew) > MAX_TRADE_DATE_SKEW_DAYS,
-            "trade date more than a day from the venue-local date of the print and from the "
-            "venue's trade date for it",
-        ),
-    ]
-    for column, broken, reason in rules:
-        problems.append(F.when(F.coalesce(broken, F.lit(False)), _problem(where, column, reason)))
-
-    problem = F.coalesce(*problems)
-    columns = {
-        # raise_error inside the written column: validation costs no extra pass over the data.
-        "venue": F.when(problem.isNotNull(), F.raise_error(problem)).otherwise(t["venue"]),
-        "symbol": t["symbol"],
-        "trade_date": trade_date,
-        "ts": ts,
-        "trade_id": t["trade_id"],
-        "price": price,
-        "quantity": quantity,
-        "side": side,
-        "source_file": F.col("source_file"),
-        "ingested_at": F.lit(ingested_at).cast("timestamp"),
-    }
-    return frame.select(*(columns[f.name].alias(f.name) for f in TICKS_ARROW))
 
 
-def read_profile_files(
-    spark: SparkSession, profile: Profile, inputs: Sequence[LandingInput]
-) -> DataFrame:
-    """One XML scan over all files of a profile, each row tagged with its landing key."""
-    attributes = root_attributes(profile)
-    lookup_schema = StructType(
-        [StructField("_path", StringType(), False), StructField("source_file", StringType(), False)]
-        + [StructField(_ROOT_PREFIX + a, StringType()) for a in attributes]
-    )
-    lookup = spark.createDataFrame(
-        [(i.path, i.key, *(i.root_attributes.get(a) for a in attributes)) for i in inputs],
-        lookup_schema,
-    )
-    raw = (
-        spark.read.format("xml")
-        .option("rowTag", profile.record)
-        .option("mode", "FAILFAST")  # malformed XML fails the job; nothing is dropped
-        .option("attributePrefix", ATTRIBUTE_PREFIX)
-        .option("valueTag", VALUE_TAG)
-        .option("ignoreSurroundingSpaces", "false")
-        .option("ignoreNamespace", "true")
-        .schema(profile_schema(profile))
-        .load([i.path for i in inputs])
-        .withColumn("_path", _canonical_column(F.col("_metadata.file_path")))
-    )
-    joined = raw.join(F.broadcast(lookup), on="_path", how="left")
-    # A row whose file path does not map back to a key would lose its source: refuse it.
-    return joined.withColumn(
-        "source_file",
-        F.when(
-            F.col("source_file").isNull(),
-            F.raise_error(F.concat(F.lit("internal: unmapped file path "), F.col("_path"))),
-        ).otherwise(F.col("source_file")),
-    )
-
-
-# --- the Iceberg write ----------------------------------------------------------------------
-
-
-def ensure_ticks_table(spark: SparkSession, table: str) -> None:
-    namespace = table.rsplit(".", 1)[0]
-    spark.sql(f"CREATE NAMESPACE IF NOT EXISTS {namespace}")
-    if not spark.catalog.tableExists(table):
-        spark.sql(TICKS_DDL.format(table=table))
-        spark.sql(f"ALTER TABLE {table} WRITE ORDERED BY symbol, ts")
-
-
-def _needs_merge(spark: SparkSession, table: str, keys: Sequence[str]) -> bool:
+def needs_merge(house: Lakehouse, keys: Sequence[str]) -> bool:
     """Whether some data file holds rows of a replaced key and of another file (then an overwrite
-    by filter cannot drop whole files and a copy-on-write MERGE is needed). Reads only metadata:
-    the `source_file` bounds of the data files that hold more than one landing file."""
-    mixed = (
-        spark.table(f"{table}.files")
-        .select(
-            F.col("readable_metrics.source_file.lower_bound").alias("lo"),
-            F.col("readable_metrics.source_file.upper_bound").alias("hi"),
-        )
-        .where("lo IS NULL OR hi IS NULL OR lo <> hi")
-        .collect()
-    )
-    if not mixed:
+    by filter cannot drop whole files and a copy-on-write MERGE is needed). Asked of the driver's
+    own catalog client (pyiceberg): the scan planning prunes by the full `source_file` bounds, so
+    only the keys' data files are looked at and no Spark job reads manifests."""
+    table = house.table(TICKS_TABLE)
+    if table.current_snapshot() is None or not keys:
         return False
-    wanted = sorted(keys)
-    for lo, hi in mixed:
-        if lo is None or hi is None:
-            return True
-        first = bisect.bisect_left(wanted, lo)
-        if first < len(wanted) and wanted[first] <= hi:
+    field = table.schema().find_field("source_file").field_id
+    for task in table.scan(row_filter=In("source_file", list(keys))).plan_files():
+        low = (task.file.lower_bounds or {}).get(field)
+        high = (task.file.upper_bounds or {}).get(field)
+        if low is None or high is None or low != high:
             return True
     return False
 
 
+def spark_snapshot(house: Lakehouse, application_id: str) -> int | None:
+    """The ticks snapshot this Spark application committed last (Iceberg records `spark.app.id`
+    in the snapshot summary), found from the current one backwards."""
+    table = house.table(TICKS_TABLE)
+    snapshot = table.current_snapshot()
+    for _ in range(100):
+        if snapshot is None:
+            return None
+        summary = snapshot.summary.additional_properties if snapshot.summary else {}
+        if summary.get("spark.app.id") == application_id:
+            return snapshot.snapshot_id
+        parent = snapshot.parent_snapshot_id
+        snapshot = table.snapshot_by_id(parent) if parent is not None else None
+    return None
+
+
+# A write task's rows go out as they are (no shuffle, no sort), partitioned by trade date inside
+# the task (fanout writer). The rows come from Parquet, which Spark reads as nullable: the
+# required columns are guaranteed by the parse tasks' rules (and enforced by the Parquet writer).
+WRITE_OPTIONS = {
+    "use-table-distribution-and-ordering": "false",
+    "fanout-enabled": "true",
+    "check-nullability": "false",
+}
+
+
 def replace_file_ticks(
-    spark: SparkSession, table: str, rows: DataFrame, keys: Sequence[str]
+    spark: SparkSession,
+    table: str,
+    rows: DataFrame,
+    keys: Sequence[str],
+    house: Lakehouse,
+    conf: Mapping[str, str] | None = None,
 ) -> tuple[str, int | None]:
-    """Make `table` hold exactly `rows` for the landing `keys`, in one Iceberg commit."""
-    ensure_ticks_table(spark, table)
-    if not _needs_merge(spark, table, keys):
-        rows.writeTo(table).overwrite(F.col("source_file").isin(list(keys)))
+    """Make `table` (`house`'s ticks table, as Spark names it) hold exactly `rows` for the
+    landing `keys`, in one Iceberg commit; (method, the commit's snapshot id). `conf`: session
+    settings for the write only."""
+    previous = {name: spark.conf.get(name, None) for name in conf or {}}
+    for name, value in (conf or {}).items():
+        spark.conf.set(name, value)
+    try:
+        return _replace_file_ticks(spark, table, rows, keys, house)
+    finally:
+        for name, value in previous.items():
+            if value is None:
+                spark.conf.unset(name)
+            else:
+                spark.conf.set(name, value)
+
+
+def _replace_file_ticks(
+    spark: SparkSession,
+    table: str,
+    rows: DataFrame,
+    keys: Sequence[str],
+    house: Lakehouse,
+) -> tuple[str, int | None]:
+    spark.catalog.refreshTable(table)
+    if not needs_merge(house, keys):
+        writer = rows.writeTo(table)
+        for name, value in WRITE_OPTIONS.items():
+            writer = writer.option(name, value)
+        writer.overwrite(F.col("source_file").isin(list(keys)))
         method = "overwrite"
     else:
-        view = f"tickhouse_replace_{int(time.time() * 1000)}"
+        view = f"tickhouse_replace_{uuid.uuid4().hex[:12]}"
         tombstones = spark.createDataFrame([(k,) for k in keys], "source_file STRING")
         tomb = tombstones.select(
             *(
@@ -575,178 +420,163 @@ def replace_file_ticks(
         finally:
             spark.catalog.dropTempView(view)
         method = "merge"
-    snapshot = spark.sql(
-        f"SELECT snapshot_id FROM {table}.history WHERE is_current_ancestor "
-        "ORDER BY made_current_at DESC LIMIT 1"
-    ).collect()
-    return method, (snapshot[0][0] if snapshot else None)
+    return method, spark_snapshot(house, spark.sparkContext.applicationId)
 
 
-def _summaries(
-    spark: SparkSession, table: str, snapshot_id: int | None, inputs: Sequence[LandingInput]
-) -> tuple[FileResult, ...]:
-    """Per landing file, what the commit holds (read back at its snapshot)."""
-    keys = [i.key for i in inputs]
-    counts: dict[str, tuple[int, tuple[str, ...], int, tuple[str, ...]]] = {}
-    if snapshot_id is not None:
-        rows = (
-            spark.read.option("versionAsOf", snapshot_id)
-            .table(table)
-            .where(F.col("source_file").isin(keys))
-            .groupBy("source_file")
-            .agg(
-                F.count(F.lit(1)).alias("rows"),
-                F.array_sort(F.collect_set(F.date_format("trade_date", "yyyy-MM-dd"))).alias("d"),
-                F.countDistinct("symbol").alias("symbols"),
-                F.array_sort(F.collect_set("venue")).alias("v"),
-            )
-            .collect()
-        )
-        counts = {
-            r["source_file"]: (r["rows"], tuple(r["d"]), r["symbols"], tuple(r["v"])) for r in rows
-        }
-    results = []
-    for i in inputs:
-        rows_, days, symbols, venues = counts.get(i.key, (0, (), 0, ()))
-        results.append(FileResult(i.key, rows_, days, symbols, i.profile, venues))
-    return tuple(results)
+# --- the job ----------------------------------------------------------------------------------
 
 
-def _java_message(exc: BaseException) -> str:
-    """The innermost useful message of a (py4j-wrapped) Spark/Java failure."""
-    text = str(getattr(exc, "desc", None) or exc)
-    raised = re.search(r"\[USER_RAISED_EXCEPTION\]\s*(.*?)(?:\s+SQLSTATE|\n|$)", text)
-    if raised:
-        return raised.group(1).strip()
-    # py4j puts the Java stack trace in the text: its root cause says what actually broke.
-    causes = re.findall(r"Caused by: ([\w.$]+(?:Exception|Error)[^\n]*)", text)
-    if causes:
-        return causes[-1].strip()
-    thrown = re.search(r"^([\w.$]+(?:Exception|Error): [^\n]*)", text, re.MULTILINE)
-    if thrown:
-        return thrown.group(1).strip()
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
-    return lines[0] if lines else type(exc).__name__
+def _load_table(spark: SparkSession, table: str) -> None:
+    with contextlib.suppress(Exception):  # only a warm-up: the write reports real errors
+        spark.table(table).schema  # noqa: B018
 
 
-def check_complete(spark: SparkSession, inputs: Sequence[LandingInput]) -> None:
-    """Refuse a truncated file. Spark's XML reader only sees records: a file cut inside its last
-    record loses that record silently and a missing end of document goes unnoticed, where the
-    Python parser fails. So every file must close its root element; a plain-text scan (JVM only,
-    much cheaper than the XML parse) checks that before anything is written."""
-    by_root: dict[str, list[LandingInput]] = {}
-    for item in inputs:
-        by_root.setdefault(item.root or "", []).append(item)
-    for root, group in by_root.items():
-        if not root:
-            raise SparkIngestError(
-                f"{group[0].key}: malformed XML: no root element in the first bytes", group[0].key
-            )
-        pattern = rf"</([A-Za-z_][-.\w]*:)?{re.escape(root)}\s*>"
-        try:
-            closed = {
-                row[0]
-                for row in spark.read.text([i.path for i in group])
-                .where(F.col("value").rlike(pattern))
-                .select(_canonical_column(F.col("_metadata.file_path")))
-                .distinct()
-                .collect()
-            }
-        except Exception as exc:
-            culprit = _unreadable_file(spark, group)
-            raise SparkIngestError(
-                f"{culprit}: unreadable or corrupt file: {_java_message(exc)}", culprit
-            ) from None
-        for item in group:
-            if item.path not in closed:
-                raise SparkIngestError(
-                    f"{item.key}: malformed XML: the root element <{root}> is never closed "
-                    "(a truncated file?)",
-                    item.key,
-                )
+def _step(log: Any, started: float, what: str) -> None:
+    if log:
+        log(f"spark ingest: {what} at {time.perf_counter() - started:.1f} s")
 
 
-def _unreadable_file(spark: SparkSession, inputs: Sequence[LandingInput]) -> str:
-    for item in inputs:
-        try:
-            spark.read.text(item.path).count()
-        except Exception:
-            return item.key
-    return inputs[0].key
-
-
-def _malformed_file(
-    spark: SparkSession, profile: Profile, inputs: Sequence[LandingInput]
-) -> str | None:
-    """Which file of a failed scan is malformed: each is read alone (only on the failure path)."""
-    for item in inputs:
-        try:
-            read_profile_files(spark, profile, [item]).select("source_file").count()
-        except Exception:
-            return item.key
-    return None
+def _discard(results: Sequence[TaskResult]) -> None:
+    for result in results:
+        if result.parsed.staged is not None:
+            result.parsed.staged.delete()
+        if result.ticks_parquet:
+            delete_uri(result.ticks_parquet)
 
 
 def ingest_files(
     spark: SparkSession,
     *,
     catalog: str,
-    namespace: str,
-    landing_uri: str,
+    house: Lakehouse,
+    landing: LandingAddress,
+    feed: Feed,
+    staging_uri: str,
     keys: Sequence[str],
-    profiles: Mapping[str, Profile],
-    venues: Mapping[str, Venue],
     forced_profile: str | None = None,
-    rules: tuple[tuple[str, str], ...] = (),
     ingested_at: datetime | None = None,
+    log: Any = None,
 ) -> IngestResult:
-    """Replace the rows of the landing `keys` in `<catalog>.<namespace>.ticks`, in one commit."""
+    """Replace the rows of the landing `keys` in `<catalog>.<namespace>.ticks` (see the module
+    docstring). Any refused file fails the job before anything is committed."""
     started = time.perf_counter()
     if not keys:
         raise SparkIngestError("no landing keys given")
+    keys = sorted(set(keys))
     spark.conf.set("spark.sql.session.timeZone", "UTC")
-    if cached_jars() is None:
-        remember_jars(spark)
     ingested_at = ingested_at or datetime.now(UTC)
-    table = f"{catalog}.{namespace}.{TICKS_TABLE}"
-    inputs = plan_inputs(
-        spark, landing_uri, keys, profiles, forced_profile=forced_profile, rules=rules
-    )
-    check_complete(spark, inputs)
-    by_profile: dict[str, list[LandingInput]] = {}
-    for item in inputs:
-        by_profile.setdefault(item.profile, []).append(item)
-    frames = [
-        contract_frame(
-            read_profile_files(spark, profiles[name], group), profiles[name], venues, ingested_at
-        )
-        for name, group in sorted(by_profile.items())
-    ]
-    rows = frames[0]
-    for frame in frames[1:]:
-        rows = rows.unionByName(frame)
+    table = f"{catalog}.{house.namespace}.{TICKS_TABLE}"
+    house.ensure_tables()  # the tables exactly as the Python engine creates them
+    staging = Staging(absolute(staging_uri), uuid.uuid4().hex)
+    task = ParseTask(landing, feed, staging, forced_profile, ingested_at)
+
+    store = landing.open()
+    # The driver's first use of the Iceberg catalog (JDBC, S3 client, table metadata) costs a
+    # few seconds in a fresh JVM: paid while the parse tasks run instead of after them.
+    warm = threading.Thread(target=_load_table, args=(spark, table), daemon=True)
+    warm.start()
+    results = parse_files(spark, task, keys, {key: store.stat(key).size for key in keys})
+    warm.join()
+    parse_seconds = time.perf_counter() - started
     try:
-        method, snapshot_id = replace_file_ticks(spark, table, rows, [i.key for i in inputs])
-    except Exception as exc:
-        message = _java_message(exc)
-        if "USER_RAISED_EXCEPTION" in str(exc):
-            raise SparkIngestError(message, message.split(",", 1)[0]) from None
-        if "FAILFAST" in str(exc) or "Malformed" in str(exc):
-            for name, group in by_profile.items():
-                culprit = _malformed_file(spark, profiles[name], group)
-                if culprit:
-                    raise SparkIngestError(
-                        f"{culprit}: malformed XML (Spark XML reader, mode FAILFAST, rowTag "
-                        f"<{profiles[name].record}>): {message}",
-                        culprit,
-                    ) from None
-        raise
+        refused = [r.parsed for r in results if not r.parsed.ok]
+        if refused:
+            first = refused[0]
+            assert first.refusal is not None
+            more = f" (and {len(refused) - 1} more refused file(s))" if len(refused) > 1 else ""
+            raise SparkIngestError(
+                refusal_message(first.key, first.refusal) + more, first.key, first.refusal
+            )
+        parsed = [r.parsed for r in results]
+        _step(log, started, "parsed")
+        index = TradeIndex(house)
+        copies = group_copies_of(house, index, parsed)
+        for item in parsed:
+            if not copies[item.key].conflicts.passed:
+                refusal = Refusal.of_findings(copies[item.key].conflicts, "conflicts")
+                raise SparkIngestError(refusal_message(item.key, refusal), item.key, refusal)
+
+        _step(log, started, "copies checked")
+        corrected_days = house.corrections_for_days(
+            {d for p in parsed if p.staged is not None for d in p.staged.trade_date_values()}
+        )
+        recorded = {str(d) for d in corrected_days["trade_date"].to_pylist()}
+        by_key = {r.parsed.key: r for r in results}
+
+        def bulk_file(result: TaskResult) -> bool:
+            staged = result.parsed.staged
+            assert staged is not None
+            return not result.corrections and not (set(staged.trade_dates) & recorded)
+
+        bulk = [r.parsed for r in results if bulk_file(r)]
+        later = [r.parsed for r in results if not bulk_file(r)]
+
+        method, snapshot_id = "none", None
+        write_started = time.perf_counter()
+        if bulk:
+            index.record({p.key: id_ranges_of(p.staged)[0] for p in bulk if p.staged})
+            _step(log, started, "trade index recorded")
+            uris = [by_key[p.key].ticks_parquet or "" for p in bulk]
+            assert all(uris), "a file without corrections has its ticks rows"
+            rows = ticks_frame(spark, uris)
+            split = _split_conf(spark, uris)
+            method, snapshot_id = replace_file_ticks(
+                spark, table, rows, [p.key for p in bulk], house, split
+            )
+            _step(log, started, f"Spark write committed ({method})")
+            if log:
+                log(f"{table}: {len(bulk)} files written by Spark ({method})")
+        commits = {}
+        for item in later:  # the Python engine's corrections path, file by file
+            commit = commit_parsed(house, index, item)
+            commits[item.key] = commit
+            snapshot_id = commit.snapshot_id
+            if log:
+                log(f"{item.key}: committed with {commit.corrections} cancels / replaces")
+        write_seconds = time.perf_counter() - write_started
+        _step(log, started, "written")
+
+        days = {d for p in parsed if p.staged is not None for d in p.staged.trade_date_values()}
+        stored = house.file_totals(keys, days, snapshot_id) if snapshot_id is not None else {}
+        _step(log, started, "read back")
+    finally:
+        _discard(results)
+
+    files = []
+    for key in keys:
+        result = by_key[key]
+        item = result.parsed
+        staged = item.staged
+        assert staged is not None
+        grid = item.session_grid
+        files.append(
+            FileResult(
+                key=key,
+                rows=stored.get(key, (0, 0))[0],
+                parsed_rows=staged.rows,
+                trade_dates=tuple(staged.trade_dates),
+                symbols=staged.symbols,
+                profile=item.profile,
+                venues=tuple(staged.venues),
+                parser=staged.parser,
+                write=f"corrections ({commits[key].corrections})"
+                if key in commits
+                else f"spark-{method}",
+                corrections=commits[key].corrections if key in commits else 0,
+                session_grid="" if grid is None or grid.passed else "; ".join(grid.examples[:3]),
+                sha256=staged.sha256,
+                parse_seconds=round(result.seconds, 3),
+            )
+        )
     return IngestResult(
         table=table,
         snapshot_id=snapshot_id,
         method=method,
-        files=_summaries(spark, table, snapshot_id, inputs),
+        files=tuple(files),
         seconds=time.perf_counter() - started,
+        parse_seconds=parse_seconds,
+        write_seconds=write_seconds,
+        executors=tuple(sorted({r.executor for r in results})),
     )
 
 
@@ -758,14 +588,24 @@ def result_message(result: IngestResult) -> dict[str, Any]:
         "snapshot_id": None if result.snapshot_id is None else str(result.snapshot_id),
         "method": result.method,
         "seconds": round(result.seconds, 3),
+        "parse_seconds": round(result.parse_seconds, 3),
+        "write_seconds": round(result.write_seconds, 3),
+        "executors": list(result.executors),
         "files": [
             {
                 "key": f.key,
                 "rows": f.rows,
+                "parsed_rows": f.parsed_rows,
                 "trade_dates": list(f.trade_dates),
                 "symbols": f.symbols,
                 "profile": f.profile,
                 "venues": list(f.venues),
+                "parser": f.parser,
+                "write": f.write,
+                "corrections": f.corrections,
+                "session_grid": f.session_grid,
+                "sha256": f.sha256,
+                "parse_seconds": f.parse_seconds,
             }
             for f in result.files
         ],
@@ -775,8 +615,9 @@ def result_message(result: IngestResult) -> dict[str, Any]:
 __all__ = [
     "FileResult",
     "IngestResult",
-    "LandingInput",
+    "ParseTask",
     "SparkIngestError",
     "ingest_files",
+    "parse_files",
     "result_message",
 ]

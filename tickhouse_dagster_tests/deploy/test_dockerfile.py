@@ -462,3 +462,37 @@ def test_webserver_loads_the_workspace_over_grpc(
         assert {"ingest_landing_file", "rebuild_bars"} <= jobs, jobs
     finally:
         stop(process)
+
+
+def test_image_can_run_the_spark_job() -> None:
+    """Java for pyspark's JVM, the jars resolved at build time into the image's cache, the
+    executors' Python named; the job itself ships inside the package (no repository needed)."""
+    steps = instructions()
+    run_text = " ".join(a for i, a in steps if i == "RUN")
+    assert "openjdk-17-jre-headless" in run_text
+    assert "python -m tickhouse_dagster.spark.session resolve-jars" in run_text
+    env = " ".join(a for i, a in steps if i == "ENV")
+    assert "TICKHOUSE_CACHE=/opt/tickhouse/cache" in env
+    assert "PYSPARK_PYTHON=/opt/tickhouse/.venv/bin/python" in env
+    assert "tickhouse_dagster" in context_copies()
+
+
+def test_spark_job_is_found_in_the_installed_package(image_venv: Path) -> None:
+    """The image's environment (the Dockerfile's install replayed) finds the spark-submit job in
+    its own copy of the package, not in a repository checkout."""
+    found = subprocess.run(
+        [
+            str(image_venv / "bin" / "python"),
+            "-c",
+            "from tickhouse_dagster.defs.resources_spark import INGEST_JOB; print(INGEST_JOB)",
+        ],
+        cwd=image_venv.parent,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert found.returncode == 0, found.stderr[-2000:]
+    job = Path(found.stdout.strip())
+    assert job.is_file() and job.name == "job.py"
+    assert image_venv.parent in job.parents and PROJECT_ROOT not in job.parents

@@ -1,34 +1,50 @@
-"""The Spark engine against the Python path, on the real stack and a real local Spark.
+"""The Spark engine against the Python engine, on the real stack.
 
-- the same sample files (both profiles, plain and gzip) ingested by the Python path and by the
-  Spark path (through Dagster, in-process dagster-pyspark) give identical `market.ticks` rows and,
-  after the touched-days sensor's rebuilds, identical bars — full tables compared;
-- re-running replaces the files' rows (no duplicates), also when Spark wrote several landing files
-  into one data file (copy-on-write MERGE) and when a file shrank;
-- a malformed file or a bad value fails the job naming the file, and nothing is written;
-- spark-submit through Dagster Pipes (`--master local[2]`) ingests and reports its metadata back.
+- on the stack's Spark standalone cluster (a master and two 1-core workers), through the Dagster
+  job with `engine: submit` (spark-submit over Dagster Pipes): the same files — both profiles,
+  plain and gzip, and a FIXML file of cancels / replaces — give exactly the Python engine's
+  `market.ticks` rows and, after the touched-days sensor's rebuilds, its bars (full tables);
+  per-file results and logs come back into the run;
+- re-running replaces the files' rows (no duplicates), also when a data file holds several
+  landing files (copy-on-write MERGE) and when a file shrank (in-process Spark, `engine: local`);
+- a bad file fails the job naming the file, record, line and reason, and nothing is written.
 """
 
 from __future__ import annotations
 
 import os
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pyarrow as pa
 import pytest
 from dagster import DagsterInstance, SensorResult, build_sensor_context
 
-from tickhouse_dagster.contract import BAR_INTERVALS, REFERENCE_TABLE, bar_table_name
+from tickhouse_dagster.batch import parse_to_staging
+from tickhouse_dagster.contract import (
+    BAR_INTERVALS,
+    CORRECTIONS_TABLE,
+    REFERENCE_TABLE,
+    TICKS_TABLE,
+    bar_table_name,
+)
 from tickhouse_dagster.defs.resources import resolved_resources
 from tickhouse_dagster.defs.sensors import touched_days_sensor
-from tickhouse_dagster.market.venues import load_venues
-from tickhouse_dagster.parsing.profiles import load_profiles
 from tickhouse_dagster.spark.session import apply_runtime_conf, catalog_conf
-from tickhouse_dagster.spark.ticks import SparkIngestError, ingest_files
+from tickhouse_dagster.spark.ticks import (
+    SparkIngestError,
+    ingest_files,
+    replace_file_ticks,
+    ticks_frame,
+    write_ticks_rows,
+)
 from tickhouse_dagster_tests.defs.helpers import definitions_with, ingest, rebuild_bars, step_error
+from tickhouse_dagster_tests.reliability.test_corrections import CORRECTION, ORIGINAL
 from tickhouse_dagster_tests.samples import two_profile_sample
 
 pytestmark = pytest.mark.slow
+
+CORRECTED = {"KRX/corr/0900.fixml.xml": ORIGINAL, "KRX/corr/1000-corrections.fixml.xml": CORRECTION}
 
 
 def _upload(files: dict[str, bytes]) -> None:
@@ -48,33 +64,33 @@ def _rows(namespace: str, table: str) -> list[tuple]:
     return sorted(tuple(row.values()) for row in arrow.to_pylist())
 
 
-def _spark_ingest(spark, namespace: str, keys: list[str]):
+def _spark_ingest(spark, keys: list[str]):
     name, conf = catalog_conf()
     apply_runtime_conf(spark, conf)
+    resources = resolved_resources()
     return ingest_files(
         spark,
         catalog=name,
-        namespace=namespace,
-        landing_uri=os.environ["TICKHOUSE_LANDING_URI"],
+        house=resources["lakehouse"].lakehouse(),
+        landing=resources["landing"].address(),
+        feed=resources["feed"].feed(),
+        staging_uri=resources["staging"].uri,
         keys=keys,
-        profiles=load_profiles(),
-        venues=load_venues(),
     )
 
 
-def test_python_and_spark_paths_give_identical_ticks_and_bars(
-    spark, on_stack, extra_namespaces, tmp_path: Path, monkeypatch
+def test_spark_cluster_via_pipes_gives_the_python_engines_ticks_and_bars(
+    spark_cluster: str, on_stack, extra_namespaces, tmp_path: Path, monkeypatch
 ):
-    files = two_profile_sample(tmp_path / "sample")
+    files = {**two_profile_sample(tmp_path / "sample"), **CORRECTED}
     _upload(files)
     keys = sorted(files)
     python_ns = on_stack["TICKHOUSE_NAMESPACE"]
     spark_ns = python_ns + "_spark"
     extra_namespaces.append(spark_ns)
 
-    # Python path: the code location's own ingest job per file, then the bars of both days.
-    resources = resolved_resources()
-    definitions = definitions_with(resources)
+    # Python engine: the code location's own ingest job per file, then the bars of both days.
+    definitions = definitions_with(resolved_resources())
     with DagsterInstance.ephemeral() as instance:
         for key in keys:
             run = ingest(definitions, instance, key)
@@ -82,15 +98,24 @@ def test_python_and_spark_paths_give_identical_ticks_and_bars(
         for day in ("2024-01-02", "2024-01-03"):
             assert rebuild_bars(definitions, instance, day).success
 
-    # Spark path, through Dagster: the backfill job on the in-process dagster-pyspark Spark; its
-    # ticks materializations drive the touched-days sensor exactly as Python ingests do.
+    # Spark on the standalone cluster, through Dagster Pipes; its ticks materializations drive
+    # the touched-days sensor exactly as Python ingests do.
     monkeypatch.setenv("TICKHOUSE_NAMESPACE", spark_ns)
-    resources = resolved_resources()
-    definitions = definitions_with(resources)
+    definitions = definitions_with(resolved_resources())
     with DagsterInstance.ephemeral() as instance:
         run = definitions.resolve_job_def("spark_backfill_ticks").execute_in_process(
             instance=instance,
-            run_config={"ops": {"spark_ingest_ticks": {"config": {"engine": "local"}}}},
+            run_config={
+                "ops": {
+                    "spark_ingest_ticks": {
+                        "config": {
+                            "engine": "submit",
+                            "master": spark_cluster,
+                            "submit_conf": {"spark.executor.memory": "768m"},
+                        }
+                    }
+                }
+            },
             raise_on_error=False,
         )
         assert run.success, step_error(run)
@@ -99,16 +124,17 @@ def test_python_and_spark_paths_give_identical_ticks_and_bars(
             for e in run.asset_materializations_for_node("spark_ingest_ticks")
         }
         assert sorted(events) == keys
-        assert sum(m["rows_written"].value for m in events.values()) == 4000
+        # 4000 sample rows, 4 original reports, of which 1 cancelled, 1 replaced by the other.
+        assert sum(m["rows_written"].value for m in events.values()) == 4000 + 3
         assert events[keys[-1]]["trade_dates"].value == "2024-01-03"
-        assert events[keys[0]]["engine"].value.startswith("spark (local")
-        # The metadata a Python ingest shows: Dagster's table name and the stored Iceberg types.
+        assert events[keys[0]]["engine"].value == f"spark (submit, {spark_cluster})"
+        assert events["KRX/corr/1000-corrections.fixml.xml"]["corrections"].value == 2
+        assert events["KRX/corr/0900.fixml.xml"]["written_by"].value == "spark-overwrite"
+        assert events[keys[-1]]["parser"].value == "xml2arrow"  # the project's compiled parser
         assert events[keys[0]]["dagster/table_name"].value == f"{spark_ns}.ticks"
-        shown = events[keys[0]]["dagster/column_schema"].value.columns
-        assert ("price", "decimal(18, 6)") in [(c.name, c.type) for c in shown]
-        assert events[keys[0]]["dagster/partition_row_count"].value == (
-            events[keys[0]]["rows_written"].value
-        )
+        logs = [e.message for e in instance.all_logs(run.run_id) if e.message]
+        assert any(f"{keys[-1]}: 1000 rows" in m for m in logs), logs
+        assert any("spark://" in m and f"{len(keys)} files" in m for m in logs), logs
         # The ledger now counts these files as ingested: a second backfill has nothing to do.
         again = definitions.resolve_job_def("spark_backfill_ticks").execute_in_process(
             instance=instance, raise_on_error=False
@@ -122,14 +148,12 @@ def test_python_and_spark_paths_give_identical_ticks_and_bars(
         for request in days.run_requests:
             assert rebuild_bars(definitions, instance, request.partition_key).success
 
-    python_ticks, spark_ticks = _rows(python_ns, "ticks"), _rows(spark_ns, "ticks")
-    assert len(python_ticks) == 4000
+    python_ticks, spark_ticks = _rows(python_ns, TICKS_TABLE), _rows(spark_ns, TICKS_TABLE)
+    assert len(python_ticks) == 4003
     assert spark_ticks == python_ticks  # every column but ingested_at, decimals exact
-    for interval in BAR_INTERVALS:
-        table = bar_table_name(interval)
-        python_bars = _rows(python_ns, table)
-        assert python_bars and _rows(spark_ns, table) == python_bars, table
-    # Both engines record the reference data each file and day was built under, alike.
+    for table in (CORRECTIONS_TABLE, *(bar_table_name(i) for i in BAR_INTERVALS)):
+        python_rows = _rows(python_ns, table)
+        assert python_rows and _rows(spark_ns, table) == python_rows, table
     python_records = _rows(python_ns, REFERENCE_TABLE)
     assert len([r for r in python_records if r[0] == "ticks"]) == len(keys)
     assert _rows(spark_ns, REFERENCE_TABLE) == python_records
@@ -141,24 +165,36 @@ def test_rerun_replaces_the_files_rows(spark, on_stack, tmp_path: Path):
     keys = sorted(files)
     namespace = on_stack["TICKHOUSE_NAMESPACE"]
 
-    first = _spark_ingest(spark, namespace, keys)
+    first = _spark_ingest(spark, keys)
     assert first.method == "overwrite" and first.rows == 4000
     # The same files again: replaced, not appended.
-    assert _spark_ingest(spark, namespace, keys).rows == 4000
-    assert len(_rows(namespace, "ticks")) == 4000
+    assert _spark_ingest(spark, keys).rows == 4000
+    assert len(_rows(namespace, TICKS_TABLE)) == 4000
 
-    # One file re-sent shorter: its data files also hold the other files' rows, so the
-    # replacement is a copy-on-write MERGE; the other files' rows stay as they were.
+    # A data file holding two landing files (one Spark task wrote both): re-sending one of
+    # them shorter needs the copy-on-write MERGE; the other file's rows stay as they were.
+    name, _ = catalog_conf()
+    table = f"{name}.{namespace}.{TICKS_TABLE}"
+    sample = tmp_path / "sample"
+    uris = [
+        write_ticks_rows(
+            parse_to_staging(str(sample / k), k, str(tmp_path / "staging")), datetime.now(UTC)
+        )
+        for k in keys[:2]
+    ]
+    mixed = ticks_frame(spark, uris).coalesce(1)
+    house = resolved_resources()["lakehouse"].lakehouse()
+    assert replace_file_ticks(spark, table, mixed, keys[:2], house)[0] == "overwrite"
     key = keys[0]
     lines = files[key].decode().splitlines()
     trades = [i for i, line in enumerate(lines) if line.lstrip().startswith("<trade ")]
     drop = set(trades[:25])
     _upload({key: "\n".join(line for i, line in enumerate(lines) if i not in drop).encode()})
-    before = [r for r in _rows(namespace, "ticks") if r[-1] != key]
-    rerun = _spark_ingest(spark, namespace, [key])
+    before = [r for r in _rows(namespace, TICKS_TABLE) if r[-1] != key]
+    rerun = _spark_ingest(spark, [key])
     assert rerun.method == "merge"
     assert [f.rows for f in rerun.files] == [len(trades) - 25]
-    after = _rows(namespace, "ticks")
+    after = _rows(namespace, TICKS_TABLE)
     assert len(after) == 4000 - 25
     assert [r for r in after if r[-1] != key] == before
     trade_keys = [(r[0], r[1], r[2], r[4]) for r in after]
@@ -172,20 +208,16 @@ MALFORMED = """<?xml version="1.0" encoding="UTF-8"?>
   <trade id="000003" symbol="005930" ts="2024-01-02T09:00:02+09:00" price="71100" qty="7" side="S"/>
 </tickhouse>
 """
-
 BAD_PRICE = MALFORMED.replace("<oops>", "").replace('price="71100"', 'price="71100.1234567"')
-# Cut inside the last record: Spark's XML reader alone would drop that record without a word.
-TRUNCATED = MALFORMED.replace("<oops>", "").split('price="71100"')[0]
 
 
 @pytest.mark.parametrize(
     ("content", "reason"),
     [
-        (MALFORMED, "malformed XML"),
-        (BAD_PRICE, "trade 000003, field price: '71100.1234567' is not a decimal number"),
-        (TRUNCATED, "the root element <tickhouse> is never closed"),
+        (MALFORMED, "line 4"),
+        (BAD_PRICE, "record 3, line 5, field price: '71100.1234567'"),
     ],
-    ids=["malformed-xml", "price-with-7-decimals", "truncated"],
+    ids=["malformed-xml", "price-with-7-decimals"],
 )
 def test_bad_file_fails_naming_it_and_writes_nothing(
     spark, on_stack, tmp_path: Path, content: str, reason: str
@@ -195,43 +227,40 @@ def test_bad_file_fails_naming_it_and_writes_nothing(
     _upload({good_key: good[good_key], "bad/trades_0900.xml": content.encode()})
     namespace = on_stack["TICKHOUSE_NAMESPACE"]
     with pytest.raises(SparkIngestError) as failure:
-        _spark_ingest(spark, namespace, [good_key, "bad/trades_0900.xml"])
+        _spark_ingest(spark, [good_key, "bad/trades_0900.xml"])
     message = str(failure.value)
     assert message.startswith("bad/trades_0900.xml"), message
-    assert reason in message
+    assert reason in message, message
     assert failure.value.source_file == "bad/trades_0900.xml"
     # Nothing was committed: neither the bad file's rows nor the good file's.
-    assert _rows(namespace, "ticks") == []
+    assert _rows(namespace, TICKS_TABLE) == []
 
 
-def test_spark_submit_through_pipes_reports_back(on_stack, tmp_path: Path):
-    files = two_profile_sample(tmp_path / "sample")
-    key = sorted(files)[-1]  # the gzip FIXML file
-    _upload({key: files[key], "bad/trades_0900.xml": MALFORMED.encode()})
+def test_bad_file_on_the_cluster_fails_the_run_naming_it(spark_cluster: str, on_stack, tmp_path):
+    """Through Dagster Pipes from the standalone cluster: the step fails with the Python
+    engine's reason (file, record, line, field), its metadata says where, nothing is written."""
+    good = two_profile_sample(tmp_path / "sample")
+    good_key = sorted(good)[0]
+    _upload({good_key: good[good_key], "bad/trades_0900.xml": BAD_PRICE.encode()})
     definitions = definitions_with(resolved_resources())
-    job = definitions.resolve_job_def("spark_backfill_ticks")
     with DagsterInstance.ephemeral() as instance:
-        run = job.execute_in_process(
+        run = definitions.resolve_job_def("spark_backfill_ticks").execute_in_process(
             instance=instance,
             run_config={
                 "ops": {
                     "spark_ingest_ticks": {
-                        "config": {"engine": "submit", "master": "local[2]", "keys": [key]}
+                        "config": {
+                            "engine": "submit",
+                            "master": spark_cluster,
+                            "keys": [good_key, "bad/trades_0900.xml"],
+                        }
                     }
                 }
             },
             raise_on_error=False,
         )
-        assert run.success, step_error(run)
-        (event,) = run.asset_materializations_for_node("spark_ingest_ticks")
-        assert event.partition == key
-        assert event.metadata["rows_written"].value == 1000
-        assert event.metadata["trade_dates"].value == "2024-01-03"
-        assert event.metadata["engine"].value == "spark (submit, local[2])"
-        logs = [
-            e.message
-            for e in instance.all_logs(run.run_id)
-            if e.message and "[pipes]" not in e.message
-        ]
-        assert any(f"{key}: 1000 rows" in m for m in logs), logs
-    assert len(_rows(on_stack["TICKHOUSE_NAMESPACE"], "ticks")) == 1000
+    assert not run.success
+    error = step_error(run)
+    assert "bad/trades_0900.xml, record 3, line 5, field price: '71100.1234567'" in error, error
+    assert not run.asset_materializations_for_node("spark_ingest_ticks")
+    assert _rows(on_stack["TICKHOUSE_NAMESPACE"], TICKS_TABLE) == []

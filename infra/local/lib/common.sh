@@ -36,6 +36,8 @@ SEAWEED_SERVER_METRICS_PORT=$((19328 + PORT_OFFSET)) # master+volume process (vo
 PROMETHEUS_PORT=$((19090 + PORT_OFFSET))           # optional service: `stack up prometheus`
 PIPELINE_METRICS_PORT=$((19464 + PORT_OFFSET))     # `tickhouse metrics` exporter, scraped by it
 LISTENER_PORT=$((19471 + PORT_OFFSET))             # landing listener health (/healthz)
+SPARK_MASTER_PORT=$((17077 + PORT_OFFSET))         # optional service: `stack up spark`
+SPARK_MASTER_UI_PORT=$((17080 + PORT_OFFSET))      # workers: master/UI port + 10 + n
 
 # --- credentials (local-dev defaults; override via the environment) -------------
 TICKHOUSE_S3_ACCESS_KEY=${TICKHOUSE_S3_ACCESS_KEY:-tickhouse}
