@@ -101,7 +101,8 @@ def test_spark_cluster_via_pipes_gives_the_python_engines_ticks_and_bars(
     # Spark on the standalone cluster, through Dagster Pipes; its ticks materializations drive
     # the touched-days sensor exactly as Python ingests do.
     monkeypatch.setenv("TICKHOUSE_NAMESPACE", spark_ns)
-    definitions = definitions_with(resolved_resources())
+    spark_resources = resolved_resources()
+    definitions = definitions_with(spark_resources)
     with DagsterInstance.ephemeral() as instance:
         run = definitions.resolve_job_def("spark_backfill_ticks").execute_in_process(
             instance=instance,
@@ -141,7 +142,9 @@ def test_spark_cluster_via_pipes_gives_the_python_engines_ticks_and_bars(
         )
         assert again.success and not again.asset_materializations_for_node("spark_ingest_ticks")
         days = touched_days_sensor(
-            build_sensor_context(instance=instance, resources={"lakehouse": resources["lakehouse"]})
+            build_sensor_context(
+                instance=instance, resources={"lakehouse": spark_resources["lakehouse"]}
+            )
         )
         assert isinstance(days, SensorResult)
         assert sorted(r.partition_key for r in days.run_requests) == ["2024-01-02", "2024-01-03"]
