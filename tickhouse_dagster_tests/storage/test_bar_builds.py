@@ -7,9 +7,9 @@ from datetime import date
 
 from tickhouse_dagster.contract import BAR_INTERVALS, bar_table_name
 from tickhouse_dagster.engine.day_bars import build_day_bars, store_day_bars
-from tickhouse_dagster.market.bars import build_all_bars
 from tickhouse_dagster.market.reference_data import venues_fingerprint
 from tickhouse_dagster.storage.bar_builds import behind, build_of_ticks, built_from, last_build
+from tickhouse_dagster_tests.defs.test_bars_span import assert_bars_equal_a_day_rebuild
 from tickhouse_dagster_tests.market.test_bars import tick
 from tickhouse_dagster_tests.storage.test_lakehouse import lakehouse, parsed
 
@@ -49,11 +49,7 @@ def test_a_build_from_older_ticks_never_replaces_bars_built_from_newer(tmp_path,
     second = build_day_bars(house, venues, DAY)
     assert store_day_bars(house, venues, DAY, first)["1m"].commit.superseded_by is None
     assert store_day_bars(house, venues, DAY, second)["1m"].commit.superseded_by is None
-    everything = build_all_bars(house.ticks_for_days([DAY]), venues)
-    for interval in BAR_INTERVALS:
-        order = [("symbol", "ascending"), ("bar_start", "ascending")]
-        stored = house.bars_for_day(interval, DAY).sort_by(order)
-        assert stored.equals(everything[interval].sort_by(order)), interval
+    assert_bars_equal_a_day_rebuild(house)
 
 
 def test_the_next_build_starts_from_what_all_four_tables_record(tmp_path, venues):
