@@ -145,7 +145,7 @@ def cmd_rebuild_bars(args: argparse.Namespace) -> int:
     ensure_dagster_home()
     from dagster import DagsterInstance
 
-    from tickhouse_dagster.defs.partitions import trade_dates, why_not_a_partition
+    from tickhouse_dagster.defs.partitions import without_bars_partition
     from tickhouse_dagster.ingest import rebuild_bars
 
     report = _stale_report(ticks="count")
@@ -160,9 +160,9 @@ def cmd_rebuild_bars(args: argparse.Namespace) -> int:
         print("no stale bars: nothing rebuilt")
         return 0
     instance = DagsterInstance.get()
-    valid = set(trade_dates.get_partition_keys(dynamic_partitions_store=instance))
-    refused = [(f"bars {d}", why_not_a_partition(d)) for d in days if d not in valid]
-    rebuilt, failed = rebuild_bars(instance, [d for d in days if d in valid])
+    outside = without_bars_partition(days, instance)
+    refused = [(f"bars {d}", reason) for d, reason in outside.items()]
+    rebuilt, failed = rebuild_bars(instance, [d for d in days if d not in outside])
     print(f"bars rebuilt for {len(rebuilt)} trade date(s): {', '.join(rebuilt) or '-'}")
     for what, reason in refused + failed:
         print(f"  FAILED {what}: {reason}")

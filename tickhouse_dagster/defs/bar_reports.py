@@ -10,7 +10,13 @@ from datetime import date
 from typing import Any
 
 import pyarrow as pa
-from dagster import AssetCheckSeverity, AssetKey, AssetMaterialization, MetadataValue
+from dagster import (
+    AssetCheckEvaluation,
+    AssetCheckSeverity,
+    AssetKey,
+    AssetMaterialization,
+    MetadataValue,
+)
 
 from tickhouse_dagster.contract import BAR_INTERVALS, BARS_SCHEMA, bar_table_name
 from tickhouse_dagster.defs.file_reports import CheckOutcome, findings_outcome
@@ -48,7 +54,7 @@ class BarReport:
             self.asset_key, partition=self.trade_date.isoformat(), metadata=dict(self.metadata)
         )
 
-    def events(self) -> Iterator[AssetMaterialization | Any]:
+    def events(self) -> Iterator[AssetMaterialization | AssetCheckEvaluation]:
         yield self.materialization()
         for check in self.checks:
             yield check.evaluation(self.trade_date.isoformat())

@@ -32,11 +32,7 @@ from dagster import (
 from tickhouse_dagster.defs.bar_reports import build_and_report
 from tickhouse_dagster.defs.file_reports import TICKS, file_events
 from tickhouse_dagster.defs.ledger import not_yet_ingested
-from tickhouse_dagster.defs.partitions import (
-    LANDING_FILES,
-    trade_dates,
-    why_not_a_partition,
-)
+from tickhouse_dagster.defs.partitions import LANDING_FILES, without_bars_partition
 from tickhouse_dagster.defs.resources import FeedResource
 from tickhouse_dagster.defs.retries import retry_transient
 from tickhouse_dagster.engine.catch_up import FileOutcome, Progress, iter_ingest_files
@@ -114,11 +110,11 @@ def _touched_days_bars(
     the materializations and checks the bars asset records; a failed blocking check is added
     to `blocked` (the run fails after every day was reported)."""
     touched = trade_dates_of([o.parsed.staged for o in committed if o.parsed.staged is not None])
-    valid = set(trade_dates.get_partition_keys(dynamic_partitions_store=context.instance))
+    outside = without_bars_partition((d.isoformat() for d in touched), context.instance)
     venues = feed.venues()
     for day in sorted(touched):
-        if day.isoformat() not in valid:
-            context.log.warning(f"bars of {day} not built: {why_not_a_partition(day.isoformat())}")
+        if day.isoformat() in outside:
+            context.log.warning(f"bars of {day} not built: {outside[day.isoformat()]}")
             continue
         with retry_transient(context):
             reports = build_and_report(house, venues, day)

@@ -7,10 +7,10 @@ cron exclusion for the weekend days all venues share, and a date for each day th
 has off otherwise (a holiday everywhere, or a holiday at some and weekend at the others).
 """
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import date, datetime, timedelta
 
-from dagster import DailyPartitionsDefinition, DynamicPartitionsDefinition
+from dagster import DagsterInstance, DailyPartitionsDefinition, DynamicPartitionsDefinition
 
 from tickhouse_dagster import settings
 from tickhouse_dagster.market.venues import Venue, default_venues
@@ -98,3 +98,10 @@ def why_not_a_partition(key: str, venues: Mapping[str, Venue] | None = None) -> 
     if last is not None and key > last:
         return f"after the last partition so far ({last})"
     return "not a partition"
+
+
+def without_bars_partition(days: Iterable[str], instance: DagsterInstance) -> dict[str, str]:
+    """Each of these trade dates (ISO) that has no bars partition, with why: every caller names
+    such a day instead of dropping it silently."""
+    valid = set(trade_dates.get_partition_keys(dynamic_partitions_store=instance))
+    return {day: why_not_a_partition(day) for day in days if day not in valid}

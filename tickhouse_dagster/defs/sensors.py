@@ -46,8 +46,7 @@ from tickhouse_dagster.defs.ledger import not_yet_ingested
 from tickhouse_dagster.defs.partitions import (
     LANDING_FILES,
     landing_files,
-    trade_dates,
-    why_not_a_partition,
+    without_bars_partition,
 )
 from tickhouse_dagster.defs.push import push_queue
 from tickhouse_dagster.defs.resources import FeedResource, LakehouseResource, LandingResource
@@ -168,11 +167,10 @@ def touched_days_sensor(
         touched,
     )
     days = {d.isoformat() for d in behind_days}
-    valid = set(trade_dates.get_partition_keys(dynamic_partitions_store=context.instance))
-    outside = sorted(d for d in days if d not in valid)
+    outside = without_bars_partition(days, context.instance)
     if outside:
         # Never dropped silently: each such day, and why it has no bars partition.
-        reasons = "; ".join(f"{day}: {why_not_a_partition(day)}" for day in outside)
+        reasons = "; ".join(f"{day}: {outside[day]}" for day in sorted(outside))
         context.log.warning(f"trade dates outside the bars partitions, not rebuilt: {reasons}")
     current = len(touched) - len(behind_days)
     if current:
@@ -184,7 +182,7 @@ def touched_days_sensor(
                 partition_key=day,
                 tags={BARS_DAY_TAG: day},
             )
-            for day in sorted(days & valid, key=date.fromisoformat)
+            for day in sorted(days - set(outside), key=date.fromisoformat)
         ],
         cursor=result.cursor,
     )
@@ -208,12 +206,12 @@ def reference_data_sensor(
         context.log.warning(report.render())
     if not report.bars:
         return SkipReason("no bars built under changed reference data")
-    valid = set(trade_dates.get_partition_keys(dynamic_partitions_store=context.instance))
+    outside = without_bars_partition((d.isoformat() for d in report.days()), context.instance)
     requests = []
     for day in report.days():
         key = day.isoformat()
-        if key not in valid:
-            context.log.warning(f"stale bars of {key} not rebuilt: {why_not_a_partition(key)}")
+        if key in outside:
+            context.log.warning(f"stale bars of {key} not rebuilt: {outside[key]}")
             continue
         # One request per day and state of the reference data it is rebuilt under.
         state = ",".join(
