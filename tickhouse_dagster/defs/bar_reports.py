@@ -5,6 +5,7 @@ runs that build the bars of the days they touched."""
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
@@ -21,7 +22,12 @@ from dagster import (
 from tickhouse_dagster.contract import BAR_INTERVALS, BARS_SCHEMA, bar_table_name
 from tickhouse_dagster.defs.file_reports import CheckOutcome, findings_outcome
 from tickhouse_dagster.defs.io_managers import table_metadata
-from tickhouse_dagster.engine.day_bars import DayBars, build_day_bars, store_day_bars
+from tickhouse_dagster.engine.day_bars import (
+    DayBars,
+    build_day_bars,
+    record_day_reference,
+    store_day_bars,
+)
 from tickhouse_dagster.market.venues import Venue
 from tickhouse_dagster.quality.bar_rules import (
     check_bar_invariants,
@@ -29,6 +35,7 @@ from tickhouse_dagster.quality.bar_rules import (
     reconcile_bars_with_ticks,
 )
 from tickhouse_dagster.storage.lakehouse import Commit, Lakehouse
+from tickhouse_dagster.storage.trade_index import TradeIndex
 
 PREVIEW_ROWS = 10
 BAR_KEYS = {interval: AssetKey(["market", bar_table_name(interval)]) for interval in BAR_INTERVALS}
@@ -79,28 +86,39 @@ def build_and_report(
     venues: Mapping[str, Venue],
     day: date,
     intervals: Sequence[str] = BAR_INTERVALS,
+    index: TradeIndex | None = None,
 ) -> list[BarReport]:
     """Build, commit and check the day's bars of `intervals` (engine.day_bars), reported per
-    bar table in interval order."""
-    day_bars = build_day_bars(house, venues, day, intervals)
-    stored = store_day_bars(house, venues, day, day_bars)
-    totals: dict[int | None, pa.Table] = {}
+    bar table in interval order. `index`: the trade index the caller holds, if any."""
+    day_bars = build_day_bars(house, venues, day, intervals, index)
+    totals: dict[int | None, Future[pa.Table]] = {}
 
-    def trade_totals(ticks_snapshot_id: int | None) -> pa.Table:
+    def trade_totals(ticks_snapshot_id: int | None) -> Future[pa.Table]:
         # The ticks the stored bars were built from: those of this build, or of the newer one
         # that made this build's commit pointless.
         if ticks_snapshot_id not in totals:
             ticks = house.ticks_dataset([day], snapshot_id=ticks_snapshot_id)
-            totals[ticks_snapshot_id] = distinct_trade_totals(ticks, day_bars.duplicate_windows)
+            totals[ticks_snapshot_id] = pool.submit(
+                distinct_trade_totals, ticks, day_bars.duplicate_windows
+            )
         return totals[ticks_snapshot_id]
 
-    reports = []
-    for interval in intervals:
-        commit = stored[interval].commit
-        source = commit.superseded_by or day_bars.build.ticks_snapshot_id
-        reports.append(
-            _report(day, interval, day_bars, commit, stored[interval].stored, trade_totals(source))
-        )
+    # The commits mostly wait on the catalog and the object store, the checks on DuckDB (which
+    # lets go of the GIL): the expected totals are counted while the bars commit, and the
+    # reference record is committed while the bars are checked.
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        trade_totals(day_bars.build.ticks_snapshot_id)
+        stored = store_day_bars(house, day, day_bars)
+        recorded = pool.submit(record_day_reference, house, venues, day, stored)
+        reports = []
+        for interval in intervals:
+            commit = stored[interval].commit
+            source = commit.superseded_by or day_bars.build.ticks_snapshot_id
+            expected = trade_totals(source).result()
+            reports.append(
+                _report(day, interval, day_bars, commit, stored[interval].stored, expected)
+            )
+        recorded.result()
     return reports
 
 

@@ -38,6 +38,7 @@ from tickhouse_dagster.defs.retries import retry_transient
 from tickhouse_dagster.engine.catch_up import FileOutcome, Progress, iter_ingest_files
 from tickhouse_dagster.engine.commit import trade_dates_of
 from tickhouse_dagster.storage.lakehouse import Lakehouse
+from tickhouse_dagster.storage.trade_index import TradeIndex
 from tickhouse_dagster.storage.trino_sql import files_rows_at_snapshot
 
 BATCH_JOB = "ingest_landing_batch"
@@ -105,6 +106,7 @@ def _touched_days_bars(
     feed: FeedResource,
     committed: list[FileOutcome],
     blocked: list[str],
+    index: TradeIndex,
 ) -> Iterator[AssetMaterialization | AssetCheckEvaluation]:
     """The bars of every trade date the committed files touched, rebuilt for what changed, with
     the materializations and checks the bars asset records; a failed blocking check is added
@@ -117,7 +119,7 @@ def _touched_days_bars(
             context.log.warning(f"bars of {day} not built: {outside[day.isoformat()]}")
             continue
         with retry_transient(context):
-            reports = build_and_report(house, venues, day)
+            reports = build_and_report(house, venues, day, index=index)
         for report in reports:
             yield from report.events()
             blocked += [
@@ -152,6 +154,8 @@ def build_batch_job(with_trino: bool) -> JobDefinition:
         context.instance.add_dynamic_partitions(LANDING_FILES, [k for k in keys if k not in known])
         progress = Progress(len(keys))
         outcomes = []
+        # The copy check's ranges of the touched days, kept for their bars' duplicate windows.
+        index = TradeIndex(house)
         with retry_transient(context):
             # Each file's events are yielded as it settles: a run that fails later has still
             # recorded every file it committed.
@@ -163,6 +167,7 @@ def build_batch_job(with_trino: bool) -> JobDefinition:
                 staging=context.resources.staging.for_run(context.run_id),
                 forced_profile=config.profile,
                 workers=config.workers,
+                index=index,
             ):
                 outcomes.append(outcome)
                 yield from file_events(outcome, store.uri)
@@ -183,7 +188,7 @@ def build_batch_job(with_trino: bool) -> JobDefinition:
                 else None
             )
             if config.bars and committed:
-                yield from _touched_days_bars(context, house, feed, committed, blocked)
+                yield from _touched_days_bars(context, house, feed, committed, blocked, index)
             if read_back is not None:
                 yield from read_back.result()
         refused = [o for o in outcomes if not o.ok]

@@ -113,9 +113,16 @@ class Committer:
     commit and lookup reads the table's growing metadata). Each file's rows are still replaced
     whole, and each file is verified on its own."""
 
-    def __init__(self, house: Lakehouse, store: LandingStore, venues: Mapping[str, Venue]) -> None:
+    def __init__(
+        self,
+        house: Lakehouse,
+        store: LandingStore,
+        venues: Mapping[str, Venue],
+        index: TradeIndex | None = None,
+    ) -> None:
         self.house, self.store, self.venues = house, store, venues
-        self.index = TradeIndex(house)  # kept across the batch: each group reads it once
+        # Kept across the batch: each group reads it once.
+        self.index = index or TradeIndex(house)
         self.pending: list[ParsedFile] = []
 
     def offer(self, parsed: ParsedFile) -> list[FileOutcome]:
@@ -200,13 +207,16 @@ def iter_ingest_files(
     staging: Staging,
     forced_profile: str | None = None,
     workers: int | None = None,
+    index: TradeIndex | None = None,
 ) -> Iterator[FileOutcome]:
     """Ingest `keys` (see the module docstring); yields each file's outcome as soon as it is
-    settled (a consumer records it before the next group commits)."""
+    settled (a consumer records it before the next group commits). `index`: the trade index
+    to keep the ranges read in (a caller that builds the touched days' bars next reuses them;
+    the index drops them itself if another writer commits ticks meanwhile)."""
     started = time.perf_counter()
     house = lakehouse.open()
     house.ensure_tables()
-    committer = Committer(house, landing.open(), feed.venues)
+    committer = Committer(house, landing.open(), feed.venues, index)
     parse = partial(
         parse_landing_file,
         landing,

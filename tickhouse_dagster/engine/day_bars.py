@@ -47,12 +47,15 @@ def build_day_bars(
     venues: Mapping[str, Venue],
     day: date,
     intervals: Sequence[str] = BAR_INTERVALS,
+    index: TradeIndex | None = None,
 ) -> DayBars:
     """The day's bars of `intervals`: the changed minutes when the bar tables record what all
-    four were last built from (storage.bar_builds), else the whole day."""
+    four were last built from (storage.bar_builds), else the whole day. `index`: the trade
+    index the caller already holds (an ingest run's, which read the day for its copy check);
+    without it the day's ranges are read afresh."""
     ticks_table = house.table(TICKS_TABLE)
     build = build_of_ticks(ticks_table, day, venues_fingerprint(venues))
-    windows = TradeIndex(house).duplicate_windows(day)
+    windows = (index or TradeIndex(house)).duplicate_windows(day)
     everything = tuple(intervals) == BAR_INTERVALS  # a span rebuild needs the stored minutes
     since = (
         built_from({i: house.table(bar_table_name(i)) for i in BAR_INTERVALS}, day, build.reference)
@@ -80,11 +83,10 @@ def build_day_bars(
     return DayBars(bars, build, rebuilt, windows)
 
 
-def store_day_bars(
-    house: Lakehouse, venues: Mapping[str, Venue], day: date, day_bars: DayBars
-) -> dict[str, StoredBars]:
-    """Commit each interval's bars (unless built from older ticks than the stored ones), read
-    them back, then record the reference data they were built under."""
+def store_day_bars(house: Lakehouse, day: date, day_bars: DayBars) -> dict[str, StoredBars]:
+    """Commit each interval's bars (unless built from older ticks than the stored ones) and
+    read them back. Then `record_day_reference`: after the bars, so a crash between leaves them
+    reported stale, never wrongly current."""
 
     def store(interval: str) -> StoredBars:
         commit = house.replace_day_bars(interval, day, day_bars.bars[interval], day_bars.build)
@@ -96,11 +98,16 @@ def store_day_bars(
     # object-store and catalog latency instead of four.
     intervals = list(day_bars.bars)
     with ThreadPoolExecutor(max_workers=len(intervals)) as pool:
-        stored = dict(zip(intervals, pool.map(store, intervals), strict=True))
+        return dict(zip(intervals, pool.map(store, intervals), strict=True))
+
+
+def record_day_reference(
+    house: Lakehouse, venues: Mapping[str, Venue], day: date, stored: Mapping[str, StoredBars]
+) -> None:
+    """Record the reference data the committed bars of `stored` were built under (not those
+    skipped as built from older ticks)."""
     written = {i: s.stored for i, s in stored.items() if s.commit.superseded_by is None}
     if written:
-        # After the bars, so a crash between leaves them reported stale, never wrongly current.
         record_bars_reference(
             house, day, {bar_table_name(i): bars for i, bars in written.items()}, venues
         )
-    return stored

@@ -149,6 +149,9 @@ class Lakehouse:
     def __init__(self, catalog: Catalog, namespace: str = "market") -> None:
         self.catalog = catalog
         self.namespace = namespace
+        # The last metadata each table was loaded with (commits update it in place): a read as
+        # of a snapshot it holds needs no new load (`table_at`).
+        self._loaded: dict[str, Table] = {}
 
     def address(self) -> LakehouseAddress:
         return LakehouseAddress(
@@ -203,11 +206,24 @@ class Lakehouse:
             )
 
     def table(self, name: str) -> Table:
+        """Table `name` as it is now (loaded afresh from the catalog)."""
         try:
-            return self.catalog.load_table(self.identifier(name))
+            table = self.catalog.load_table(self.identifier(name))
         except NoSuchTableError:
             self.ensure_tables()
-            return self.catalog.load_table(self.identifier(name))
+            table = self.catalog.load_table(self.identifier(name))
+        self._loaded[name] = table
+        return table
+
+    def table_at(self, name: str, snapshot_id: int | None) -> Table:
+        """Table `name` for a read as of `snapshot_id`: a snapshot never changes, so metadata
+        this process already holds serves when it has that snapshot (a build's ticks, a commit's
+        read-back), saving a catalog and object-store round trip; None (the current state) is
+        always loaded afresh."""
+        known = self._loaded.get(name)
+        if snapshot_id is None or known is None or known.snapshot_by_id(snapshot_id) is None:
+            return self.table(name)
+        return known
 
     def _replace(
         self,
@@ -447,7 +463,7 @@ class Lakehouse:
         carry full bounds of source_file and hold one landing file each, so only those files'
         data files are opened: the cost is theirs, not the day's."""
         totals = dict.fromkeys(source_files, (0, 0))
-        table = self.table(TICKS_TABLE)
+        table = self.table_at(TICKS_TABLE, snapshot_id)
         if table.current_snapshot() is None or not source_files:
             return totals
         days = sorted({d.isoformat() for d in trade_dates})
@@ -573,7 +589,7 @@ class Lakehouse:
         days = [d.isoformat() for d in trade_dates]
         names = list(columns or TICKS_ARROW.names)
         schema = pa.schema([TICKS_ARROW.field(n) for n in names])
-        table = self.table(TICKS_TABLE)
+        table = self.table_at(TICKS_TABLE, snapshot_id)
         if table.current_snapshot() is None:
             return schema.empty_table()
         scan = table.scan(
@@ -596,7 +612,7 @@ class Lakehouse:
         reach into that span (whole files: the consumer filters the rows). `snapshot_id`: as
         of that snapshot (default: the current one)."""
         days = [d.isoformat() for d in trade_dates]
-        table = self.table(TICKS_TABLE)
+        table = self.table_at(TICKS_TABLE, snapshot_id)
         if table.current_snapshot() is None:
             return TICKS_ARROW.empty_table()
         row_filter: BooleanExpression = is_in("trade_date", days)
@@ -640,7 +656,7 @@ class Lakehouse:
     def bars_for_day(
         self, interval: str, trade_date: date, snapshot_id: int | None = None
     ) -> pa.Table:
-        table = self.table(bar_table_name(interval))
+        table = self.table_at(bar_table_name(interval), snapshot_id)
         if table.current_snapshot() is None:
             return BARS_ARROW.empty_table()
         scan = table.scan(

@@ -77,20 +77,35 @@ def _rows(
     ]
 
 
+# What a record says (all but when it was written): a build whose rows say the same as the stored
+# ones leaves them, so `recorded_at` is when that state of the reference data was first recorded.
+_RECORD_VALUES = ("built", "venue", "trade_date", "source_file", "fingerprint", "reference")
+
+
 def record_bars_reference(
     house: Lakehouse, day: date, bars: Mapping[str, pa.Table], venues: Mapping[str, Venue]
-) -> Commit:
+) -> Commit | None:
     """After the bars of `day` were replaced in the tables of `bars` (bar table name → the
-    day's bars), record the reference data of each venue that has bars in each."""
+    day's bars), record the reference data of each venue that has bars in each. None: the
+    stored record already says exactly that (most rebuilds of a day: the same venues under the
+    same reference data), and a commit — which rewrites the record table's files — is saved."""
     now = datetime.now(UTC)
     rows: list[dict[str, Any]] = []
     for table, day_bars in bars.items():
         names = sorted(n for n in pc.unique(day_bars["venue"]).to_pylist() if n is not None)
         rows += _rows(table, (venues[n] for n in names), trade_date=day, recorded_at=now)
     predicate = And(equal_to("trade_date", day.isoformat()), is_in("built", list(bars)))
+    stored = house.reference_records(_RECORD_VALUES, predicate)
+    if _said(stored.to_pylist()) == _said(rows):
+        return None
     return house.replace_reference_records(
         predicate, pa.Table.from_pylist(rows, schema=REFERENCE_ARROW)
     )
+
+
+def _said(rows: Iterable[Mapping[str, Any]]) -> list[tuple[Any, ...]]:
+    """Records as what they say, in a fixed order; a row twice is not the same as once."""
+    return sorted(tuple(str(row[n]) for n in _RECORD_VALUES) for row in rows)
 
 
 def record_ticks_reference(

@@ -34,8 +34,8 @@ def test_a_build_from_older_ticks_never_replaces_bars_built_from_newer(tmp_path,
     assert newer.build.ticks_sequence > older.build.ticks_sequence
 
     # The newer build commits first; the older one, finishing later, must not overwrite it.
-    store_day_bars(house, venues, DAY, newer)
-    late = store_day_bars(house, venues, DAY, older)
+    store_day_bars(house, DAY, newer)
+    late = store_day_bars(house, DAY, older)
     for interval in BAR_INTERVALS:
         assert late[interval].commit.superseded_by == newer.build.ticks_snapshot_id
         assert late[interval].stored.num_rows == newer.bars[interval].num_rows
@@ -47,8 +47,8 @@ def test_a_build_from_older_ticks_never_replaces_bars_built_from_newer(tmp_path,
     first = build_day_bars(house, venues, DAY)
     commit_file(house, "d.xml", ("09:03:00", "4", "103", 4))
     second = build_day_bars(house, venues, DAY)
-    assert store_day_bars(house, venues, DAY, first)["1m"].commit.superseded_by is None
-    assert store_day_bars(house, venues, DAY, second)["1m"].commit.superseded_by is None
+    assert store_day_bars(house, DAY, first)["1m"].commit.superseded_by is None
+    assert store_day_bars(house, DAY, second)["1m"].commit.superseded_by is None
     assert_bars_equal_a_day_rebuild(house)
 
 
@@ -59,7 +59,7 @@ def test_the_next_build_starts_from_what_all_four_tables_record(tmp_path, venues
     assert built_from(bar_tables(house), DAY, reference) is None  # never built
     first = build_day_bars(house, venues, DAY)
     assert first.rebuilt == "the whole day"
-    store_day_bars(house, venues, DAY, first)
+    store_day_bars(house, DAY, first)
     assert built_from(bar_tables(house), DAY, reference) == first.build.ticks_snapshot_id
     assert built_from(bar_tables(house), DAY, "other reference data") is None
 
@@ -79,7 +79,7 @@ def test_touched_days_are_behind_until_bars_are_built_from_that_commit(tmp_path,
     made = commit_file(house, "a.xml", ("09:00:00", "1", "100", 1))
     touched = {DAY: made}
     assert behind(house.table("ticks"), bar_tables(house), touched) == {DAY}
-    store_day_bars(house, venues, DAY, build_day_bars(house, venues, DAY))
+    store_day_bars(house, DAY, build_day_bars(house, venues, DAY))
     assert behind(house.table("ticks"), bar_tables(house), touched) == set()
     assert last_build(house.table("ohlcv_1h").metadata, DAY) == build_of_ticks(
         house.table("ticks"), DAY, venues_fingerprint(venues)

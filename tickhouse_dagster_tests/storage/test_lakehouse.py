@@ -97,6 +97,26 @@ def test_concurrent_writers_both_commit(tmp_path):
     assert house.ticks_for_days([date(2024, 1, 2)]).num_rows == 200
 
 
+def test_reads_as_of_a_snapshot_held_need_no_load_and_always_see_that_snapshot(tmp_path):
+    house = lakehouse(tmp_path)
+    day = date(2024, 1, 2)
+    first = house.replace_file_ticks("a.xml", parsed([tick("09:00:00", "1", "100", 1)]).to_batches)
+    held = house.table_at("ticks", first.snapshot_id)
+    assert held is house.table_at("ticks", first.snapshot_id)  # served from what is held
+    # Another writer commits: a read at the first snapshot still sees exactly it, a read of
+    # the current state (or of a snapshot not held) loads the table again and sees the new rows.
+    other = Lakehouse(house.catalog, "market")
+    second = other.replace_file_ticks("b.xml", parsed([tick("09:01:00", "2", "101", 2)]).to_batches)
+    assert house.ticks_for_days([day], snapshot_id=first.snapshot_id).num_rows == 1
+    assert house.table_at("ticks", second.snapshot_id) is not held
+    assert house.ticks_for_days([day], snapshot_id=second.snapshot_id).num_rows == 2
+    assert house.ticks_for_days([day]).num_rows == 2
+    assert house.file_totals(["a.xml", "b.xml"], [day], first.snapshot_id) == {
+        "a.xml": (1, 1),
+        "b.xml": (0, 0),
+    }
+
+
 def test_day_bars_replace_only_that_day(tmp_path, venues):
     from tickhouse_dagster.market.bars import build_bars
     from tickhouse_dagster_tests.market.test_bars import table

@@ -80,3 +80,30 @@ def test_the_record_table_is_compacted_without_losing_a_record(
     assert rows() == before
     assert sum(1 for _ in house.table(REFERENCE_TABLE).scan().plan_files()) == 1
     assert compact_reference_records(house) is None  # one file: nothing to do
+
+
+def test_a_rebuild_that_says_the_same_leaves_the_bars_record(
+    house: Lakehouse, venues: dict[str, Venue]
+) -> None:
+    def state() -> tuple[int | None, list[dict]]:
+        snapshot = house.table(REFERENCE_TABLE).current_snapshot()
+        records = house.reference_records(["built", "venue", "fingerprint", "recorded_at"])
+        return snapshot and snapshot.snapshot_id, sorted(
+            records.to_pylist(), key=lambda r: (r["built"], r["venue"])
+        )
+
+    assert record_bars_reference(house, DAY, day_bars("KRX"), venues) is not None
+    first = state()
+    # Same venues, same reference data: no commit, the first record (and its time) stays.
+    assert record_bars_reference(house, DAY, day_bars("KRX"), venues) is None
+    assert state() == first
+    # A venue more, or changed reference data: recorded again.
+    assert record_bars_reference(house, DAY, day_bars("KRX", "NYMEX"), venues) is not None
+    assert {r["venue"] for r in state()[1]} == {"KRX", "NYMEX"}
+    finer = {**venues, "KRX": replace(venues["KRX"], tick_sizes=((Decimal(0), Decimal("0.5")),))}
+    before = state()
+    assert record_bars_reference(house, DAY, day_bars("KRX", "NYMEX"), finer) is not None
+    after = state()
+    assert after[0] != before[0]
+    changed = {r["fingerprint"] for r in after[1]} - {r["fingerprint"] for r in before[1]}
+    assert changed and len(after[1]) == len(before[1])
