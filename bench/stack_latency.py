@@ -150,8 +150,10 @@ def main() -> None:
     load = []
     try:
         with running_dagster_dev(env, port, home / "dagster-dev.log") as url:
-            instance = DagsterInstance.from_config(str(home / "dagster"))
             wait("the Dagster webserver", lambda: _answers(f"{url}/server_info"), 180, every=1)
+            # Only once `dagster dev` has made the instance's storage: two processes creating
+            # the same SQLite schema at once fail ("table alembic_version already exists").
+            instance = DagsterInstance.from_config(str(home / "dagster"))
             time.sleep(15)  # the daemon has started and evaluated its sensors once
 
             def land_all() -> None:

@@ -12,7 +12,7 @@ days' bars current (it stays the bridge for ticks written any other way).
 """
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 
 from dagster import (
@@ -33,10 +33,11 @@ from tickhouse_dagster.defs.bar_reports import build_and_report
 from tickhouse_dagster.defs.file_reports import TICKS, file_events
 from tickhouse_dagster.defs.ledger import not_yet_ingested
 from tickhouse_dagster.defs.partitions import LANDING_FILES, without_bars_partition
-from tickhouse_dagster.defs.resources import FeedResource
 from tickhouse_dagster.defs.retries import retry_transient
 from tickhouse_dagster.engine.catch_up import FileOutcome, Progress, iter_ingest_files
 from tickhouse_dagster.engine.commit import trade_dates_of
+from tickhouse_dagster.engine.reference_records import ReferenceRecords, ReferenceRecordsFailed
+from tickhouse_dagster.market.venues import Venue
 from tickhouse_dagster.storage.lakehouse import Lakehouse
 from tickhouse_dagster.storage.trade_index import TradeIndex
 from tickhouse_dagster.storage.trino_sql import files_rows_at_snapshot
@@ -103,7 +104,7 @@ def _trino_read_back(
 def _touched_days_bars(
     context: OpExecutionContext,
     house: Lakehouse,
-    feed: FeedResource,
+    venues: Mapping[str, Venue],
     committed: list[FileOutcome],
     blocked: list[str],
     index: TradeIndex,
@@ -113,7 +114,6 @@ def _touched_days_bars(
     to `blocked` (the run fails after every day was reported)."""
     touched = trade_dates_of([o.parsed.staged for o in committed if o.parsed.staged is not None])
     outside = without_bars_partition((d.isoformat() for d in touched), context.instance)
-    venues = feed.venues()
     for day in sorted(touched):
         if day.isoformat() in outside:
             context.log.warning(f"bars of {day} not built: {outside[day.isoformat()]}")
@@ -156,41 +156,51 @@ def build_batch_job(with_trino: bool) -> JobDefinition:
         outcomes = []
         # The copy check's ranges of the touched days, kept for their bars' duplicate windows.
         index = TradeIndex(house)
-        with retry_transient(context):
-            # Each file's events are yielded as it settles: a run that fails later has still
-            # recorded every file it committed.
-            for outcome in iter_ingest_files(
-                keys,
-                landing=landing.address(),
-                lakehouse=house.address(),
-                feed=feed.feed(),
-                staging=context.resources.staging.for_run(context.run_id),
-                forced_profile=config.profile,
-                workers=config.workers,
-                index=index,
-            ):
-                outcomes.append(outcome)
-                yield from file_events(outcome, store.uri)
-                progress.add(outcome)
-                progress_log.info(progress.line())
-                if not outcome.ok:
-                    context.log.error(f"{outcome.key}: {outcome.reason()}")
-        context.log.info(progress.line())
-        committed = [o for o in outcomes if o.committed is not None]
-        blocked: list[str] = []
-        # Trino's read-back mostly waits on Trino: it runs while this process builds the bars.
-        with ThreadPoolExecutor(max_workers=1) as pool:
-            read_back = (
-                pool.submit(
-                    lambda: list(_trino_read_back(context.resources.trino, house, committed))
+        ingest_feed = feed.feed()
+        with ReferenceRecords(house, ingest_feed.venues) as records:
+            with retry_transient(context):
+                # Each file's events are yielded as it settles: a run that fails later has
+                # still recorded every file it committed.
+                for outcome in iter_ingest_files(
+                    keys,
+                    landing=landing.address(),
+                    lakehouse=house.address(),
+                    feed=ingest_feed,
+                    staging=context.resources.staging.for_run(context.run_id),
+                    forced_profile=config.profile,
+                    workers=config.workers,
+                    index=index,
+                    records=records,
+                ):
+                    outcomes.append(outcome)
+                    yield from file_events(outcome, store.uri)
+                    progress.add(outcome)
+                    progress_log.info(progress.line())
+                    if not outcome.ok:
+                        context.log.error(f"{outcome.key}: {outcome.reason()}")
+            context.log.info(progress.line())
+            committed = [o for o in outcomes if o.committed is not None]
+            blocked: list[str] = []
+            # Trino's read-back mostly waits on Trino: it runs while this process builds the
+            # bars (and the reference records are written behind both).
+            with ThreadPoolExecutor(max_workers=1) as pool:
+                read_back = (
+                    pool.submit(
+                        lambda: list(_trino_read_back(context.resources.trino, house, committed))
+                    )
+                    if with_trino
+                    else None
                 )
-                if with_trino
-                else None
-            )
-            if config.bars and committed:
-                yield from _touched_days_bars(context, house, feed, committed, blocked, index)
-            if read_back is not None:
-                yield from read_back.result()
+                if config.bars and committed:
+                    yield from _touched_days_bars(
+                        context, house, ingest_feed.venues, committed, blocked, index
+                    )
+                if read_back is not None:
+                    yield from read_back.result()
+            try:
+                records.wait()
+            except ReferenceRecordsFailed as failed:
+                raise Failure(description=str(failed), allow_retries=False) from failed
         refused = [o for o in outcomes if not o.ok]
         if refused:
             shown = "; ".join(f"{o.key}: {o.reason()}" for o in refused[:MAX_REASONS_SHOWN])

@@ -13,8 +13,8 @@ import multiprocessing
 import multiprocessing.context
 import os
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, replace
 from functools import partial
 from typing import Any
@@ -39,11 +39,10 @@ from tickhouse_dagster.engine.landing_file import (
     Staging,
     parse_landing_file,
 )
-from tickhouse_dagster.market.venues import Venue
+from tickhouse_dagster.engine.reference_records import ReferenceRecords
 from tickhouse_dagster.storage.lakehouse import Lakehouse, LakehouseAddress
 from tickhouse_dagster.storage.landing import LandingStore
 from tickhouse_dagster.storage.quarantine import QuarantineNote, quarantine
-from tickhouse_dagster.storage.reference_lineage import record_ticks_reference
 from tickhouse_dagster.storage.trade_index import TradeIndex
 
 
@@ -117,10 +116,10 @@ class Committer:
         self,
         house: Lakehouse,
         store: LandingStore,
-        venues: Mapping[str, Venue],
+        records: ReferenceRecords,
         index: TradeIndex | None = None,
     ) -> None:
-        self.house, self.store, self.venues = house, store, venues
+        self.house, self.store, self.records = house, store, records
         # Kept across the batch: each group reads it once.
         self.index = index or TradeIndex(house)
         self.pending: list[ParsedFile] = []
@@ -139,7 +138,7 @@ class Committer:
                 parsed.refusal = Refusal.of_findings(copies.conflicts, "conflicts")
                 return [*settled, self._refuse(parsed, copies)]
             commit = commit_parsed(self.house, self.index, parsed)
-            record_ticks_reference(self.house, {parsed.key: parsed.staged.venues}, self.venues)
+            self.records.record_ticks({parsed.key: parsed.staged.venues})
             outcome = FileOutcome(parsed, copies, verify_commit(self.house, parsed, commit))
             parsed.staged.delete()
             return [*settled, outcome]
@@ -172,13 +171,8 @@ class Committer:
         days = trade_dates_of([p.staged for p in files if p.staged is not None])
         before = self.house.file_totals(keys, days, None) if len(files) > 1 else {}
         commit = commit_group(self.house, self.index, files)
-        staged = {p.key: p.staged.venues for p in files if p.staged is not None}
-        # The reference record (a commit to another table) and the read-back are independent:
-        # side by side they cost one round of catalog and object-store latency.
-        with ThreadPoolExecutor(max_workers=1) as pool:
-            recorded = pool.submit(record_ticks_reference, self.house, staged, self.venues)
-            verified = verify_group(self.house, files, commit)
-            recorded.result()
+        self.records.record_ticks({p.key: p.staged.venues for p in files if p.staged is not None})
+        verified = verify_group(self.house, files, commit)
         for (parsed, copies), committed in zip(accepted, verified, strict=True):
             if len(files) > 1:  # the file's own share of the group's commit
                 written = sum(f.record_count for f in parsed.data_files or [])
@@ -208,15 +202,32 @@ def iter_ingest_files(
     forced_profile: str | None = None,
     workers: int | None = None,
     index: TradeIndex | None = None,
+    records: ReferenceRecords | None = None,
 ) -> Iterator[FileOutcome]:
     """Ingest `keys` (see the module docstring); yields each file's outcome as soon as it is
     settled (a consumer records it before the next group commits). `index`: the trade index
     to keep the ranges read in (a caller that builds the touched days' bars next reuses them;
-    the index drops them itself if another writer commits ticks meanwhile)."""
+    the index drops them itself if another writer commits ticks meanwhile). `records`: where
+    the files' reference-data records are written; the caller waits for them (after its own
+    work: its bars); without it they are waited for before the last outcome's iteration ends."""
+    if records is None:
+        with ReferenceRecords(lakehouse.open(), feed.venues) as own:
+            yield from iter_ingest_files(
+                keys,
+                landing=landing,
+                lakehouse=lakehouse,
+                feed=feed,
+                staging=staging,
+                forced_profile=forced_profile,
+                workers=workers,
+                index=index,
+                records=own,
+            )
+        return
     started = time.perf_counter()
     house = lakehouse.open()
     house.ensure_tables()
-    committer = Committer(house, landing.open(), feed.venues, index)
+    committer = Committer(house, landing.open(), records, index)
     parse = partial(
         parse_landing_file,
         landing,
