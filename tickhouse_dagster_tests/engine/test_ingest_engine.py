@@ -15,7 +15,7 @@ from pyiceberg.expressions import AlwaysTrue
 
 from tickhouse_dagster.batch import ingest_paths
 from tickhouse_dagster.contract import TICKS_TABLE, TRADE_ID_RANGES_TABLE
-from tickhouse_dagster.engine.catch_up import ingest_files
+from tickhouse_dagster.engine.catch_up import POOL_MIN_BYTES, ingest_files, worth_a_pool
 from tickhouse_dagster.engine.feed import Feed
 from tickhouse_dagster.engine.landing_file import LandingAddress, Staging
 from tickhouse_dagster.market.bars import build_all_bars
@@ -23,6 +23,7 @@ from tickhouse_dagster.quality.bar_rules import distinct_trade_totals
 from tickhouse_dagster.quality.trade_ranges import copy_windows
 from tickhouse_dagster.sample.generator import SampleSpec, generate
 from tickhouse_dagster.storage.lakehouse import Lakehouse
+from tickhouse_dagster.storage.landing import LocalLanding
 from tickhouse_dagster.storage.trade_index import TradeIndex
 
 DAY = date(2024, 1, 2)
@@ -267,3 +268,14 @@ def test_a_landing_file_is_read_once_to_fingerprint_choose_its_profile_and_parse
     assert parsed.staged.parser == "xml2arrow"  # the compiled path read the replayed stream
     assert parsed.sha256 == hashlib.sha256(text.encode()).hexdigest()
     assert store.opened == ["KRX/a.xml"]
+
+
+def test_parse_workers_start_only_for_enough_xml(tmp_path):
+    store = LocalLanding(tmp_path)
+    store.write("KRX/small.xml", b"x" * 1024)
+    store.write("KRX/big.xml", b"x" * POOL_MIN_BYTES)
+    assert not worth_a_pool(store, ["KRX/small.xml"])
+    assert not worth_a_pool(store, ["KRX/small.xml", "KRX/missing.xml"])  # missing counts 0
+    assert worth_a_pool(store, ["KRX/small.xml", "KRX/big.xml"])
+    # Stat'ing stops once it knows: a later key is never looked at.
+    assert worth_a_pool(store, ["KRX/big.xml", "KRX/missing.xml"])
