@@ -327,13 +327,14 @@ def peer_spark(job: Job) -> Timed:
     from pyspark.sql import functions as F
     from pyspark.sql.types import StringType, StructField, StructType
 
+    from tickhouse_dagster.settings import current
     from tickhouse_dagster.spark.session import local_conf
     from tickhouse_dagster.spark.ticks import TICKS_SPARK
 
     assert job.work is not None, "peer_spark needs --work"
     catalog = "bench"
     conf = {
-        **local_conf(driver_memory="4g"),
+        **local_conf(current().cache, driver_memory="4g"),
         f"spark.sql.catalog.{catalog}": "org.apache.iceberg.spark.SparkCatalog",
         f"spark.sql.catalog.{catalog}.type": "hadoop",
         f"spark.sql.catalog.{catalog}.warehouse": (job.work / "warehouse").as_uri(),

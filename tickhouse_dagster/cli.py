@@ -13,17 +13,17 @@ from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from tickhouse_dagster import settings
+from tickhouse_dagster.settings import PROJECT_ROOT, current
 
 if TYPE_CHECKING:  # the commands import their modules lazily: `tickhouse --help` stays fast
     from tickhouse_dagster.storage.reference_lineage import StaleReport, TicksMode
 
-DAGSTER_INSTANCE_TEMPLATE = settings.PROJECT_ROOT / "infra" / "dagster" / "dagster.local.yaml"
+DAGSTER_INSTANCE_TEMPLATE = PROJECT_ROOT / "infra" / "dagster" / "dagster.local.yaml"
 
 
 def ensure_dagster_home() -> Path:
     """$DAGSTER_HOME (default .tickhouse/dagster), with the project's instance config."""
-    home = Path(settings.dagster_home())
+    home = current().dagster_home
     home.mkdir(parents=True, exist_ok=True)
     config = home / "dagster.yaml"
     if not config.exists() and DAGSTER_INSTANCE_TEMPLATE.exists():

@@ -130,7 +130,7 @@ def _run_local(
     context: OpExecutionContext,
 ) -> dict[str, Any]:
     spark = pyspark.spark_session
-    name, conf = catalog_conf()
+    name, conf = catalog_conf(lakehouse.catalog_settings())
     apply_runtime_conf(spark, conf)
     result = ingest_files(
         spark,

@@ -65,9 +65,9 @@ def _rows(namespace: str, table: str) -> list[tuple]:
 
 
 def _spark_ingest(spark, keys: list[str]):
-    name, conf = catalog_conf()
-    apply_runtime_conf(spark, conf)
     resources = resolved_resources()
+    name, conf = catalog_conf(resources["lakehouse"].catalog_settings())
+    apply_runtime_conf(spark, conf)
     return ingest_files(
         spark,
         catalog=name,
@@ -176,7 +176,7 @@ def test_rerun_replaces_the_files_rows(spark, on_stack, tmp_path: Path):
 
     # A data file holding two landing files (one Spark task wrote both): re-sending one of
     # them shorter needs the copy-on-write MERGE; the other file's rows stay as they were.
-    name, _ = catalog_conf()
+    name, _ = catalog_conf(resolved_resources()["lakehouse"].catalog_settings())
     table = f"{name}.{namespace}.{TICKS_TABLE}"
     sample = tmp_path / "sample"
     uris = [
