@@ -17,6 +17,7 @@ from tickhouse_dagster.defs.ingest_batch import BATCH_JOB
 from tickhouse_dagster.defs.jobs import BARS_DAY_TAG, rebuild_bars_job
 from tickhouse_dagster.defs.ledger import not_yet_ingested
 from tickhouse_dagster.defs.resources import LandingResource, resolved_resources
+from tickhouse_dagster.defs.ticks_commit import TicksCommit
 from tickhouse_dagster.market.venues import VenueFileError
 from tickhouse_dagster.parsing.profiles import ProfileError
 from tickhouse_dagster.storage.landing import LandingFile
@@ -112,11 +113,10 @@ def ingest_landing(
             },
             raise_on_error=False,
         )
-        for commit in _materializations(result, AssetKey(TICKS)):
-            metadata = commit.metadata
-            rows = metadata["rows_written"].value
-            assert isinstance(rows, int), f"rows_written is {rows!r}"
-            report.ingested.append((str(commit.partition), rows))
+        for event in _materializations(result, AssetKey(TICKS)):
+            commit = TicksCommit.from_materialization(event)
+            assert commit.rows_written is not None, f"{event.partition}: no rows_written"
+            report.ingested.append((str(event.partition), commit.rows_written))
         report.days = sorted(
             str(m.partition) for m in _materializations(result, BAR_KEYS[BAR_INTERVALS[0]])
         )

@@ -20,6 +20,7 @@ from dagster import (
 from tickhouse_dagster.contract import TICKS_SCHEMA
 from tickhouse_dagster.defs.check_results import as_evaluation
 from tickhouse_dagster.defs.io_managers import table_metadata
+from tickhouse_dagster.defs.ticks_commit import TicksCommit
 from tickhouse_dagster.engine.catch_up import FileOutcome
 from tickhouse_dagster.engine.commit import CommittedFile, TradeCopies
 from tickhouse_dagster.engine.landing_file import ParsedFile
@@ -97,7 +98,8 @@ def parsed_metadata(parsed: ParsedFile) -> dict[str, Any]:
     assert staged is not None
     return {
         "rows": MetadataValue.int(staged.rows),
-        "trade_dates": ", ".join(staged.trade_dates),
+        # A JSON list, as the ticks commit records them (defs/ticks_commit.py).
+        "trade_dates": MetadataValue.json(list(staged.trade_dates)),
         "symbols": MetadataValue.int(staged.symbols),
         "profile": parsed.profile,
         "parser": staged.parser,
@@ -153,16 +155,19 @@ def ticks_metadata(parsed: ParsedFile, committed: CommittedFile) -> dict[str, An
         **table_metadata(
             commit, TICKS_SCHEMA, staged.trade_date_values(), partition_rows=committed.stored_rows
         ),
-        "rows_written": MetadataValue.int(commit.rows_written),
         "rows_replaced": MetadataValue.int(commit.rows_removed),
-        # ", "-separated, as the touched-days sensor and `tickhouse ingest` read it.
-        "trade_dates": ", ".join(staged.trade_dates),
         "table": commit.table,
         "commit_attempts": MetadataValue.int(commit.attempts),
         "corrections": MetadataValue.int(commit.corrections),
-        "source_file": parsed.key,
-        "file_version": parsed.version,
-        "sha256": parsed.sha256,
+        # What the sensors, the ledger and `tickhouse ingest` read back.
+        **TicksCommit(
+            source_file=parsed.key,
+            file_version=parsed.version,
+            sha256=parsed.sha256,
+            trade_dates=tuple(staged.trade_dates),
+            snapshot_id=commit.snapshot_id,
+            rows_written=commit.rows_written,
+        ).to_metadata(),
     }
 
 

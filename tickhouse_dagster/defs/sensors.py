@@ -50,6 +50,7 @@ from tickhouse_dagster.defs.partitions import (
 )
 from tickhouse_dagster.defs.push import push_queue
 from tickhouse_dagster.defs.resources import FeedResource, LakehouseResource, LandingResource
+from tickhouse_dagster.defs.ticks_commit import TicksCommit
 from tickhouse_dagster.market.reference_data import fingerprint
 from tickhouse_dagster.settings import TickhouseSettings
 from tickhouse_dagster.storage.bar_builds import behind
@@ -144,13 +145,9 @@ def _touched_days(records: Sequence[EventLogRecord]) -> dict[date, int | None]:
     for record in records:
         if record.asset_materialization is None:
             continue
-        metadata = record.asset_materialization.metadata
-        days, snapshot = metadata.get("trade_dates"), metadata.get("snapshot_id")
-        text = str(snapshot.value) if snapshot is not None else ""
-        made = int(text) if text.lstrip("-").isdigit() else None
-        for day in (d.strip() for d in str(days.value if days else "").split(",")):
-            if day:
-                touched[date.fromisoformat(day)] = made  # records come oldest first
+        commit = TicksCommit.from_materialization(record.asset_materialization)
+        for day in commit.trade_dates:
+            touched[date.fromisoformat(day)] = commit.snapshot_id  # records come oldest first
     return touched
 
 

@@ -127,7 +127,7 @@ def test_spark_cluster_via_pipes_gives_the_python_engines_ticks_and_bars(
         assert sorted(events) == keys
         # 4000 sample rows, 4 original reports, of which 1 cancelled, 1 replaced by the other.
         assert sum(m["rows_written"].value for m in events.values()) == 4000 + 3
-        assert events[keys[-1]]["trade_dates"].value == "2024-01-03"
+        assert events[keys[-1]]["trade_dates"].value == ["2024-01-03"]
         assert events[keys[0]]["engine"].value == f"spark (submit, {spark_cluster})"
         assert events["KRX/corr/1000-corrections.fixml.xml"]["corrections"].value == 2
         assert events["KRX/corr/0900.fixml.xml"]["written_by"].value == "spark-overwrite"
