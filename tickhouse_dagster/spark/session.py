@@ -10,10 +10,14 @@ import hashlib
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlparse
 
+from tickhouse_dagster.compat.py4j_private import hadoop_configuration
 from tickhouse_dagster.storage.catalog import CatalogSettings
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
 
 ICEBERG_VERSION = "1.12.0"
 SPARK_BINARY = "4.1_2.13"  # the Spark/Scala line of pyspark 4.1.x pinned in pyproject.toml
@@ -190,15 +194,13 @@ def catalog_conf(catalog: CatalogSettings) -> tuple[str, dict[str, str]]:
     return name, conf
 
 
-def apply_runtime_conf(spark: object, conf: Mapping[str, str]) -> None:
+def apply_runtime_conf(spark: SparkSession, conf: Mapping[str, str]) -> None:
     """Set catalog and S3A settings on a running session (they are read lazily, per use)."""
     for key, value in conf.items():
         if key.startswith("spark.hadoop."):
-            spark.sparkContext._jsc.hadoopConfiguration().set(  # type: ignore[attr-defined]
-                key.removeprefix("spark.hadoop."), value
-            )
+            hadoop_configuration(spark).set(key.removeprefix("spark.hadoop."), value)
         else:
-            spark.conf.set(key, value)  # type: ignore[attr-defined]
+            spark.conf.set(key, value)
 
 
 def resolve_jars(cache: Path) -> list[str]:
