@@ -205,7 +205,7 @@ class Timeline:
 def timeline(dagster_home: Path) -> Timeline:
     from dagster import AssetKey, DagsterInstance
 
-    from tickhouse_dagster.defs.file_reports import TICKS
+    from tickhouse_dagster.defs.asset_keys import TICKS
 
     result = Timeline()
     with DagsterInstance.from_config(str(dagster_home)) as instance:

@@ -34,7 +34,7 @@ def ensure_dagster_home() -> Path:
 
 def cmd_generate(args: argparse.Namespace) -> int:
     from tickhouse_dagster.defs.resources import resolved_resources
-    from tickhouse_dagster.sample.generator import SampleSpec, generate
+    from tickhouse_dagster.sample import SampleSpec, generate
 
     spec = SampleSpec(
         days=args.days,

@@ -11,7 +11,7 @@ from dagster import AssetKey, AssetMaterialization, DagsterInstance, ExecuteInPr
 
 from tickhouse_dagster.contract import BAR_INTERVALS
 from tickhouse_dagster.definitions import defs
-from tickhouse_dagster.defs.assets.ticks import TICKS
+from tickhouse_dagster.defs.asset_keys import TICKS
 from tickhouse_dagster.defs.bar_reports import BAR_KEYS
 from tickhouse_dagster.defs.ingest_batch import BATCH_JOB
 from tickhouse_dagster.defs.jobs import BARS_DAY_TAG, rebuild_bars_job

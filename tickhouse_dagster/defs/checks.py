@@ -12,7 +12,7 @@ from dagster import (
     asset_check,
 )
 
-from tickhouse_dagster.defs.assets.ticks import TICKS
+from tickhouse_dagster.defs.asset_keys import TICKS
 from tickhouse_dagster.defs.partitions import landing_files
 from tickhouse_dagster.defs.resources import (
     LakehouseResource,

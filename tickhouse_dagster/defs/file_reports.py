@@ -18,6 +18,7 @@ from dagster import (
 )
 
 from tickhouse_dagster.contract import TICKS_SCHEMA
+from tickhouse_dagster.defs.asset_keys import PARSED_TICKS, RAW_TICK_XML, TICKS
 from tickhouse_dagster.defs.check_results import as_evaluation
 from tickhouse_dagster.defs.io_managers import table_metadata
 from tickhouse_dagster.defs.ticks_commit import TicksCommit
@@ -26,9 +27,7 @@ from tickhouse_dagster.engine.commit import CommittedFile, TradeCopies
 from tickhouse_dagster.engine.landing_file import ParsedFile
 from tickhouse_dagster.quality.findings import Findings
 
-RAW_TICK_XML = ["landing", "raw_tick_xml"]
-PARSED_TICKS = ["staging", "parsed_ticks"]
-TICKS = ["market", "ticks"]
+__all__ = ["PARSED_TICKS", "RAW_TICK_XML", "TICKS", "CheckOutcome", "file_events"]
 
 
 @dataclass(frozen=True)

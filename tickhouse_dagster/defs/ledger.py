@@ -5,7 +5,7 @@ from collections.abc import Iterable
 
 from dagster import AssetKey, AssetRecordsFilter, DagsterInstance
 
-from tickhouse_dagster.defs.assets.ticks import TICKS
+from tickhouse_dagster.defs.asset_keys import TICKS
 from tickhouse_dagster.defs.ticks_commit import TicksCommit
 from tickhouse_dagster.storage.landing import LandingFile
 

@@ -33,8 +33,8 @@ from tickhouse_dagster.contract import (
     TRADE_ID_RANGES_TABLE,
     bar_table_name,
 )
+from tickhouse_dagster.defs.asset_keys import TICKS
 from tickhouse_dagster.defs.assets.bars import BAR_KEYS
-from tickhouse_dagster.defs.assets.ticks import TICKS
 from tickhouse_dagster.defs.jobs import BARS_DAY_TAG
 from tickhouse_dagster.defs.partitions import trade_dates
 from tickhouse_dagster.defs.resources import LakehouseResource

@@ -46,7 +46,7 @@ from dagster import (
 )
 
 from tickhouse_dagster.compat.dagster_private import valid_partition_key
-from tickhouse_dagster.defs.assets.ticks import RAW_TICK_XML
+from tickhouse_dagster.defs.asset_keys import RAW_TICK_XML
 from tickhouse_dagster.defs.ingest_batch import BATCH_JOB
 from tickhouse_dagster.defs.ledger import not_yet_ingested
 from tickhouse_dagster.defs.partitions import LANDING_FILES, landing_files

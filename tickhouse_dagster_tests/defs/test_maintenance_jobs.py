@@ -13,7 +13,7 @@ from tickhouse_dagster.batch import ingest_paths
 from tickhouse_dagster.definitions import defs
 from tickhouse_dagster.defs.jobs import BARS_DAY_TAG
 from tickhouse_dagster.defs.maintenance import MAINTENANCE_TABLES
-from tickhouse_dagster.sample.generator import SampleSpec, generate
+from tickhouse_dagster.sample import SampleSpec, generate
 from tickhouse_dagster.settings import PROJECT_ROOT
 from tickhouse_dagster.storage.maintenance import data_file_count, rows_of
 from tickhouse_dagster_tests.defs.helpers import definitions_with, step_error

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dagster import AssetKey, AssetMaterialization, DagsterInstance, MetadataValue
 
-from tickhouse_dagster.defs.file_reports import TICKS
+from tickhouse_dagster.defs.asset_keys import TICKS
 from tickhouse_dagster.defs.ticks_commit import TicksCommit
 
 RECORD = TicksCommit(

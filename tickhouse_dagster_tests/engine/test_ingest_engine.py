@@ -21,7 +21,7 @@ from tickhouse_dagster.engine.landing_file import LandingAddress, Staging
 from tickhouse_dagster.market.bars import build_all_bars
 from tickhouse_dagster.quality.bar_rules import distinct_trade_totals
 from tickhouse_dagster.quality.trade_ranges import copy_windows
-from tickhouse_dagster.sample.generator import SampleSpec, generate
+from tickhouse_dagster.sample import SampleSpec, generate
 from tickhouse_dagster.storage.lakehouse import Lakehouse
 from tickhouse_dagster.storage.trade_index import TradeIndex
 

@@ -16,7 +16,7 @@ from pyiceberg.expressions import EqualTo
 from tickhouse_dagster.batch import ingest_paths, rebuild_day_bars
 from tickhouse_dagster.contract import BAR_INTERVALS, bar_table_name
 from tickhouse_dagster.engine import catch_up
-from tickhouse_dagster.sample.generator import SampleSpec, generate
+from tickhouse_dagster.sample import SampleSpec, generate
 from tickhouse_dagster.settings import TickhouseSettings
 from tickhouse_dagster.storage.lakehouse import Lakehouse, ticks_from_parsed
 from tickhouse_dagster.storage.maintenance import (
