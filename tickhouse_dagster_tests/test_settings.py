@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from dagster import EnvVar
 
-from tickhouse_dagster.doctor import print_settings
+from tickhouse_dagster.cli.doctor import print_settings
 from tickhouse_dagster.settings import PROJECT_ROOT, SETTINGS, SettingError, TickhouseSettings
 
 

@@ -17,7 +17,7 @@ from dagster import (
     MetadataValue,
 )
 
-from tickhouse_dagster.contract import TICKS_SCHEMA
+from tickhouse_dagster.core.contract import TICKS_SCHEMA
 from tickhouse_dagster.defs.asset_keys import PARSED_TICKS, RAW_TICK_XML, TICKS
 from tickhouse_dagster.defs.check_results import as_evaluation
 from tickhouse_dagster.defs.io_managers import table_metadata

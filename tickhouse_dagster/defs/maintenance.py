@@ -25,7 +25,7 @@ from dagster import (
     schedule,
 )
 
-from tickhouse_dagster.contract import (
+from tickhouse_dagster.core.contract import (
     BAR_INTERVALS,
     CORRECTIONS_TABLE,
     REFERENCE_TABLE,

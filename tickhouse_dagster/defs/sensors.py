@@ -38,7 +38,7 @@ from dagster import (
 )
 
 from tickhouse_dagster.compat.dagster_private import valid_partition_key
-from tickhouse_dagster.contract import BAR_INTERVALS, TICKS_TABLE, bar_table_name
+from tickhouse_dagster.core.contract import BAR_INTERVALS, TICKS_TABLE, bar_table_name
 from tickhouse_dagster.defs.asset_keys import TICKS
 from tickhouse_dagster.defs.ingest_batch import BATCH_JOB
 from tickhouse_dagster.defs.jobs import BARS_DAY_TAG, rebuild_bars_job

@@ -26,7 +26,7 @@ from dagster import (
 from dagster_pyspark import LazyPySparkResource
 from pydantic import Field
 
-from tickhouse_dagster.contract import TICKS_SCHEMA
+from tickhouse_dagster.core.contract import TICKS_SCHEMA
 from tickhouse_dagster.defs.asset_keys import TICKS
 from tickhouse_dagster.defs.io_managers import written_table_metadata
 from tickhouse_dagster.defs.ledger import not_yet_ingested

@@ -49,7 +49,7 @@ from pyspark.sql.types import (
 )
 from pyspark.sql.types import DateType as SparkDate
 
-from tickhouse_dagster.contract import TICKS_ARROW, TICKS_TABLE
+from tickhouse_dagster.core.contract import TICKS_ARROW, TICKS_TABLE
 from tickhouse_dagster.engine.commit import commit_parsed, group_copies_of, id_ranges_of
 from tickhouse_dagster.engine.feed import Feed
 from tickhouse_dagster.engine.landing_file import (

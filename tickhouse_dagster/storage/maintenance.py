@@ -28,7 +28,6 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import TypeVar
 
-import pyarrow as pa
 from pyiceberg.expressions import BooleanExpression
 from pyiceberg.table import Table
 from pyiceberg.table.snapshots import Snapshot
@@ -238,19 +237,3 @@ def expire_snapshots(
         lambda attempt: _expire_once(house, table_name, cutoff, retain_last, delete_files),
         MAINTENANCE_BACKOFF,
     )
-
-
-def data_file_count(table: Table, day: date | None = None) -> int:
-    """Live data files of the current snapshot (of one trade date, if given)."""
-    if table.current_snapshot() is None:
-        return 0
-    scan = table.scan(row_filter=_day_filter(day)) if day is not None else table.scan()
-    return sum(1 for _ in scan.plan_files())
-
-
-def rows_of(table: Table, snapshot_id: int | None = None) -> pa.Table:
-    """Every row of a table (at a snapshot), in a canonical order, for before/after comparison."""
-    if table.current_snapshot() is None:
-        return table.schema().as_arrow().empty_table()
-    data = table.scan(snapshot_id=snapshot_id).to_arrow()
-    return data.sort_by([(c, "ascending") for c in data.column_names])

@@ -11,7 +11,7 @@ from datetime import date
 import pyarrow as pa
 import streamlit as st
 
-from tickhouse_dagster.contract import BAR_INTERVALS
+from tickhouse_dagster.core.contract import BAR_INTERVALS
 from tickhouse_dagster.market.venues import load_venues
 from tickhouse_dagster.settings import current
 from tickhouse_dagster.storage.lakehouse import Lakehouse

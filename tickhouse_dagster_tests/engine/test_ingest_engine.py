@@ -13,8 +13,8 @@ from pathlib import Path
 import pyarrow.compute as pc
 from pyiceberg.expressions import AlwaysTrue
 
-from tickhouse_dagster.batch import ingest_paths
-from tickhouse_dagster.contract import TICKS_TABLE, TRADE_ID_RANGES_TABLE
+from tickhouse_dagster.core.contract import TICKS_TABLE, TRADE_ID_RANGES_TABLE
+from tickhouse_dagster.engine.batch import ingest_paths
 from tickhouse_dagster.engine.catch_up import ingest_files
 from tickhouse_dagster.engine.feed import Feed
 from tickhouse_dagster.engine.landing_file import LandingAddress, Staging

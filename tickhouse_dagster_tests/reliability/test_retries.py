@@ -14,7 +14,7 @@ import pytest
 from botocore.config import Config
 from sqlalchemy import create_engine, text
 
-from tickhouse_dagster.contract import TICKS_ARROW
+from tickhouse_dagster.core.contract import TICKS_ARROW
 from tickhouse_dagster.defs.retries import MAX_WAIT_SECONDS, TransientRetry, describe
 from tickhouse_dagster.market.bars import build_all_bars
 from tickhouse_dagster.market.venues import load_venues

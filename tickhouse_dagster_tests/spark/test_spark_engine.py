@@ -20,8 +20,7 @@ import pyarrow as pa
 import pytest
 from dagster import DagsterInstance, SensorResult, build_sensor_context
 
-from tickhouse_dagster.batch import parse_to_staging
-from tickhouse_dagster.contract import (
+from tickhouse_dagster.core.contract import (
     BAR_INTERVALS,
     CORRECTIONS_TABLE,
     REFERENCE_TABLE,
@@ -30,6 +29,7 @@ from tickhouse_dagster.contract import (
 )
 from tickhouse_dagster.defs.resources import resolved_resources
 from tickhouse_dagster.defs.sensors import touched_days_sensor
+from tickhouse_dagster.engine.batch import parse_to_staging
 from tickhouse_dagster.spark.session import apply_runtime_conf, catalog_conf
 from tickhouse_dagster.spark.ticks import (
     SparkIngestError,

@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from dagster import DagsterInstance, SensorResult, build_sensor_context, materialize
 
-from tickhouse_dagster.contract import BAR_INTERVALS, TICKS_ARROW, bar_table_name
+from tickhouse_dagster.core.contract import BAR_INTERVALS, TICKS_ARROW, bar_table_name
 from tickhouse_dagster.defs.assets.bi import bar_views
 from tickhouse_dagster.defs.resources import resolved_resources
 from tickhouse_dagster.defs.sensors import build_landing_sensor, touched_days_sensor

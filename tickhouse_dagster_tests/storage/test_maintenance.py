@@ -13,22 +13,21 @@ import pytest
 from pyiceberg.exceptions import CommitFailedException, ValidationException
 from pyiceberg.expressions import EqualTo
 
-from tickhouse_dagster.batch import ingest_paths, rebuild_day_bars
-from tickhouse_dagster.contract import BAR_INTERVALS, bar_table_name
+from tickhouse_dagster.core.contract import BAR_INTERVALS, bar_table_name
 from tickhouse_dagster.engine import catch_up
+from tickhouse_dagster.engine.batch import ingest_paths, rebuild_day_bars
 from tickhouse_dagster.sample import SampleSpec, generate
 from tickhouse_dagster.settings import TickhouseSettings
 from tickhouse_dagster.storage.lakehouse import Lakehouse, ticks_from_parsed
 from tickhouse_dagster.storage.maintenance import (
     compact_once,
     compact_trade_date,
-    data_file_count,
     expire_snapshots,
     retention_window,
-    rows_of,
 )
 from tickhouse_dagster_tests.market.test_bars import tick
 from tickhouse_dagster_tests.storage.test_lakehouse import lakehouse, parsed
+from tickhouse_dagster_tests.tables import data_file_count, rows_of
 
 DAY1, DAY2 = date(2024, 1, 2), date(2024, 1, 3)
 FILES_PER_DAY = 12
