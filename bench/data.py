@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, replace
 from datetime import date
 from pathlib import Path
 
-from tickhouse_dagster.sample.generator import SampleSpec, generate
+from tickhouse_dagster.sample import SampleSpec, generate
 
 DEFAULT_CACHE = Path(os.path.expanduser("~/.cache/tickhouse/bench-data"))
 MARKER = "bench-data.json"

@@ -107,9 +107,9 @@ def project_parse(job: Job) -> Timed:
 
 
 def project_ingest(job: Job) -> Timed:
-    """XML → `market.ticks` → the four bar tables, the way `tickhouse_dagster.batch` does it
+    """XML → `market.ticks` → the four bar tables, the way `tickhouse_dagster.engine.batch` does it
     (parallel parse workers, one commit per file, then the bars of every trade date)."""
-    from tickhouse_dagster.batch import ingest_paths
+    from tickhouse_dagster.engine.batch import ingest_paths
 
     assert job.work is not None, "project_ingest needs --work"
     lakehouse = _lakehouse(job.work)
@@ -125,7 +125,7 @@ def project_ingest(job: Job) -> Timed:
 def project_bars(job: Job) -> Timed:
     """Rebuild the four bar tables of one trade date from the ticks already in `--work`
     (written by `project_ingest`)."""
-    from tickhouse_dagster.batch import rebuild_day_bars
+    from tickhouse_dagster.engine.batch import rebuild_day_bars
     from tickhouse_dagster.market.venues import load_venues
 
     assert job.work is not None and job.day is not None, "project_bars needs --work and --day"
@@ -202,7 +202,7 @@ def fixml_to_contract(columns: pa.Table, source_file: str, ingested_at: datetime
 def _cast_contract(
     values: dict[str, Any], n: int, source_file: str, ingested_at: datetime
 ) -> pa.Table:
-    from tickhouse_dagster.contract import TICKS_ARROW
+    from tickhouse_dagster.core.contract import TICKS_ARROW
 
     values["source_file"] = pa.repeat(source_file, n) if n else pa.array([], pa.string())
     values["ingested_at"] = pa.repeat(pa.scalar(ingested_at, pa.timestamp("us", tz="UTC")), n)
@@ -215,7 +215,7 @@ def _peer(
 ) -> Timed:
     """Read each file with `read` (the project's layout) or `read_fixml` (FIXML), convert it to
     the contract and append it to a fresh ticks table with pyiceberg (one append per file)."""
-    from tickhouse_dagster.contract import TICKS_TABLE
+    from tickhouse_dagster.core.contract import TICKS_TABLE
 
     assert job.work is not None, "peers need --work"
     table = _lakehouse(job.work).table(TICKS_TABLE)
@@ -327,13 +327,14 @@ def peer_spark(job: Job) -> Timed:
     from pyspark.sql import functions as F
     from pyspark.sql.types import StringType, StructField, StructType
 
+    from tickhouse_dagster.settings import current
     from tickhouse_dagster.spark.session import local_conf
     from tickhouse_dagster.spark.ticks import TICKS_SPARK
 
     assert job.work is not None, "peer_spark needs --work"
     catalog = "bench"
     conf = {
-        **local_conf(driver_memory="4g"),
+        **local_conf(current().cache, driver_memory="4g"),
         f"spark.sql.catalog.{catalog}": "org.apache.iceberg.spark.SparkCatalog",
         f"spark.sql.catalog.{catalog}.type": "hadoop",
         f"spark.sql.catalog.{catalog}.warehouse": (job.work / "warehouse").as_uri(),

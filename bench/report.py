@@ -339,7 +339,7 @@ NOTES = """\
   every 0.2 s by the harness (may miss a short spike).
 - full ingest vs this: the project's full-ingest ticks/s divided by the row's ticks/s
   (above 1 = the project's full ingest moves ticks that many times faster).
-- The full ingest parses in worker processes, one per core (`tickhouse_dagster.batch`); the
+- The full ingest parses in worker processes, one per core (`tickhouse_dagster.engine.batch`); the
   parse row is one process. The bar rebuild reads the day's ticks written by the full ingest
   and replaces the day's bars in all four bar tables.
 - Peers read every attribute as text and convert it with Arrow's casts to the contract's types
@@ -429,8 +429,8 @@ What a user waits for, on the same files for every row (`bench/user_paths.py`):
 COMPONENTS_PREAMBLE = """\
 ## Components and peers
 
-The project's parse, bulk ingest (`tickhouse_dagster.batch`, no Dagster) and bar rebuild next to
-the expat floor and the peers (`bench/run.py`). How to read the tables:
+The project's parse, bulk ingest (`tickhouse_dagster.engine.batch`, no Dagster) and bar rebuild
+next to the expat floor and the peers (`bench/run.py`). How to read the tables:
 
 """
 

@@ -115,8 +115,9 @@ def run_spark(
     master: str, cores: int, prefix: str, keys: list[str], namespace: str, home: Path
 ) -> tuple[float, float, int, float, float]:
     from tickhouse_dagster.defs.resources_spark import INGEST_JOB, SparkSubmitResource
+    from tickhouse_dagster.settings import current
 
-    command = SparkSubmitResource(master=master).command(
+    command = SparkSubmitResource(master=master, cache=str(current().cache)).command(
         INGEST_JOB,
         extra_conf={
             "spark.cores.max": str(cores),

@@ -27,8 +27,8 @@ from dagster import DagsterEventType, DagsterInstance, RunsFilter
 
 from bench.data import bench_spec, ensure_data_set
 from bench.report import write_section
+from tickhouse_dagster.cli.devserver import dagster_home, running_dagster_dev
 from tickhouse_dagster.defs.resources import resolved_resources
-from tickhouse_dagster.devserver import dagster_home, running_dagster_dev
 
 TRINO_POLL_SECONDS = 0.5  # the latency's resolution; Trino shares the 2 cores with the pipeline
 

@@ -205,7 +205,7 @@ class Timeline:
 def timeline(dagster_home: Path) -> Timeline:
     from dagster import AssetKey, DagsterInstance
 
-    from tickhouse_dagster.defs.file_reports import TICKS
+    from tickhouse_dagster.defs.asset_keys import TICKS
 
     result = Timeline()
     with DagsterInstance.from_config(str(dagster_home)) as instance:
@@ -406,7 +406,7 @@ def _sensors_ticked(dagster_home: Path, names: set[str]) -> bool:
 
 def measure_sensor(data: DataSet, work: Path, timeout: float, interval: int) -> Sample:
     """`dagster dev` with the sensors on; every file of the data set appears at once."""
-    from tickhouse_dagster.devserver import dagster_home
+    from tickhouse_dagster.cli.devserver import dagster_home
 
     home = work / f"sensor-{uuid.uuid4().hex[:8]}"
     landing, incoming = home / "landing", home / "incoming"

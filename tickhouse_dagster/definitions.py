@@ -1,4 +1,5 @@
-"""The tickhouse code location."""
+"""The tickhouse code location. Its settings are resolved here, once, as it loads
+(`settings.current()`), and passed down to the resources and sensors built from them."""
 
 from collections.abc import Mapping
 from typing import Any
@@ -20,18 +21,24 @@ from tickhouse_dagster.defs.ingest_batch import build_batch_job
 from tickhouse_dagster.defs.io_managers import iceberg_io_managers
 from tickhouse_dagster.defs.jobs import ingest_file_job, rebuild_bars_job
 from tickhouse_dagster.defs.maintenance import MAINTENANCE_JOBS, MAINTENANCE_SCHEDULES
-from tickhouse_dagster.defs.push import landing_push_sensor, push_enabled
-from tickhouse_dagster.defs.resources import resources_from_env
+from tickhouse_dagster.defs.push import build_push_sensor
+from tickhouse_dagster.defs.resources import resources_from_settings
 from tickhouse_dagster.defs.resources_spark import spark_resources
 from tickhouse_dagster.defs.sensors import (
-    landing_sensor,
+    build_landing_sensor,
     reference_data_sensor,
     touched_days_sensor,
 )
 from tickhouse_dagster.defs.spark import spark_backfill_ticks
+from tickhouse_dagster.settings import TickhouseSettings, current
 
 
-def build_definitions(resources: Mapping[str, Any]) -> Definitions:
+def build_definitions(
+    resources: Mapping[str, Any], settings: TickhouseSettings | None = None
+) -> Definitions:
+    """The code location over `resources`; `settings` (default: this process's) give the
+    sensors' intervals and batch sizes, and the Spark resources' master and jar cache."""
+    settings = settings or current()
     # Trino is optional: without a `trino` resource (TICKHOUSE_TRINO_URL unset) its view asset and
     # read-back check are absent (`tickhouse doctor` says so); everything else runs as is.
     with_trino = "trino" in resources
@@ -50,17 +57,17 @@ def build_definitions(resources: Mapping[str, Any]) -> Definitions:
         schedules=MAINTENANCE_SCHEDULES,
         # The push sensor only where a SeaweedFS filer feeds the landing listener.
         sensors=[
-            landing_sensor,
+            build_landing_sensor(settings),
             touched_days_sensor,
             automation_sensor,
             bars_freshness_sensor,
             reference_data_sensor,
         ]
-        + ([landing_push_sensor] if push_enabled() else []),
+        + ([build_push_sensor(settings)] if settings.push_enabled else []),
         # The Spark engine's resources cost nothing until a spark_backfill_ticks run uses them.
         # The Iceberg IO manager stores on the `lakehouse` resource's catalog and warehouse.
         resources={
-            **spark_resources(),
+            **spark_resources(settings),
             **iceberg_io_managers(resources["lakehouse"]),
             **resources,
         },
@@ -70,4 +77,5 @@ def build_definitions(resources: Mapping[str, Any]) -> Definitions:
     )
 
 
-defs = build_definitions(resources_from_env())
+_settings = current()
+defs = build_definitions(resources_from_settings(_settings), _settings)

@@ -27,9 +27,9 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlparse
 
-from tickhouse_dagster import settings
+from tickhouse_dagster.settings import current
 from tickhouse_dagster.storage.landing import LandingFile, S3Landing, is_tick_file
-from tickhouse_dagster.storage.landing_queue import LandingQueue, default_queue_url
+from tickhouse_dagster.storage.landing_queue import LandingQueue
 
 log = logging.getLogger("tickhouse.listener")
 BACKOFF_FIRST, BACKOFF_MAX = 0.2, 5.0
@@ -246,30 +246,26 @@ class Listener:
 
 
 def config_from_env(args: argparse.Namespace) -> ListenerConfig:
-    landing = args.landing_uri or settings.setting("TICKHOUSE_LANDING_URI") or ""
+    settings = current()
+    landing = args.landing_uri or settings.landing_uri
     parsed = urlparse(landing)
     if parsed.scheme != "s3" or not parsed.netloc:
         raise SystemExit(
             f"the landing listener needs an s3:// landing (TICKHOUSE_LANDING_URI is {landing!r});"
             " a local folder or an S3 store without a SeaweedFS filer keeps the polling sensor"
         )
-    filer = args.filer or settings.setting("TICKHOUSE_FILER_GRPC")
+    filer = args.filer or settings.filer_grpc
     if not filer:
         raise SystemExit("set TICKHOUSE_FILER_GRPC (host:port of the SeaweedFS filer's gRPC)")
     return ListenerConfig(
         filer_grpc=filer,
         bucket=parsed.netloc,
-        queue_url=settings.setting("TICKHOUSE_LANDING_QUEUE_URL")
-        or default_queue_url(settings.tickhouse_home()),
-        s3_endpoint=settings.setting("TICKHOUSE_S3_ENDPOINT"),
-        region=settings.setting("AWS_REGION"),
+        queue_url=settings.landing_queue_url,
+        s3_endpoint=settings.s3_endpoint,
+        region=settings.region,
         name=f"landing-listener:{parsed.netloc}",
         start_ns=0 if args.from_start else time.time_ns(),
-        retention_ns=int(
-            float(settings.setting("TICKHOUSE_LANDING_QUEUE_RETENTION_DAYS") or 7)
-            * 86_400
-            * 1_000_000_000
-        ),
+        retention_ns=int(settings.landing_queue_retention_days * 86_400 * 1_000_000_000),
     )
 
 
@@ -278,9 +274,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--filer", help="filer gRPC host:port (default: TICKHOUSE_FILER_GRPC)")
     parser.add_argument("--landing-uri", help="s3://bucket/ (default: TICKHOUSE_LANDING_URI)")
     parser.add_argument("--host", default="127.0.0.1", help="health endpoint address")
-    parser.add_argument(
-        "--port", type=int, default=int(settings.setting("TICKHOUSE_LISTENER_PORT") or 0)
-    )
+    parser.add_argument("--port", type=int, default=current().listener_port)
     parser.add_argument(
         "--from-now",
         dest="from_start",

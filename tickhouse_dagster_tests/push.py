@@ -7,14 +7,15 @@ from collections.abc import Iterable
 
 from dagster import DagsterInstance, SensorResult, build_sensor_context
 
-from tickhouse_dagster.defs.push import landing_push_sensor, push_queue
+from tickhouse_dagster.defs.push import build_push_sensor, push_queue
 from tickhouse_dagster.defs.resources import FeedResource, LandingResource
+from tickhouse_dagster.settings import current
 from tickhouse_dagster.storage.landing import S3Landing
 from tickhouse_dagster.storage.landing_queue import LandingQueue
 
 
 def queue() -> LandingQueue:
-    found = push_queue()
+    found = push_queue(current())
     assert found is not None, "TICKHOUSE_FILER_GRPC is not set: push ingestion is off"
     return found
 
@@ -40,7 +41,7 @@ class PushDaemon:
             cursor=self.cursor if cursor is None else cursor,
             resources={"landing": self.landing, "feed": FeedResource()},
         )
-        result = landing_push_sensor(context)
+        result = build_push_sensor(current())(context)
         assert isinstance(result, SensorResult)
         for request in result.dynamic_partitions_requests:
             self.instance.add_dynamic_partitions(

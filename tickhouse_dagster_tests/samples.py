@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tickhouse_dagster.sample.generator import SampleSpec, generate
+from tickhouse_dagster.sample import SampleSpec, generate
 
 
 def two_profile_sample(root: Path) -> dict[str, bytes]:

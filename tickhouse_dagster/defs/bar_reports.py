@@ -19,7 +19,7 @@ from dagster import (
     MetadataValue,
 )
 
-from tickhouse_dagster.contract import BAR_INTERVALS, BARS_SCHEMA, bar_table_name
+from tickhouse_dagster.core.contract import BAR_INTERVALS, BARS_SCHEMA, bar_table_name
 from tickhouse_dagster.defs.file_reports import CheckOutcome, findings_outcome
 from tickhouse_dagster.defs.io_managers import table_metadata
 from tickhouse_dagster.engine.day_bars import (

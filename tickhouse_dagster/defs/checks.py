@@ -12,12 +12,13 @@ from dagster import (
     asset_check,
 )
 
-from tickhouse_dagster.defs.assets.ticks import TICKS
+from tickhouse_dagster.defs.asset_keys import TICKS
 from tickhouse_dagster.defs.partitions import landing_files
 from tickhouse_dagster.defs.resources import (
     LakehouseResource,
     TrinoResource,
 )
+from tickhouse_dagster.defs.ticks_commit import TicksCommit
 from tickhouse_dagster.storage.row_filters import equal_to
 from tickhouse_dagster.storage.trino_sql import file_rows_at_snapshot
 
@@ -34,8 +35,13 @@ def trino_reads_commit(
     records = context.instance.fetch_materializations(
         AssetRecordsFilter(asset_key=AssetKey(TICKS), asset_partitions=[key]), limit=1
     ).records
-    metadata = records[0].asset_materialization.metadata
-    snapshot_id = int(metadata["snapshot_id"].value)
+    snapshot_id = TicksCommit.from_materialization(records[0].asset_materialization).snapshot_id
+    if snapshot_id is None:
+        return AssetCheckResult(
+            passed=False,
+            severity=AssetCheckSeverity.ERROR,
+            description=f"the ticks materialization of {key} records no snapshot to read at",
+        )
     table = lakehouse.lakehouse().table("ticks")
     written = table.scan(
         row_filter=equal_to("source_file", key), snapshot_id=snapshot_id

@@ -17,17 +17,17 @@ from dagster import (
     MetadataValue,
 )
 
-from tickhouse_dagster.contract import TICKS_SCHEMA
+from tickhouse_dagster.core.contract import TICKS_SCHEMA
+from tickhouse_dagster.defs.asset_keys import PARSED_TICKS, RAW_TICK_XML, TICKS
 from tickhouse_dagster.defs.check_results import as_evaluation
 from tickhouse_dagster.defs.io_managers import table_metadata
+from tickhouse_dagster.defs.ticks_commit import TicksCommit
 from tickhouse_dagster.engine.catch_up import FileOutcome
 from tickhouse_dagster.engine.commit import CommittedFile, TradeCopies
 from tickhouse_dagster.engine.landing_file import ParsedFile
 from tickhouse_dagster.quality.findings import Findings
 
-RAW_TICK_XML = ["landing", "raw_tick_xml"]
-PARSED_TICKS = ["staging", "parsed_ticks"]
-TICKS = ["market", "ticks"]
+__all__ = ["PARSED_TICKS", "RAW_TICK_XML", "TICKS", "CheckOutcome", "file_events"]
 
 
 @dataclass(frozen=True)
@@ -97,7 +97,8 @@ def parsed_metadata(parsed: ParsedFile) -> dict[str, Any]:
     assert staged is not None
     return {
         "rows": MetadataValue.int(staged.rows),
-        "trade_dates": ", ".join(staged.trade_dates),
+        # A JSON list, as the ticks commit records them (defs/ticks_commit.py).
+        "trade_dates": MetadataValue.json(list(staged.trade_dates)),
         "symbols": MetadataValue.int(staged.symbols),
         "profile": parsed.profile,
         "parser": staged.parser,
@@ -153,16 +154,19 @@ def ticks_metadata(parsed: ParsedFile, committed: CommittedFile) -> dict[str, An
         **table_metadata(
             commit, TICKS_SCHEMA, staged.trade_date_values(), partition_rows=committed.stored_rows
         ),
-        "rows_written": MetadataValue.int(commit.rows_written),
         "rows_replaced": MetadataValue.int(commit.rows_removed),
-        # ", "-separated, as the touched-days sensor and `tickhouse ingest` read it.
-        "trade_dates": ", ".join(staged.trade_dates),
         "table": commit.table,
         "commit_attempts": MetadataValue.int(commit.attempts),
         "corrections": MetadataValue.int(commit.corrections),
-        "source_file": parsed.key,
-        "file_version": parsed.version,
-        "sha256": parsed.sha256,
+        # What the sensors, the ledger and `tickhouse ingest` read back.
+        **TicksCommit(
+            source_file=parsed.key,
+            file_version=parsed.version,
+            sha256=parsed.sha256,
+            trade_dates=tuple(staged.trade_dates),
+            snapshot_id=commit.snapshot_id,
+            rows_written=commit.rows_written,
+        ).to_metadata(),
     }
 
 

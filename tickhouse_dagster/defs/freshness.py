@@ -34,13 +34,13 @@ from dagster import (
     sensor,
 )
 
-from tickhouse_dagster import settings
 from tickhouse_dagster.compat.dagster_private import current_datetime
 from tickhouse_dagster.defs.assets.bars import BAR_KEYS
 from tickhouse_dagster.defs.check_results import as_evaluation
 from tickhouse_dagster.defs.jobs import BARS_FRESHNESS_CHECK
 from tickhouse_dagster.defs.resources import FeedResource, LakehouseResource
 from tickhouse_dagster.quality.bar_freshness import Verdict, judge, watched
+from tickhouse_dagster.settings import current
 from tickhouse_dagster.storage.pipeline_status import ticks_figures
 
 CHECK_NAME = BARS_FRESHNESS_CHECK
@@ -48,7 +48,8 @@ FRESHNESS_SENSOR_INTERVAL = 60
 
 
 def freshness_threshold() -> timedelta:
-    return timedelta(minutes=float(settings.setting("TICKHOUSE_BARS_FRESHNESS_MINUTES") or 30))
+    """TICKHOUSE_BARS_FRESHNESS_MINUTES, as the process evaluating a check or sensor has it."""
+    return current().bars_freshness_threshold
 
 
 def _last_update(instance: DagsterInstance, key: AssetKey, day: date) -> datetime | None:

@@ -39,7 +39,7 @@ from dagster import (
 from pydantic import Field, PrivateAttr
 from pyiceberg.schema import Schema
 
-from tickhouse_dagster.arrow_sql import relation
+from tickhouse_dagster.core.arrow_sql import relation
 from tickhouse_dagster.defs.links import table_links
 from tickhouse_dagster.defs.resources import LakehouseResource
 from tickhouse_dagster.defs.retries import retry_transient

@@ -3,8 +3,8 @@ storage errors themselves (`retries.retry_transient`); bad input and bugs fail a
 
 from dagster import AssetCheckKey, AssetSelection, define_asset_job
 
+from tickhouse_dagster.defs.asset_keys import PARSED_TICKS, RAW_TICK_XML, TICKS
 from tickhouse_dagster.defs.assets.bars import BAR_KEYS
-from tickhouse_dagster.defs.assets.ticks import PARSED_TICKS, RAW_TICK_XML, TICKS
 
 BARS_DAY_TAG = "tickhouse/bars_day"
 

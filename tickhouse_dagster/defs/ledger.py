@@ -5,7 +5,8 @@ from collections.abc import Iterable
 
 from dagster import AssetKey, AssetRecordsFilter, DagsterInstance
 
-from tickhouse_dagster.defs.assets.ticks import TICKS
+from tickhouse_dagster.defs.asset_keys import TICKS
+from tickhouse_dagster.defs.ticks_commit import TicksCommit
 from tickhouse_dagster.storage.landing import LandingFile
 
 
@@ -15,8 +16,7 @@ def ingested_version(instance: DagsterInstance, key: str) -> str | None:
     ).records
     if not records or records[0].asset_materialization is None:
         return None
-    version = records[0].asset_materialization.metadata.get("file_version")
-    return None if version is None else str(version.value)
+    return TicksCommit.from_materialization(records[0].asset_materialization).file_version
 
 
 def not_yet_ingested(instance: DagsterInstance, files: Iterable[LandingFile]) -> list[LandingFile]:

@@ -10,7 +10,7 @@ from urllib.parse import urlencode, urlsplit, urlunsplit
 
 from dagster import MetadataValue
 
-from tickhouse_dagster.settings import setting
+from tickhouse_dagster.settings import current
 
 # The dashboard `make superset` provisions (infra/superset/assets/dashboards/Market_bars.yaml).
 SUPERSET_BARS_DASHBOARD = "/superset/dashboard/market-bars/"
@@ -30,7 +30,7 @@ def public_url(url: str | None) -> str | None:
 
 def trino_sql(identifier: str, trade_dates: Sequence[date] | None) -> str:
     """The query that reads what was written, in Trino's names."""
-    catalog = setting("TICKHOUSE_TRINO_CATALOG")
+    catalog = current().trino_catalog
     sql = f"SELECT * FROM {catalog}.{identifier}"
     if trade_dates:
         days = ", ".join(f"DATE '{d.isoformat()}'" for d in sorted(trade_dates))
@@ -43,21 +43,22 @@ def table_links(
 ) -> dict[str, MetadataValue]:
     """Metadata entries for `identifier` (`namespace.table`) and the trade dates written;
     `bar_interval` for a bar table (the quick look and the dashboard show bars only)."""
+    settings = current()
     links: dict[str, MetadataValue] = {}
     sql = trino_sql(identifier, trade_dates)
-    trino_ui = public_url(setting("TICKHOUSE_TRINO_UI_URL"))
-    if trino_ui is None and (coordinator := public_url(setting("TICKHOUSE_TRINO_URL"))):
+    trino_ui = public_url(settings.trino_ui_url)
+    if trino_ui is None and (coordinator := public_url(settings.trino_url)):
         trino_ui = f"{coordinator}/ui/"
     if trino_ui is not None:
         links["trino_ui"] = MetadataValue.url(trino_ui)
-    if trino_ui is not None or setting("TICKHOUSE_SUPERSET_URL"):
+    if trino_ui is not None or settings.superset_url:
         links["trino_sql"] = MetadataValue.text(sql)
-    if superset := public_url(setting("TICKHOUSE_SUPERSET_URL")):
+    if superset := public_url(settings.superset_url):
         query = urlencode({"sql": sql, "schema": identifier.rsplit(".", 1)[0]})
         links["superset_sql_lab"] = MetadataValue.url(f"{superset}/sqllab/?{query}")
         if bar_interval is not None:
             links["superset_dashboard"] = MetadataValue.url(superset + SUPERSET_BARS_DASHBOARD)
-    quick_look = public_url(setting("TICKHOUSE_QUICK_LOOK_URL"))
+    quick_look = public_url(settings.quick_look_url)
     if quick_look is not None and trade_dates:
         # The quick look draws bars: a ticks write opens its first day's 1-minute bars.
         query = urlencode(

@@ -25,7 +25,7 @@ from dagster import (
     schedule,
 )
 
-from tickhouse_dagster.contract import (
+from tickhouse_dagster.core.contract import (
     BAR_INTERVALS,
     CORRECTIONS_TABLE,
     REFERENCE_TABLE,
@@ -33,11 +33,12 @@ from tickhouse_dagster.contract import (
     TRADE_ID_RANGES_TABLE,
     bar_table_name,
 )
+from tickhouse_dagster.defs.asset_keys import TICKS
 from tickhouse_dagster.defs.assets.bars import BAR_KEYS
-from tickhouse_dagster.defs.assets.ticks import TICKS
 from tickhouse_dagster.defs.jobs import BARS_DAY_TAG
 from tickhouse_dagster.defs.partitions import trade_dates
 from tickhouse_dagster.defs.resources import LakehouseResource
+from tickhouse_dagster.settings import current
 from tickhouse_dagster.storage import maintenance
 from tickhouse_dagster.storage.reference_lineage import compact_reference_records
 
@@ -136,13 +137,21 @@ def expire_table_snapshots(
     context: OpExecutionContext, config: ExpiryConfig, lakehouse: LakehouseResource
 ) -> None:
     house = lakehouse.lakehouse()
-    window = maintenance.retention_window(config.retention_hours)
+    settings = current()
+    window = maintenance.retention_window(
+        settings.snapshot_retention_hours
+        if config.retention_hours is None
+        else config.retention_hours
+    )
+    retain_last = (
+        settings.snapshot_retain_last if config.retain_last is None else config.retain_last
+    )
     for table in (*MAINTENANCE_TABLES, *RECORD_TABLES):
         result = maintenance.expire_snapshots(
             house,
             table,
             retention=window,
-            retain_last=config.retain_last,
+            retain_last=retain_last,
             delete_files=config.delete_files,
         )
         context.log.info(

@@ -12,8 +12,8 @@ from datetime import date, datetime, timedelta
 
 from dagster import DagsterInstance, DailyPartitionsDefinition, DynamicPartitionsDefinition
 
-from tickhouse_dagster import settings
-from tickhouse_dagster.market.venues import Venue, default_venues
+from tickhouse_dagster.market.venues import Venue, load_venues
+from tickhouse_dagster.settings import current
 
 LANDING_FILES = "landing_files"
 """The name of `landing_files` (whose `.name` is typed optional: not every one has a name)."""
@@ -22,10 +22,6 @@ landing_files = DynamicPartitionsDefinition(name=LANDING_FILES)
 FILE_VERSION_TAG = "tickhouse/file_version"
 
 _CRON_WEEKDAY = {0: 1, 1: 2, 2: 3, 3: 4, 4: 5, 5: 6, 6: 0}  # Python Mon = 0 → cron Sun = 0
-
-
-def first_trade_date() -> date:
-    return date.fromisoformat(settings.setting("TICKHOUSE_FIRST_TRADE_DATE") or "2020-01-01")
 
 
 def _leads_utc(venue: Venue) -> bool:
@@ -68,11 +64,8 @@ def non_trading_exclusions(venues: Mapping[str, Venue], first: date) -> list[str
     return exclusions
 
 
-def trading_day_partitions(
-    venues: Mapping[str, Venue], first: date | None = None
-) -> DailyPartitionsDefinition:
+def trading_day_partitions(venues: Mapping[str, Venue], first: date) -> DailyPartitionsDefinition:
     """Daily partitions (UTC day windows keyed by trade date) on the venues' trading days."""
-    first = first or first_trade_date()
     return DailyPartitionsDefinition(
         start_date=first.isoformat(),
         end_offset=end_offset(venues),
@@ -80,7 +73,13 @@ def trading_day_partitions(
     )
 
 
-trade_dates = trading_day_partitions(default_venues())
+# The one setting read as a module is imported: Dagster binds an asset's partitions definition
+# when the asset is declared, so the bars' partitions (TICKHOUSE_FIRST_TRADE_DATE, the venues of
+# TICKHOUSE_VENUES_FILE) exist before `definitions.py` resolves the rest of the settings.
+_settings = current()
+PARTITION_VENUES = load_venues(_settings.venues_file)
+FIRST_TRADE_DATE = _settings.first_trade_date
+trade_dates = trading_day_partitions(PARTITION_VENUES, FIRST_TRADE_DATE)
 
 
 def why_not_a_partition(key: str, venues: Mapping[str, Venue] | None = None) -> str:
@@ -89,9 +88,9 @@ def why_not_a_partition(key: str, venues: Mapping[str, Venue] | None = None) -> 
         day = date.fromisoformat(key)
     except ValueError:
         return "not a date"
-    venues = venues or default_venues()
-    if day < first_trade_date():
-        return f"before TICKHOUSE_FIRST_TRADE_DATE {first_trade_date()}"
+    venues = venues or PARTITION_VENUES
+    if day < FIRST_TRADE_DATE:
+        return f"before TICKHOUSE_FIRST_TRADE_DATE {FIRST_TRADE_DATE}"
     if not any(v.is_trading_day(day) for v in venues.values()):
         return "no venue trades that day (weekend or holiday everywhere)"
     last = trade_dates.get_last_partition_key()

@@ -39,24 +39,23 @@ from dagster import (
     MetadataValue,
     RunRequest,
     RunsFilter,
+    SensorDefinition,
     SensorEvaluationContext,
     SensorResult,
     sensor,
 )
 
-from tickhouse_dagster import settings
 from tickhouse_dagster.compat.dagster_private import valid_partition_key
-from tickhouse_dagster.defs.assets.ticks import RAW_TICK_XML
+from tickhouse_dagster.defs.asset_keys import RAW_TICK_XML
 from tickhouse_dagster.defs.ingest_batch import BATCH_JOB
 from tickhouse_dagster.defs.ledger import not_yet_ingested
 from tickhouse_dagster.defs.partitions import LANDING_FILES, landing_files
 from tickhouse_dagster.defs.resources import FeedResource, LandingResource
+from tickhouse_dagster.settings import TickhouseSettings
 from tickhouse_dagster.storage.landing import S3Landing, is_tick_file
-from tickhouse_dagster.storage.landing_queue import LandingQueue, default_queue_url
+from tickhouse_dagster.storage.landing_queue import LandingQueue
 
-PUSH_INTERVAL = int(settings.setting("TICKHOUSE_PUSH_SENSOR_INTERVAL_SECONDS") or 1)
 QUEUE_CHECK_SECONDS = 0.05
-MAX_FILES_PER_TICK = int(settings.setting("TICKHOUSE_SENSOR_MAX_FILES_PER_TICK") or 500)
 BATCH_FILES_TAG = "tickhouse/batch_files"
 LAG_TAG = "tickhouse/landed_to_requested_ms"  # oldest file of the batch: filer event → request
 PUSH_TAG = "tickhouse/push"
@@ -68,31 +67,20 @@ IN_FLIGHT = [
 ]
 
 
-def push_enabled() -> bool:
-    return bool(settings.setting("TICKHOUSE_FILER_GRPC"))
-
-
-def queue_url() -> str:
-    return settings.setting("TICKHOUSE_LANDING_QUEUE_URL") or default_queue_url(
-        settings.tickhouse_home()
-    )
-
-
 @cache
 def _queue(url: str) -> LandingQueue:
     return LandingQueue(url)
 
 
-def push_queue() -> LandingQueue | None:
+def push_queue(settings: TickhouseSettings) -> LandingQueue | None:
     """The listener's queue when push ingestion is configured, else None (polling only)."""
-    return _queue(queue_url()) if push_enabled() else None
+    return _queue(settings.landing_queue_url) if settings.push_enabled else None
 
 
-def _push_run_in_flight(context: SensorEvaluationContext) -> str | None:
+def _push_run_in_flight(context: SensorEvaluationContext, stall: float) -> str | None:
     """The id of a push run queued or running, if any. Only runs created in the last
     TICKHOUSE_PUSH_RUN_STALL_SECONDS count, so a run left hanging (its worker killed) holds the
     queue back for that long at most."""
-    stall = float(settings.setting("TICKHOUSE_PUSH_RUN_STALL_SECONDS") or 600)
     runs = context.instance.get_runs(
         RunsFilter(
             job_name=BATCH_JOB,
@@ -113,15 +101,30 @@ def _wait_for_queue(queue: LandingQueue, after: int, seconds: float) -> None:
         time.sleep(QUEUE_CHECK_SECONDS)
 
 
-@sensor(
-    job_name=BATCH_JOB,
-    minimum_interval_seconds=PUSH_INTERVAL,
-    default_status=DefaultSensorStatus.RUNNING,
-    description="Files the SeaweedFS landing listener queued are ingested within a second, once "
-    "per version (the polling landing_sensor stays on as a slow safety net).",
-)
-def landing_push_sensor(
-    context: SensorEvaluationContext, landing: LandingResource, feed: FeedResource
+def build_push_sensor(settings: TickhouseSettings) -> SensorDefinition:
+    """The push sensor: its interval, batch size, waits and queue from `settings`."""
+
+    @sensor(
+        name="landing_push_sensor",
+        job_name=BATCH_JOB,
+        minimum_interval_seconds=settings.push_sensor_interval_seconds,
+        default_status=DefaultSensorStatus.RUNNING,
+        description="Files the SeaweedFS landing listener queued are ingested within a second, "
+        "once per version (the polling landing_sensor stays on as a slow safety net).",
+    )
+    def landing_push_sensor(
+        context: SensorEvaluationContext, landing: LandingResource, feed: FeedResource
+    ) -> SensorResult:
+        return _take_pushed(context, landing, feed, settings)
+
+    return landing_push_sensor
+
+
+def _take_pushed(
+    context: SensorEvaluationContext,
+    landing: LandingResource,
+    feed: FeedResource,
+    settings: TickhouseSettings,
 ) -> SensorResult:
     refused = feed.refusal()
     if refused is not None:
@@ -129,16 +132,16 @@ def landing_push_sensor(
     store = landing.store()
     if not isinstance(store, S3Landing):
         return SensorResult(skip_reason=f"push needs an s3:// landing, not {store.uri}")
-    queue = _queue(queue_url())
+    queue = _queue(settings.landing_queue_url)
     state = json.loads(context.cursor) if context.cursor else {}
     after = int(state.get("seq", 0))
-    busy = _push_run_in_flight(context)
+    busy = _push_run_in_flight(context, settings.push_run_stall_seconds)
     if busy is not None:
         # One push run at a time: files landing meanwhile wait in the queue and go into the
         # next run together, instead of runs piling up side by side on the same cores.
         return SensorResult(skip_reason=f"push run {busy} in progress; files wait for the next")
-    _wait_for_queue(queue, after, float(settings.setting("TICKHOUSE_PUSH_WAIT_SECONDS") or 0))
-    after, last = queue.claim(store.uri, after, MAX_FILES_PER_TICK)
+    _wait_for_queue(queue, after, settings.push_wait_seconds)
+    after, last = queue.claim(store.uri, after, settings.sensor_max_files_per_tick)
     queued = [
         q for q in queue.files(after, last, store.bucket, store.prefix) if is_tick_file(q.file.key)
     ]

@@ -1,17 +1,16 @@
 """Dagster resources over the storage layer, configured from the environment."""
 
-import os
-from typing import Any, overload
+from typing import Any
 from urllib.parse import urlparse
 
 from dagster import ConfigurableResource, EnvVar
 from pydantic import PrivateAttr
 
-from tickhouse_dagster import settings
 from tickhouse_dagster.engine.feed import Feed
 from tickhouse_dagster.engine.landing_file import LandingAddress, Staging
 from tickhouse_dagster.market.venues import Venue, VenueFileError, load_venues
 from tickhouse_dagster.parsing.profiles import Profile, ProfileError, load_profiles
+from tickhouse_dagster.settings import SETTINGS, TickhouseSettings, current
 from tickhouse_dagster.storage.catalog import CatalogSettings, load_lakehouse_catalog
 from tickhouse_dagster.storage.lakehouse import Lakehouse
 from tickhouse_dagster.storage.landing import LandingStore
@@ -61,8 +60,8 @@ class FeedResource(ConfigurableResource):
 class LakehouseResource(ConfigurableResource):
     """The Iceberg catalog and namespace holding `ticks` and the `ohlcv_*` tables."""
 
-    catalog_name: str = "tickhouse"
-    namespace: str = "market"
+    catalog_name: str
+    namespace: str
     warehouse: str
     catalog_uri: str | None = None
     embedded_db: str
@@ -92,8 +91,8 @@ class TrinoResource(ConfigurableResource):
     """A Trino coordinator that reads the same Iceberg catalog (optional)."""
 
     url: str  # http://host:port
-    catalog: str = "iceberg"
-    user: str = "tickhouse"
+    catalog: str
+    user: str
     password: str | None = None  # only over https
 
     def connect(self) -> Any:
@@ -133,63 +132,63 @@ class StagingResource(ConfigurableResource):
         return self.for_run(run_id).uri_for(partition_key)
 
 
-@overload
-def _env_or(name: str, default: str) -> str: ...
-@overload
-def _env_or(name: str, default: None) -> str | None: ...
-def _env_or(name: str, default: str | None) -> str | None:
-    """An EnvVar when the variable is set (the UI shows its name, not its value), else the
-    embedded default."""
-    return EnvVar(name) if os.environ.get(name) else default
+def from_settings(settings: TickhouseSettings, env: str) -> Any:
+    """A resource field's value for the variable `env`: an `EnvVar` when the variable is set (the
+    UI shows its name, and Dagster never stores a secret's value), else the settings' default
+    (None when it has none). `settings` were read from the environment EnvVar reads."""
+    if env in settings.given:
+        return EnvVar(env)
+    value = getattr(settings, next(s.field for s in SETTINGS if s.env == env))
+    return None if value is None else str(value)
+
+
+def resources_from_settings(settings: TickhouseSettings) -> dict[str, ConfigurableResource[Any]]:
+    def value(env: str) -> Any:
+        return from_settings(settings, env)
+
+    resources: dict[str, ConfigurableResource[Any]] = {
+        "landing": LandingResource(
+            uri=value("TICKHOUSE_LANDING_URI"),
+            s3_endpoint=value("TICKHOUSE_S3_ENDPOINT"),
+            region=value("AWS_REGION"),
+        ),
+        "feed": FeedResource(
+            profiles_dir=value("TICKHOUSE_PROFILES_DIR"),
+            profile_rules=value("TICKHOUSE_PROFILE_RULES"),
+            venues_file=value("TICKHOUSE_VENUES_FILE"),
+        ),
+        "lakehouse": LakehouseResource(
+            catalog_name=value("TICKHOUSE_CATALOG_NAME"),
+            namespace=value("TICKHOUSE_NAMESPACE"),
+            warehouse=value("TICKHOUSE_WAREHOUSE_URI"),
+            catalog_uri=value("TICKHOUSE_CATALOG_URI"),
+            embedded_db=str(settings.embedded_catalog_db),
+            s3_endpoint=value("TICKHOUSE_S3_ENDPOINT"),
+            region=value("AWS_REGION"),
+        ),
+        "staging": StagingResource(uri=value("TICKHOUSE_STAGING_URI")),
+    }
+    if settings.trino_url is not None:
+        # Optional: without it the Trino-dependent assets and checks are not part of the code
+        # location (see definitions.py).
+        resources["trino"] = TrinoResource(
+            url=value("TICKHOUSE_TRINO_URL"),
+            catalog=value("TICKHOUSE_TRINO_CATALOG"),
+            user=value("TICKHOUSE_TRINO_USER"),
+            password=value("TICKHOUSE_TRINO_PASSWORD"),
+        )
+    return resources
 
 
 def resources_from_env() -> dict[str, ConfigurableResource[Any]]:
-    s3_endpoint = _env_or("TICKHOUSE_S3_ENDPOINT", None)
-    region = _env_or("AWS_REGION", "us-east-1")
-    resources: dict[str, ConfigurableResource[Any]] = {
-        "landing": LandingResource(
-            uri=_env_or("TICKHOUSE_LANDING_URI", settings.landing_uri()),
-            s3_endpoint=s3_endpoint,
-            region=region,
-        ),
-        "feed": FeedResource(
-            profiles_dir=_env_or("TICKHOUSE_PROFILES_DIR", None),
-            profile_rules=_env_or("TICKHOUSE_PROFILE_RULES", None),
-            venues_file=_env_or("TICKHOUSE_VENUES_FILE", None),
-        ),
-        "lakehouse": LakehouseResource(
-            catalog_name=_env_or("TICKHOUSE_CATALOG_NAME", "tickhouse"),
-            namespace=_env_or("TICKHOUSE_NAMESPACE", "market"),
-            warehouse=_env_or("TICKHOUSE_WAREHOUSE_URI", settings.warehouse_uri()),
-            catalog_uri=_env_or("TICKHOUSE_CATALOG_URI", None),
-            embedded_db=settings.embedded_catalog_db(),
-            s3_endpoint=s3_endpoint,
-            region=region,
-        ),
-        "staging": StagingResource(uri=_env_or("TICKHOUSE_STAGING_URI", settings.staging_uri())),
-    }
-    return resources | trino_resources()
+    """The resources of this process's settings (`settings.current()`)."""
+    return resources_from_settings(current())
 
 
-def trino_resources() -> dict[str, TrinoResource]:
-    """The Trino resource, when TICKHOUSE_TRINO_URL is set; without it the Trino-dependent
-    assets and checks are not part of the code location (see definitions.py)."""
-    if not os.environ.get("TICKHOUSE_TRINO_URL"):
-        return {}
-    return {
-        "trino": TrinoResource(
-            url=EnvVar("TICKHOUSE_TRINO_URL"),
-            catalog=_env_or("TICKHOUSE_TRINO_CATALOG", "iceberg"),
-            user=_env_or("TICKHOUSE_TRINO_USER", "tickhouse"),
-            password=_env_or("TICKHOUSE_TRINO_PASSWORD", None),
-        )
-    }
-
-
-def resolved_resources() -> dict[str, Any]:
+def resolved_resources(settings: TickhouseSettings | None = None) -> dict[str, Any]:
     """The resources as a run sees them (environment variables resolved), for code that runs
     outside a Dagster run: the CLI and `tickhouse doctor`."""
     return {
         name: resource.process_config_and_initialize()
-        for name, resource in resources_from_env().items()
+        for name, resource in resources_from_settings(settings or current()).items()
     }

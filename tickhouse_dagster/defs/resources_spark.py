@@ -1,6 +1,7 @@
 """Resources of the Spark engine: an in-process local Spark (dagster-pyspark) and a spark-submit
-launcher speaking Dagster Pipes. Both are configured from the environment, neither holds a
-secret: the job reads the catalog password and S3 keys from its own environment."""
+launcher speaking Dagster Pipes. Both are configured from the settings (master, jar cache),
+neither holds a secret: the job reads the catalog password and S3 keys from its own
+environment."""
 
 import os
 import subprocess
@@ -11,7 +12,6 @@ from typing import Any
 
 from dagster import (
     ConfigurableResource,
-    EnvVar,
     OpExecutionContext,
     PipesSession,
     PipesTempFileContextInjector,
@@ -21,6 +21,8 @@ from dagster import (
 from dagster_pyspark import LazyPySparkResource
 from pydantic import Field
 
+from tickhouse_dagster.defs.resources import from_settings
+from tickhouse_dagster.settings import TickhouseSettings
 from tickhouse_dagster.spark.job import JOB_FILE
 from tickhouse_dagster.spark.session import jar_conf, local_conf, python_conf
 
@@ -42,10 +44,11 @@ class SparkSubmitResource(ConfigurableResource):
     the job's logs and results come back into the run."""
 
     spark_submit: str | None = None  # default: $SPARK_HOME/bin/spark-submit, else pyspark's
-    master: str = "local[2]"  # spark://host:7077, k8s://https://…, yarn, local[N]
+    master: str  # spark://host:7077, k8s://https://…, yarn, local[N]
     deploy_mode: str = "client"
     # Extra --conf settings (executor memory/cores, k8s image, …); never secrets.
     conf: dict[str, str] = Field(default_factory=dict)
+    cache: str  # TICKHOUSE_CACHE: where the jars are cached (spark.session.jar_conf)
 
     def command(
         self,
@@ -56,7 +59,7 @@ class SparkSubmitResource(ConfigurableResource):
         args: Sequence[str] = (),
     ) -> list[str]:
         conf = {
-            **jar_conf(),
+            **jar_conf(Path(self.cache)),
             **python_conf(),
             "spark.driver.memory": "1g",
             **self.conf,
@@ -110,14 +113,13 @@ def _on_loopback(master: str) -> bool:
     )
 
 
-def _env_or(name: str, default: str) -> str | EnvVar:
-    return EnvVar(name) if os.environ.get(name) else default
-
-
-def spark_resources() -> dict[str, Any]:
+def spark_resources(settings: TickhouseSettings) -> dict[str, Any]:
     """`pyspark`: a local Spark created on first use (runs that do not use it pay nothing);
-    `spark_submit`: the launcher, its master from TICKHOUSE_SPARK_MASTER (default local[2])."""
+    `spark_submit`: the launcher, its master from TICKHOUSE_SPARK_MASTER."""
     return {
-        "pyspark": LazyPySparkResource(spark_config=local_conf()),
-        "spark_submit": SparkSubmitResource(master=_env_or("TICKHOUSE_SPARK_MASTER", "local[2]")),
+        "pyspark": LazyPySparkResource(spark_config=local_conf(settings.cache)),
+        "spark_submit": SparkSubmitResource(
+            master=from_settings(settings, "TICKHOUSE_SPARK_MASTER"),
+            cache=from_settings(settings, "TICKHOUSE_CACHE"),
+        ),
     }

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 from dagster import AssetExecutionContext, Failure, OpExecutionContext, RetryRequested
 
-from tickhouse_dagster import settings
+from tickhouse_dagster.settings import TickhouseSettings, current
 from tickhouse_dagster.storage.transient import is_transient
 
 MAX_WAIT_SECONDS = 60.0
@@ -35,11 +35,8 @@ class TransientRetry:
     base_seconds: float
 
     @classmethod
-    def from_env(cls) -> TransientRetry:
-        return cls(
-            max_retries=int(settings.setting("TICKHOUSE_RETRY_MAX") or 4),
-            base_seconds=float(settings.setting("TICKHOUSE_RETRY_BASE_SECONDS") or 2),
-        )
+    def from_settings(cls, settings: TickhouseSettings) -> TransientRetry:
+        return cls(max_retries=settings.retry_max, base_seconds=settings.retry_base_seconds)
 
     def wait(self, retry_number: int) -> float:
         """Seconds before retry `retry_number + 1`: doubling, capped, with jitter so that runs
@@ -62,7 +59,8 @@ def retry_transient(context: OpExecutionContext | AssetExecutionContext) -> Iter
     except Exception as exc:
         if not is_transient(exc):
             raise
-        policy = TransientRetry.from_env()
+        # The settings of the process running the step (a run worker loads the same ones).
+        policy = TransientRetry.from_settings(current())
         attempt = context.retry_number + 1
         if context.retry_number >= policy.max_retries:
             raise Failure(

@@ -30,16 +30,16 @@ from dagster import (
     DefaultSensorStatus,
     EventLogRecord,
     RunRequest,
+    SensorDefinition,
     SensorEvaluationContext,
     SensorResult,
     SkipReason,
     sensor,
 )
 
-from tickhouse_dagster import settings
 from tickhouse_dagster.compat.dagster_private import valid_partition_key
-from tickhouse_dagster.contract import BAR_INTERVALS, TICKS_TABLE, bar_table_name
-from tickhouse_dagster.defs.assets.ticks import TICKS
+from tickhouse_dagster.core.contract import BAR_INTERVALS, TICKS_TABLE, bar_table_name
+from tickhouse_dagster.defs.asset_keys import TICKS
 from tickhouse_dagster.defs.ingest_batch import BATCH_JOB
 from tickhouse_dagster.defs.jobs import BARS_DAY_TAG, rebuild_bars_job
 from tickhouse_dagster.defs.ledger import not_yet_ingested
@@ -50,29 +50,43 @@ from tickhouse_dagster.defs.partitions import (
 )
 from tickhouse_dagster.defs.push import push_queue
 from tickhouse_dagster.defs.resources import FeedResource, LakehouseResource, LandingResource
+from tickhouse_dagster.defs.ticks_commit import TicksCommit
 from tickhouse_dagster.market.reference_data import fingerprint
+from tickhouse_dagster.settings import TickhouseSettings
 from tickhouse_dagster.storage.bar_builds import behind
 from tickhouse_dagster.storage.landing import LandingFile, S3Landing
 from tickhouse_dagster.storage.landing_cursor import LandingCursor, plan_ingestion
 from tickhouse_dagster.storage.landing_queue import LandingQueue
 from tickhouse_dagster.storage.reference_lineage import find_stale
 
-SENSOR_INTERVAL = int(settings.setting("TICKHOUSE_SENSOR_INTERVAL_SECONDS") or 30)
-MAX_FILES_PER_TICK = int(settings.setting("TICKHOUSE_SENSOR_MAX_FILES_PER_TICK") or 500)
-MARGIN_SECONDS = int(settings.setting("TICKHOUSE_SENSOR_MARGIN_SECONDS") or 300)
 TICKS_EVENTS_PER_TICK = 1000
 REFERENCE_SENSOR_INTERVAL = 60
 BATCH_FILES_TAG = "tickhouse/batch_files"
 
 
-@sensor(
-    job_name=BATCH_JOB,
-    minimum_interval_seconds=SENSOR_INTERVAL,
-    default_status=DefaultSensorStatus.RUNNING,
-    description="Every new or changed XML file in the landing area is ingested once.",
-)
-def landing_sensor(
-    context: SensorEvaluationContext, landing: LandingResource, feed: FeedResource
+def build_landing_sensor(settings: TickhouseSettings) -> SensorDefinition:
+    """The polling landing sensor: its interval, batch size and lookback from `settings`."""
+
+    @sensor(
+        name="landing_sensor",
+        job_name=BATCH_JOB,
+        minimum_interval_seconds=settings.sensor_interval_seconds,
+        default_status=DefaultSensorStatus.RUNNING,
+        description="Every new or changed XML file in the landing area is ingested once.",
+    )
+    def landing_sensor(
+        context: SensorEvaluationContext, landing: LandingResource, feed: FeedResource
+    ) -> SensorResult | SkipReason:
+        return _poll_landing(context, landing, feed, settings)
+
+    return landing_sensor
+
+
+def _poll_landing(
+    context: SensorEvaluationContext,
+    landing: LandingResource,
+    feed: FeedResource,
+    settings: TickhouseSettings,
 ) -> SensorResult | SkipReason:
     refused = feed.refusal()
     if refused is not None:
@@ -82,8 +96,8 @@ def landing_sensor(
         store.iter_files(),
         LandingCursor.from_json(context.cursor),
         now_ns=time.time_ns(),
-        margin_ns=MARGIN_SECONDS * 1_000_000_000,
-        limit=MAX_FILES_PER_TICK,
+        margin_ns=settings.sensor_margin_seconds * 1_000_000_000,
+        limit=settings.sensor_max_files_per_tick,
     )
     unusable = [f.key for f in plan.to_ingest if not valid_partition_key(f.key)]
     if unusable:
@@ -91,7 +105,7 @@ def landing_sensor(
     files = not_yet_ingested(
         context.instance, [f for f in plan.to_ingest if valid_partition_key(f.key)]
     )
-    queue = push_queue()
+    queue = push_queue(settings)
     if queue is not None and files and isinstance(store, S3Landing):
         files = _missed_by_listener(queue, store, files)
     known = set(context.instance.get_dynamic_partitions(LANDING_FILES))
@@ -131,13 +145,9 @@ def _touched_days(records: Sequence[EventLogRecord]) -> dict[date, int | None]:
     for record in records:
         if record.asset_materialization is None:
             continue
-        metadata = record.asset_materialization.metadata
-        days, snapshot = metadata.get("trade_dates"), metadata.get("snapshot_id")
-        text = str(snapshot.value) if snapshot is not None else ""
-        made = int(text) if text.lstrip("-").isdigit() else None
-        for day in (d.strip() for d in str(days.value if days else "").split(",")):
-            if day:
-                touched[date.fromisoformat(day)] = made  # records come oldest first
+        commit = TicksCommit.from_materialization(record.asset_materialization)
+        for day in commit.trade_dates:
+            touched[date.fromisoformat(day)] = commit.snapshot_id  # records come oldest first
     return touched
 
 

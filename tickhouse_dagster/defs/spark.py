@@ -26,8 +26,8 @@ from dagster import (
 from dagster_pyspark import LazyPySparkResource
 from pydantic import Field
 
-from tickhouse_dagster.contract import TICKS_SCHEMA
-from tickhouse_dagster.defs.assets.ticks import TICKS
+from tickhouse_dagster.core.contract import TICKS_SCHEMA
+from tickhouse_dagster.defs.asset_keys import TICKS
 from tickhouse_dagster.defs.io_managers import written_table_metadata
 from tickhouse_dagster.defs.ledger import not_yet_ingested
 from tickhouse_dagster.defs.partitions import LANDING_FILES
@@ -38,6 +38,7 @@ from tickhouse_dagster.defs.resources import (
     StagingResource,
 )
 from tickhouse_dagster.defs.resources_spark import INGEST_JOB, SparkSubmitResource
+from tickhouse_dagster.defs.ticks_commit import TicksCommit
 from tickhouse_dagster.parsing.profiles import ProfileError
 from tickhouse_dagster.spark.session import SparkConfigError, apply_runtime_conf, catalog_conf
 from tickhouse_dagster.spark.ticks import SparkIngestError, ingest_files, result_message
@@ -96,13 +97,8 @@ def _materializations(
                         [date.fromisoformat(d) for d in file["trade_dates"]],
                         partition_rows=file["rows"],
                     ),
-                    "rows_written": MetadataValue.int(file["rows"]),
-                    "trade_dates": ", ".join(file["trade_dates"]),
                     "symbols": MetadataValue.int(file["symbols"]),
                     "table": message["table"],
-                    "snapshot_id": str(message["snapshot_id"]),
-                    "source_file": file["key"],
-                    "file_version": files[file["key"]].version,
                     "profile": file["profile"],
                     "engine": f"spark ({engine}, {master})",
                     "write": message["method"],
@@ -111,8 +107,17 @@ def _materializations(
                     "written_by": file["write"],
                     "parsed_rows": MetadataValue.int(file["parsed_rows"]),
                     "corrections": MetadataValue.int(file["corrections"]),
-                    "sha256": file["sha256"],
                     **({"session_grid": file["session_grid"]} if file["session_grid"] else {}),
+                    **TicksCommit(
+                        source_file=file["key"],
+                        file_version=files[file["key"]].version,
+                        sha256=file["sha256"],
+                        trade_dates=tuple(file["trade_dates"]),
+                        snapshot_id=None
+                        if message["snapshot_id"] is None
+                        else int(message["snapshot_id"]),
+                        rows_written=file["rows"],
+                    ).to_metadata(),
                 },
             )
         )
@@ -130,7 +135,7 @@ def _run_local(
     context: OpExecutionContext,
 ) -> dict[str, Any]:
     spark = pyspark.spark_session
-    name, conf = catalog_conf()
+    name, conf = catalog_conf(lakehouse.catalog_settings())
     apply_runtime_conf(spark, conf)
     result = ingest_files(
         spark,

@@ -14,7 +14,7 @@ from datetime import date, timedelta
 
 import pyarrow as pa
 
-from tickhouse_dagster.contract import BAR_INTERVALS, TICKS_TABLE, bar_table_name
+from tickhouse_dagster.core.contract import BAR_INTERVALS, TICKS_TABLE, bar_table_name
 from tickhouse_dagster.market.bars import build_all_bars, rebuild_span
 from tickhouse_dagster.market.reference_data import venues_fingerprint
 from tickhouse_dagster.market.venues import Venue

@@ -32,7 +32,7 @@ from tickhouse_dagster.quality.tick_rules import (
 )
 from tickhouse_dagster.quality.trade_ranges import file_id_ranges
 from tickhouse_dagster.storage.lakehouse import LakehouseAddress
-from tickhouse_dagster.storage.landing import LandingStore, landing_store
+from tickhouse_dagster.storage.landing import LandingFile, LandingStore, landing_store
 from tickhouse_dagster.storage.staging import StagedTicks, stage_tick_file
 
 
@@ -71,6 +71,27 @@ class HashingReader:
     def peek(self, n: int = 0) -> bytes:
         peeked: bytes = self._stream.peek(n)  # type: ignore[attr-defined]  # only buffered streams are passed
         return peeked
+
+
+@dataclass(frozen=True)
+class Fingerprint:
+    """A landing file read through once: its version and size, the checksum of its bytes, and
+    its first `SNIFF_BYTES` (what recognising its profile needs)."""
+
+    file: LandingFile
+    sha256: str
+    head: bytes
+
+
+def fingerprint(store: LandingStore, key: str) -> Fingerprint:
+    """Read `key` through once, hashing it (the raw file's own asset records it before any
+    parsing)."""
+    file = store.stat(key)
+    with HashingReader(store.open(key)) as reader:
+        head = reader.read(SNIFF_BYTES)
+        while reader.read(1 << 20):
+            pass
+    return Fingerprint(file, reader.sha256.hexdigest(), head)
 
 
 class _Replay(io.RawIOBase):

@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING
 
 import pyarrow as pa
 
-from tickhouse_dagster.arrow_sql import ArrowSource, arrow_connection
-from tickhouse_dagster.contract import BAR_INTERVALS, BARS_ARROW
+from tickhouse_dagster.core.arrow_sql import ArrowSource, arrow_connection
+from tickhouse_dagster.core.contract import BAR_INTERVALS, BARS_ARROW
 from tickhouse_dagster.market.venues import Venue
 
 if TYPE_CHECKING:
@@ -264,8 +264,3 @@ def _rolled_up(
     bucket = _bucket_expression(interval, venues, "bar_start")
     rollup = _WITH_VWAP_SQL.format(bars=_ROLLUP_SQL.format(bucket=bucket))
     return connection.sql(rollup).to_arrow_table().cast(BARS_ARROW)
-
-
-def build_bars(ticks: pa.Table, interval: str, venues: Mapping[str, Venue]) -> pa.Table:
-    """Bars of one interval ("1m", "5m", "1h" or "1d") for all ticks given, any venues."""
-    return build_all_bars(ticks, venues, (interval,))[interval]

@@ -14,7 +14,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from tickhouse_dagster.contract import CORRECTIONS_ARROW, TICKS_ARROW, TRADE_KEY
+from tickhouse_dagster.core.contract import CORRECTIONS_ARROW, TICKS_ARROW, TRADE_KEY
 
 CANCEL, REPLACE = "C", "R"
 _ORDER = ["ts", "source_file", "record"]

@@ -19,7 +19,6 @@ engine as data (roll time, weekend skips, holiday targets).
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -541,9 +540,9 @@ BUILT_IN_FILE = resources.files(__package__).joinpath("venues.yaml")
 
 
 def load_venues(extra_file: str | Path | None = None) -> dict[str, Venue]:
-    """Built-in venues, with entries of `extra_file` (or $TICKHOUSE_VENUES_FILE) replacing them."""
+    """Built-in venues, with entries of `extra_file` (the wiring layer passes
+    TICKHOUSE_VENUES_FILE) replacing them."""
     venues = parse_venues(BUILT_IN_FILE.read_text(), str(BUILT_IN_FILE))
-    extra_file = extra_file or os.environ.get(VENUES_FILE_ENV)
     if extra_file:
         try:
             text = Path(extra_file).read_text()

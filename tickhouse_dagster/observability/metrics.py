@@ -11,20 +11,18 @@ logged with secrets masked.
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from datetime import timedelta
 from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import CollectorRegistry, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from tickhouse_dagster import settings
 from tickhouse_dagster.market.venues import Venue
+from tickhouse_dagster.settings import current, mask
 from tickhouse_dagster.storage.lakehouse import Lakehouse
 from tickhouse_dagster.storage.landing import LandingStore
 from tickhouse_dagster.storage.pipeline_status import PipelineStatus, pipeline_status
@@ -37,11 +35,10 @@ DEFAULT_CACHE_SECONDS = 10.0
 
 def redact(text: str) -> str:
     """`text` with every configured secret value and URL password replaced."""
-    for setting in settings.SETTINGS:
-        value = os.environ.get(setting.env)
-        if setting.secret and value and len(value) >= 4:
+    for value in current().secret_values():
+        if len(value) >= 4:
             text = text.replace(value, "****")
-    return settings.mask(text)
+    return mask(text)
 
 
 class PipelineCollector(Collector):
@@ -186,9 +183,8 @@ def status_from_env() -> Callable[[], PipelineStatus]:
             resources = resolved_resources()
             opened.append((resources["landing"].store(), resources["lakehouse"].lakehouse()))
             venues.update(resources["feed"].venues())
-        minutes = float(settings.setting("TICKHOUSE_BARS_FRESHNESS_MINUTES") or 30)
         return pipeline_status(
-            *opened[0], venues=venues, freshness_threshold=timedelta(minutes=minutes)
+            *opened[0], venues=venues, freshness_threshold=current().bars_freshness_threshold
         )
 
     return lambda: worker.submit(compute_in_worker).result()

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import fnmatch
 import logging
-import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -386,11 +385,10 @@ def skipped_note(path: Path | Any) -> str:
 
 
 def profile_files(extra_dir: str | Path | None = None) -> list[Path | Any]:
-    """Built-in profile files, then every `*.yaml` / `*.yml` in `extra_dir` (default
-    $TICKHOUSE_PROFILES_DIR)."""
+    """Built-in profile files, then every `*.yaml` / `*.yml` in `extra_dir` (the wiring layer
+    passes TICKHOUSE_PROFILES_DIR)."""
     builtin = resources.files(__package__).joinpath("profiles")
     files: list[Path | Any] = [f for f in builtin.iterdir() if f.name.endswith(".yaml")]
-    extra_dir = extra_dir or os.environ.get(PROFILES_DIR_ENV)
     if extra_dir:
         folder = Path(extra_dir)
         if not folder.is_dir():

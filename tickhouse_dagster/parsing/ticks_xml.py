@@ -19,7 +19,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from lxml import etree
 
-from tickhouse_dagster.contract import PARSED_TICKS_ARROW
+from tickhouse_dagster.core.contract import PARSED_TICKS_ARROW
 from tickhouse_dagster.market.venues import Venue, trade_dates_of
 from tickhouse_dagster.parsing.errors import TickFileError
 from tickhouse_dagster.parsing.fields import BadValue, field_texts

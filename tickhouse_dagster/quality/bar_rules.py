@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-from tickhouse_dagster.arrow_sql import ArrowSource, arrow_connection, query_rows
-from tickhouse_dagster.contract import TRADE_KEY
+from tickhouse_dagster.core.arrow_sql import ArrowSource, arrow_connection, query_rows
+from tickhouse_dagster.core.contract import TRADE_KEY
 from tickhouse_dagster.quality.findings import Findings
 
 

@@ -11,8 +11,8 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from tickhouse_dagster.arrow_sql import ArrowSource, query_rows
-from tickhouse_dagster.contract import TRADE_KEY
+from tickhouse_dagster.core.arrow_sql import ArrowSource, query_rows
+from tickhouse_dagster.core.contract import TRADE_KEY
 from tickhouse_dagster.market.venues import Venue, trade_dates_of
 from tickhouse_dagster.quality.findings import MAX_EXAMPLES, Findings
 

@@ -19,8 +19,8 @@ from collections.abc import Mapping, Sequence
 import duckdb
 import pyarrow as pa
 
-from tickhouse_dagster.arrow_sql import ArrowSource, arrow_connection
-from tickhouse_dagster.contract import TRADE_ID_RANGES_ARROW
+from tickhouse_dagster.core.arrow_sql import ArrowSource, arrow_connection
+from tickhouse_dagster.core.contract import TRADE_ID_RANGES_ARROW
 
 RANGE_KEY = ("venue", "symbol", "trade_date")
 # A file's ranges (the trade index's rows without their file).

@@ -3,7 +3,7 @@ Python engine's own parser and rules, written by Iceberg's Spark runtime (spark/
 
     spark-submit --master spark://host:7077 \
         --conf spark.pyspark.python=<the project's python> \
-        --conf spark.jars=<tickhouse_dagster.spark.session.cached_jars()> \
+        --conf spark.jars=<tickhouse_dagster.spark.session.cached_jars(cache)> \
         $(python -c 'import tickhouse_dagster.spark.job as j; print(j.__file__)') \
         [--profile fixml] KEY [KEY ...]   # or --all
 
@@ -64,7 +64,7 @@ def run(spark: SparkSession, options: dict[str, Any], pipes: PipesContext | None
     keys = list(options.get("keys") or [])
     if options.get("all"):
         keys = [f.key for f in address.open().iter_files()]
-    name, conf = catalog_conf()
+    name, conf = catalog_conf(lakehouse.catalog_settings())
     apply_runtime_conf(spark, conf)
     log = pipes.log.info if pipes else (lambda message: print(message, file=sys.stderr))
     if log:

@@ -1,7 +1,8 @@
-"""Spark configuration for the lakehouse: which jars, which catalog, from the same environment
-variables the Python path reads. Secrets (the catalog password, S3 keys) are never put on a
-command line: S3 keys stay in the AWS environment (read by the SDKs in the JVM) and the catalog
-password is set in-process on the session, where Spark's redaction hides it from UIs and logs."""
+"""Spark configuration for the lakehouse: which jars (cached under TICKHOUSE_CACHE, passed in),
+which catalog (the `CatalogSettings` the lakehouse resource opens). Secrets (the catalog
+password, S3 keys) are never put on a command line: S3 keys stay in the AWS environment (read by
+the SDKs in the JVM) and the catalog password is set in-process on the session, where Spark's
+redaction hides it from UIs and logs."""
 
 from __future__ import annotations
 
@@ -9,8 +10,14 @@ import hashlib
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlparse
+
+from tickhouse_dagster.compat.py4j_private import hadoop_configuration
+from tickhouse_dagster.storage.catalog import CatalogSettings
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
 
 ICEBERG_VERSION = "1.12.0"
 SPARK_BINARY = "4.1_2.13"  # the Spark/Scala line of pyspark 4.1.x pinned in pyproject.toml
@@ -30,51 +37,53 @@ PACKAGES = (
     f"software.amazon.awssdk:apache-client:{AWS_SDK_VERSION}",
 )
 EXCLUDES = ("software.amazon.awssdk:bundle",)
+# A catalog without a region (the embedded defaults set one; a hand-built one may not).
+DEFAULT_REGION = "us-east-1"
 
 
 class SparkConfigError(ValueError):
     """A configuration the Spark engine cannot run with (says which setting and why)."""
 
 
-def ivy_dir() -> str:
-    cache = os.environ.get("TICKHOUSE_CACHE") or str(Path.home() / ".cache" / "tickhouse")
-    return str(Path(cache) / "ivy")
+def ivy_dir(cache: Path) -> str:
+    """Ivy's folder in the download cache (TICKHOUSE_CACHE)."""
+    return str(cache / "ivy")
 
 
-def _manifest() -> Path:
+def _manifest(cache: Path) -> Path:
     key = hashlib.sha256(",".join((*PACKAGES, *EXCLUDES)).encode()).hexdigest()[:16]
-    return Path(ivy_dir()) / f"tickhouse-jars-{key}.txt"
+    return Path(ivy_dir(cache)) / f"tickhouse-jars-{key}.txt"
 
 
-def cached_jars() -> list[str] | None:
+def cached_jars(cache: Path) -> list[str] | None:
     """The local jar files a previous resolution of PACKAGES produced, if all still exist."""
-    manifest = _manifest()
+    manifest = _manifest(cache)
     if not manifest.is_file():
         return None
     jars = [line for line in manifest.read_text().splitlines() if line]
     return jars if jars and all(Path(j).is_file() for j in jars) else None
 
 
-def remember_jars(spark: Any) -> None:
+def remember_jars(spark: Any, cache: Path) -> None:
     """Record the jars Ivy resolved, so later sessions skip resolution (15-30 s of start-up);
     only local files in the cache are recorded, never anything else."""
     resolved = spark.sparkContext.getConf().get("spark.jars", "")
     jars = [j.removeprefix("file://") for j in resolved.split(",") if j]
-    if jars and all(j.startswith(ivy_dir()) and Path(j).is_file() for j in jars):
-        _manifest().write_text("\n".join(jars) + "\n")
+    if jars and all(j.startswith(ivy_dir(cache)) and Path(j).is_file() for j in jars):
+        _manifest(cache).write_text("\n".join(jars) + "\n")
 
 
-def jar_conf() -> dict[str, str]:
+def jar_conf(cache: Path) -> dict[str, str]:
     """Static (submit-time) settings: the jars and SQL extensions. No secrets. The jars come from
-    Maven Central through Ivy into ~/.cache/tickhouse/ivy the first time, from there after."""
-    jars = cached_jars()
+    Maven Central through Ivy into <cache>/ivy the first time, from there after."""
+    jars = cached_jars(cache)
     source = (
         {"spark.jars": ",".join(jars)}
         if jars
         else {
             "spark.jars.packages": ",".join(PACKAGES),
             "spark.jars.excludes": ",".join(EXCLUDES),
-            "spark.jars.ivy": ivy_dir(),
+            "spark.jars.ivy": ivy_dir(cache),
         }
     )
     return {
@@ -100,10 +109,10 @@ def python_conf(python: str | None = None) -> dict[str, str]:
     return {"spark.pyspark.python": python, "spark.pyspark.driver.python": sys.executable}
 
 
-def local_conf(master: str = "local[2]", driver_memory: str = "1g") -> dict[str, str]:
+def local_conf(cache: Path, master: str = "local[2]", driver_memory: str = "1g") -> dict[str, str]:
     """A small in-process Spark (tests, `dagster dev`, the benchmark)."""
     return {
-        **jar_conf(),
+        **jar_conf(cache),
         "spark.master": master,
         "spark.driver.memory": driver_memory,
         "spark.sql.shuffle.partitions": "4",
@@ -129,11 +138,11 @@ def _jdbc_from_sqlalchemy(uri: str) -> tuple[str, str | None, str | None]:
     return url, user, password
 
 
-def _s3a(env: Mapping[str, str]) -> dict[str, str]:
-    endpoint = env.get("TICKHOUSE_S3_ENDPOINT")
+def _s3a(catalog: CatalogSettings) -> dict[str, str]:
+    endpoint = catalog.s3_endpoint
     conf = {
         "spark.hadoop.fs.s3a.path.style.access": "true",
-        "spark.hadoop.fs.s3a.endpoint.region": env.get("AWS_REGION") or "us-east-1",
+        "spark.hadoop.fs.s3a.endpoint.region": catalog.s3_region or DEFAULT_REGION,
         # Keys from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY of the driver and executors.
         "spark.hadoop.fs.s3a.aws.credentials.provider": (
             "software.amazon.awssdk.auth.credentials.EnvironmentVariableCredentialsProvider"
@@ -147,18 +156,16 @@ def _s3a(env: Mapping[str, str]) -> dict[str, str]:
     return conf
 
 
-def catalog_conf(env: Mapping[str, str] | None = None) -> tuple[str, dict[str, str]]:
-    """(catalog name, session settings) for the Iceberg catalog the Python path uses: the
-    PostgreSQL JDBC-layout catalog (`TICKHOUSE_CATALOG_URI`) with S3FileIO on the warehouse."""
-    env = os.environ if env is None else env
-    name = env.get("TICKHOUSE_CATALOG_NAME") or "tickhouse"
-    uri = env.get("TICKHOUSE_CATALOG_URI")
+def catalog_conf(catalog: CatalogSettings) -> tuple[str, dict[str, str]]:
+    """(catalog name, session settings) for the Iceberg catalog the Python path uses (the
+    lakehouse resource's `catalog_settings()`): the PostgreSQL JDBC-layout catalog
+    (TICKHOUSE_CATALOG_URI) with S3FileIO on the warehouse."""
+    name, uri, warehouse = catalog.name, catalog.uri, catalog.warehouse
     if not uri:
         raise SparkConfigError(
             "TICKHOUSE_CATALOG_URI is not set: the Spark engine writes through the shared "
             "PostgreSQL JDBC catalog (see `infra/local/stack env`), not the embedded SQLite one"
         )
-    warehouse = env.get("TICKHOUSE_WAREHOUSE_URI") or ""
     if not warehouse.startswith("s3://"):
         raise SparkConfigError(
             f"TICKHOUSE_WAREHOUSE_URI={warehouse or '(unset)'}: the Spark engine writes to an "
@@ -175,11 +182,11 @@ def catalog_conf(env: Mapping[str, str] | None = None) -> tuple[str, dict[str, s
         f"{prefix}.warehouse": warehouse,
         f"{prefix}.io-impl": "org.apache.iceberg.aws.s3.S3FileIO",
         f"{prefix}.s3.path-style-access": "true",
-        f"{prefix}.client.region": env.get("AWS_REGION") or "us-east-1",
-        **_s3a(env),
+        f"{prefix}.client.region": catalog.s3_region or DEFAULT_REGION,
+        **_s3a(catalog),
     }
-    if env.get("TICKHOUSE_S3_ENDPOINT"):
-        conf[f"{prefix}.s3.endpoint"] = env["TICKHOUSE_S3_ENDPOINT"]
+    if catalog.s3_endpoint:
+        conf[f"{prefix}.s3.endpoint"] = catalog.s3_endpoint
     if user:
         conf[f"{prefix}.jdbc.user"] = user
     if password:
@@ -187,36 +194,36 @@ def catalog_conf(env: Mapping[str, str] | None = None) -> tuple[str, dict[str, s
     return name, conf
 
 
-def apply_runtime_conf(spark: object, conf: Mapping[str, str]) -> None:
+def apply_runtime_conf(spark: SparkSession, conf: Mapping[str, str]) -> None:
     """Set catalog and S3A settings on a running session (they are read lazily, per use)."""
     for key, value in conf.items():
         if key.startswith("spark.hadoop."):
-            spark.sparkContext._jsc.hadoopConfiguration().set(  # type: ignore[attr-defined]
-                key.removeprefix("spark.hadoop."), value
-            )
+            hadoop_configuration(spark).set(key.removeprefix("spark.hadoop."), value)
         else:
-            spark.conf.set(key, value)  # type: ignore[attr-defined]
+            spark.conf.set(key, value)
 
 
-def resolve_jars() -> list[str]:
+def resolve_jars(cache: Path) -> list[str]:
     """Resolve PACKAGES into the Ivy cache once, with a local session that stops at once, so no
     Spark run (a test, the benchmark's peer) pays for the download inside its own time."""
-    jars = cached_jars()
+    jars = cached_jars(cache)
     if jars:
         return jars
     from pyspark.sql import SparkSession
 
     builder = SparkSession.builder.appName("tickhouse resolve jars").master("local[1]")
-    for key, value in jar_conf().items():
+    for key, value in jar_conf(cache).items():
         builder = builder.config(key, value)
     spark = builder.getOrCreate()
     try:
-        remember_jars(spark)
+        remember_jars(spark, cache)
     finally:
         spark.stop()
-    jars = cached_jars()
+    jars = cached_jars(cache)
     if not jars:
-        raise SparkConfigError(f"Ivy resolved no jars into {ivy_dir()} for {', '.join(PACKAGES)}")
+        raise SparkConfigError(
+            f"Ivy resolved no jars into {ivy_dir(cache)} for {', '.join(PACKAGES)}"
+        )
     return jars
 
 
@@ -225,4 +232,6 @@ if __name__ == "__main__":
 
     if sys.argv[1:] != ["resolve-jars"]:
         raise SystemExit("usage: python -m tickhouse_dagster.spark.session resolve-jars")
-    print("\n".join(resolve_jars()))
+    from tickhouse_dagster.settings import current
+
+    print("\n".join(resolve_jars(current().cache)))

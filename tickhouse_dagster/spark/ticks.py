@@ -36,7 +36,6 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 from pyarrow import fs as pafs
-from pyiceberg.expressions import In
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import (
@@ -50,7 +49,7 @@ from pyspark.sql.types import (
 )
 from pyspark.sql.types import DateType as SparkDate
 
-from tickhouse_dagster.contract import TICKS_ARROW, TICKS_TABLE
+from tickhouse_dagster.core.contract import TICKS_ARROW, TICKS_TABLE
 from tickhouse_dagster.engine.commit import commit_parsed, group_copies_of, id_ranges_of
 from tickhouse_dagster.engine.feed import Feed
 from tickhouse_dagster.engine.landing_file import (
@@ -63,6 +62,7 @@ from tickhouse_dagster.engine.landing_file import (
 )
 from tickhouse_dagster.market.corrections import has_corrections
 from tickhouse_dagster.storage.lakehouse import Lakehouse, ticks_from_parsed
+from tickhouse_dagster.storage.row_filters import is_in
 from tickhouse_dagster.storage.staging import StagedTicks
 from tickhouse_dagster.storage.trade_index import TradeIndex
 
@@ -318,7 +318,7 @@ def needs_merge(house: Lakehouse, keys: Sequence[str]) -> bool:
     if table.current_snapshot() is None or not keys:
         return False
     field = table.schema().find_field("source_file").field_id
-    for task in table.scan(row_filter=In("source_file", list(keys))).plan_files():
+    for task in table.scan(row_filter=is_in("source_file", keys)).plan_files():
         low = (task.file.lower_bounds or {}).get(field)
         high = (task.file.upper_bounds or {}).get(field)
         if low is None or high is None or low != high:
@@ -369,11 +369,11 @@ def replace_file_ticks(
     try:
         return _replace_file_ticks(spark, table, rows, keys, house)
     finally:
-        for name, value in previous.items():
-            if value is None:
+        for name, before in previous.items():
+            if before is None:
                 spark.conf.unset(name)
             else:
-                spark.conf.set(name, value)
+                spark.conf.set(name, before)
 
 
 def _replace_file_ticks(

@@ -33,7 +33,7 @@ from pyiceberg.schema import Schema
 from pyiceberg.table import Table
 from pyiceberg.table.snapshots import Snapshot
 
-from tickhouse_dagster.contract import arrow_schema
+from tickhouse_dagster.core.contract import arrow_schema
 from tickhouse_dagster.storage.lakehouse import (
     TABLE_PROPERTIES,
     WRITE_CHUNK_ROWS,

@@ -38,13 +38,13 @@ from pyiceberg.table import Table, Transaction
 from pyiceberg.table.sorting import SortField, SortOrder
 from pyiceberg.transforms import IdentityTransform
 
-from tickhouse_dagster.arrow_sql import query_arrow
 from tickhouse_dagster.compat.pyiceberg_private import (
     WriteTask,
     dataframe_to_data_files,
     write_file,
 )
-from tickhouse_dagster.contract import (
+from tickhouse_dagster.core.arrow_sql import query_arrow
+from tickhouse_dagster.core.contract import (
     BAR_INTERVALS,
     BARS_ARROW,
     BARS_SCHEMA,

@@ -100,10 +100,6 @@ class ListenerState:
     filer_ts_ns: int
 
 
-def default_queue_url(home: str) -> str:
-    return f"sqlite:///{Path(home) / 'listener' / 'landing-queue.sqlite'}"
-
-
 def _sqlite_pragmas(dbapi_connection: object, _record: object) -> None:
     cursor = dbapi_connection.cursor()  # type: ignore[attr-defined]
     # WAL: the sensor reads while the listener writes; busy_timeout instead of "database is

@@ -28,7 +28,6 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import TypeVar
 
-import pyarrow as pa
 from pyiceberg.expressions import BooleanExpression
 from pyiceberg.table import Table
 from pyiceberg.table.snapshots import Snapshot
@@ -42,8 +41,6 @@ T = TypeVar("T")
 
 MAINTENANCE_ATTEMPTS = 5
 MAINTENANCE_BACKOFF = Backoff(MAINTENANCE_ATTEMPTS, first_delay=0.2, max_delay=10.0)
-DEFAULT_RETENTION_HOURS = 168
-DEFAULT_RETAIN_LAST = 5
 # Marks compaction commits, so a reader of the snapshot history can tell them from data changes.
 MAINTENANCE_PROPERTY = "tickhouse.maintenance"
 
@@ -168,23 +165,11 @@ def compact_trade_date(
     )
 
 
-def retain_last_setting() -> int:
-    """How many snapshots are kept whatever their age (TICKHOUSE_SNAPSHOT_RETAIN_LAST)."""
-    from tickhouse_dagster import settings
-
-    raw = settings.setting("TICKHOUSE_SNAPSHOT_RETAIN_LAST")
-    return int(raw) if raw else DEFAULT_RETAIN_LAST
-
-
-def retention_window(hours: str | float | None = None) -> timedelta:
-    """The time-travel window: `hours`, else TICKHOUSE_SNAPSHOT_RETENTION_HOURS, else 168 h."""
-    from tickhouse_dagster import settings
-
-    raw = hours if hours is not None else settings.setting("TICKHOUSE_SNAPSHOT_RETENTION_HOURS")
-    value = float(raw) if raw not in (None, "") else DEFAULT_RETENTION_HOURS
-    if value < 0:
-        raise ValueError(f"snapshot retention must be >= 0 hours, got {value}")
-    return timedelta(hours=value)
+def retention_window(hours: float) -> timedelta:
+    """The time-travel window of `hours` (TICKHOUSE_SNAPSHOT_RETENTION_HOURS by default)."""
+    if hours < 0:
+        raise ValueError(f"snapshot retention must be >= 0 hours, got {hours}")
+    return timedelta(hours=hours)
 
 
 def _referenced_files(table: Table, snapshots: Iterable[Snapshot]) -> set[str]:
@@ -238,35 +223,17 @@ def _expire_once(
 def expire_snapshots(
     house: Lakehouse,
     table_name: str,
-    retention: timedelta | None = None,
-    retain_last: int | None = None,
+    retention: timedelta,
+    retain_last: int,
     now: datetime | None = None,
     delete_files: bool = True,
 ) -> Expiry:
     """Expire the snapshots of a table older than `retention` (time travel keeps working inside
     the window), keeping the current snapshot and the last `retain_last` whatever their age; with
     `delete_files`, delete the files only expired snapshots referenced."""
-    window = retention if retention is not None else retention_window()
-    cutoff = (now or datetime.now(UTC)) - window
-    keep = retain_last if retain_last is not None else retain_last_setting()
+    cutoff = (now or datetime.now(UTC)) - retention
     return retry_commit(
         table_name,
-        lambda attempt: _expire_once(house, table_name, cutoff, keep, delete_files),
+        lambda attempt: _expire_once(house, table_name, cutoff, retain_last, delete_files),
         MAINTENANCE_BACKOFF,
     )
-
-
-def data_file_count(table: Table, day: date | None = None) -> int:
-    """Live data files of the current snapshot (of one trade date, if given)."""
-    if table.current_snapshot() is None:
-        return 0
-    scan = table.scan(row_filter=_day_filter(day)) if day is not None else table.scan()
-    return sum(1 for _ in scan.plan_files())
-
-
-def rows_of(table: Table, snapshot_id: int | None = None) -> pa.Table:
-    """Every row of a table (at a snapshot), in a canonical order, for before/after comparison."""
-    if table.current_snapshot() is None:
-        return table.schema().as_arrow().empty_table()
-    data = table.scan(snapshot_id=snapshot_id).to_arrow()
-    return data.sort_by([(c, "ascending") for c in data.column_names])

@@ -19,7 +19,7 @@ from pathlib import PurePosixPath
 
 import pyarrow as pa
 
-from tickhouse_dagster.contract import TICKS_TABLE, bar_table_name
+from tickhouse_dagster.core.contract import TICKS_TABLE, bar_table_name
 from tickhouse_dagster.market.venues import Venue
 from tickhouse_dagster.quality.bar_freshness import Verdict, judge, watched
 from tickhouse_dagster.storage.lakehouse import Lakehouse

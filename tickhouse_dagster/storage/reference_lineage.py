@@ -27,7 +27,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pyiceberg.expressions import AlwaysTrue, And
 
-from tickhouse_dagster.contract import (
+from tickhouse_dagster.core.contract import (
     BAR_INTERVALS,
     REFERENCE_ARROW,
     REFERENCE_TABLE,

@@ -16,7 +16,7 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 from pyarrow import fs
 
-from tickhouse_dagster.contract import PARSED_TICKS_ARROW
+from tickhouse_dagster.core.contract import PARSED_TICKS_ARROW
 from tickhouse_dagster.market.venues import Venue
 from tickhouse_dagster.parsing.profiles import Profile
 from tickhouse_dagster.parsing.readers import consume_tick_file

@@ -24,7 +24,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pyiceberg.expressions import BooleanExpression
 
-from tickhouse_dagster.contract import TICKS_TABLE, TRADE_ID_RANGES_ARROW, TRADE_ID_RANGES_TABLE
+from tickhouse_dagster.core.contract import (
+    TICKS_TABLE,
+    TRADE_ID_RANGES_ARROW,
+    TRADE_ID_RANGES_TABLE,
+)
 from tickhouse_dagster.quality.trade_ranges import (
     committed_id_ranges,
     duplicate_windows,

@@ -11,8 +11,9 @@ from datetime import date
 import pyarrow as pa
 import streamlit as st
 
-from tickhouse_dagster.contract import BAR_INTERVALS
+from tickhouse_dagster.core.contract import BAR_INTERVALS
 from tickhouse_dagster.market.venues import load_venues
+from tickhouse_dagster.settings import current
 from tickhouse_dagster.storage.lakehouse import Lakehouse
 from tickhouse_dagster.view.bars import (
     Instrument,
@@ -80,7 +81,7 @@ with st.sidebar:
         )
         first = last = st.selectbox("Trade date", days, index=day_index)
 
-venues = load_venues()
+venues = load_venues(current().venues_file)
 timezone = venues[instrument.venue].timezone
 bars = cached_bars(interval, instrument, first, last)
 df = chart_frame(bars, interval, timezone)

@@ -13,7 +13,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pyiceberg.expressions import And
 
-from tickhouse_dagster.contract import BAR_INTERVALS, bar_table_name
+from tickhouse_dagster.core.contract import BAR_INTERVALS, bar_table_name
 from tickhouse_dagster.storage.lakehouse import Lakehouse
 from tickhouse_dagster.storage.row_filters import at_least, at_most, equal_to
 

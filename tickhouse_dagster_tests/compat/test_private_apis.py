@@ -4,6 +4,7 @@ changes one fails here, by name, before any run does."""
 from __future__ import annotations
 
 import inspect
+import os
 from datetime import UTC, date, datetime
 
 import pytest
@@ -75,3 +76,47 @@ def test_written_data_files_commit_the_rows_to_their_partitions(house: Lakehouse
     assert stored.num_rows == len(days)
     assert sorted(stored["trade_date"].to_pylist()) == days
     assert sorted(stored["trade_id"].to_pylist()) == sorted(rows["trade_id"].to_pylist())
+
+
+PY4J_CHECK = """
+from pyspark.sql import SparkSession
+
+from tickhouse_dagster.compat.py4j_private import hadoop_configuration
+
+spark = (
+    SparkSession.builder.master("local[1]")
+    .config("spark.ui.enabled", "false")
+    .appName("tickhouse compat check")
+    .getOrCreate()
+)
+try:
+    conf = hadoop_configuration(spark)
+    print(conf.getClass().getName())
+    conf.set("fs.s3a.endpoint.region", "tickhouse-compat-check")
+    # What Spark's file sources are handed: the same JVM object, so the value set is read back.
+    print(hadoop_configuration(spark).get("fs.s3a.endpoint.region"))
+finally:
+    spark.stop()
+"""
+
+
+@pytest.mark.slow
+def test_py4j_hadoop_configuration_is_the_running_sessions():
+    """pyspark's `SparkContext._jsc` (compat/py4j_private.py) on a real local session, in a
+    process of its own so no other test's session is touched."""
+    import subprocess
+    import sys
+
+    shown = subprocess.run(
+        [sys.executable, "-c", PY4J_CHECK],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+        env={**os.environ, "SPARK_LOCAL_IP": "127.0.0.1"},
+    )
+    assert shown.returncode == 0, shown.stderr[-3000:]
+    assert shown.stdout.split() == [
+        "org.apache.hadoop.conf.Configuration",
+        "tickhouse-compat-check",
+    ]

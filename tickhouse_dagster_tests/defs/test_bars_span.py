@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from datetime import date
 
-from tickhouse_dagster.contract import BAR_INTERVALS
+from tickhouse_dagster.core.contract import BAR_INTERVALS
 from tickhouse_dagster.engine.feed import Feed
 from tickhouse_dagster.market.bars import build_all_bars
 from tickhouse_dagster_tests.defs.helpers import definitions_with, materialized, rebuild_bars

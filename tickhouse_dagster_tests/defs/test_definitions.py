@@ -52,7 +52,12 @@ def test_trino_parts_only_when_trino_is_configured(resources):
     without = build_definitions(resources).resolve_asset_graph()
     assert AssetKey(["market", "bar_views"]) not in without.get_all_asset_keys()
     assert "trino_reads_commit" not in {k.name for k in without.asset_check_keys}
-    with_trino = build_definitions({**resources, "trino": TrinoResource(url="http://127.0.0.1:1")})
+    with_trino = build_definitions(
+        {
+            **resources,
+            "trino": TrinoResource(url="http://127.0.0.1:1", catalog="iceberg", user="tickhouse"),
+        }
+    )
     graph = with_trino.resolve_asset_graph()
     assert AssetKey(["market", "bar_views"]) in graph.get_all_asset_keys()
     assert "trino_reads_commit" in {k.name for k in graph.asset_check_keys}

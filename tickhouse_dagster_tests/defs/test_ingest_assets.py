@@ -40,7 +40,7 @@ def test_good_file_then_changed_file_then_bars(resources, instance):
     assert checks[("market/ticks", "rows_match_parsed")] is True
     ticks_event = next(e for e in result.get_asset_materialization_events() if e.asset_key == TICKS)
     metadata = ticks_event.step_materialization_data.materialization.metadata
-    assert metadata["rows_written"].value == 2 and metadata["trade_dates"].value == "2024-01-02"
+    assert metadata["rows_written"].value == 2 and metadata["trade_dates"].value == ["2024-01-02"]
     assert metadata["snapshot_id"].value.isdigit()
 
     store.write("KRX/a.xml", trades(("1", "09:00:00", "71000", 7)))  # the exchange corrected it

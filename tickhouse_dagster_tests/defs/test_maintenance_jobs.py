@@ -9,14 +9,14 @@ from pathlib import Path
 import yaml
 from dagster import DefaultScheduleStatus, build_schedule_context
 
-from tickhouse_dagster.batch import ingest_paths
 from tickhouse_dagster.definitions import defs
 from tickhouse_dagster.defs.jobs import BARS_DAY_TAG
 from tickhouse_dagster.defs.maintenance import MAINTENANCE_TABLES
-from tickhouse_dagster.sample.generator import SampleSpec, generate
+from tickhouse_dagster.engine.batch import ingest_paths
+from tickhouse_dagster.sample import SampleSpec, generate
 from tickhouse_dagster.settings import PROJECT_ROOT
-from tickhouse_dagster.storage.maintenance import data_file_count, rows_of
 from tickhouse_dagster_tests.defs.helpers import definitions_with, step_error
+from tickhouse_dagster_tests.tables import data_file_count, rows_of
 
 DAY = "2024-01-02"
 

@@ -17,6 +17,7 @@ from tickhouse_dagster.defs.partitions import (
 )
 from tickhouse_dagster.defs.sensors import touched_days_sensor
 from tickhouse_dagster.market.venues import load_venues, parse_venues
+from tickhouse_dagster.settings import TickhouseSettings
 
 KRX_ONLY = {"KRX": load_venues()["KRX"]}
 
@@ -76,9 +77,11 @@ def test_any_venue_trading_makes_a_partition():
     ]
 
 
-def test_first_partition_is_configurable(monkeypatch):
-    monkeypatch.setenv("TICKHOUSE_FIRST_TRADE_DATE", "2024-12-25")
-    assert trading_day_partitions(KRX_ONLY).get_first_partition_key() == "2024-12-26"
+def test_first_partition_is_configurable():
+    first = TickhouseSettings.from_env(
+        {"TICKHOUSE_FIRST_TRADE_DATE": "2024-12-25"}
+    ).first_trade_date
+    assert trading_day_partitions(KRX_ONLY, first).get_first_partition_key() == "2024-12-26"
     assert trade_dates.get_first_partition_key() == "2020-01-02"  # the default, 2020-01-01 closed
 
 

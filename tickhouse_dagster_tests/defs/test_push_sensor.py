@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from dagster import DefaultSensorStatus, build_sensor_context
 
-from tickhouse_dagster.defs.push import landing_push_sensor
+from tickhouse_dagster.defs.push import build_push_sensor
 from tickhouse_dagster.defs.resources import FeedResource
+from tickhouse_dagster.settings import current
 from tickhouse_dagster_tests.defs.helpers import definitions_with
 
 
@@ -27,7 +28,7 @@ def test_a_local_landing_folder_is_refused_with_a_reason(resources, instance, mo
     context = build_sensor_context(
         instance=instance, resources={"landing": resources["landing"], "feed": resources["feed"]}
     )
-    result = landing_push_sensor(context)
+    result = build_push_sensor(current())(context)
     assert result.run_requests == []
     assert "push needs an s3:// landing" in result.skip_reason.skip_message
 
@@ -40,7 +41,7 @@ def test_a_broken_profile_leaves_the_queue_unclaimed(resources, instance, tmp_pa
     context = build_sensor_context(
         instance=instance, resources={"landing": resources["landing"], "feed": broken}
     )
-    result = landing_push_sensor(context)
+    result = build_push_sensor(current())(context)
     assert result.run_requests == [] and result.cursor is None
     assert "the feed configuration is refused" in result.skip_reason.skip_message
     assert str(profiles / "vendor.yaml") in result.skip_reason.skip_message

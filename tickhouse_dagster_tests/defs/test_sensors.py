@@ -7,7 +7,8 @@ import time
 from dagster import SensorResult, SkipReason, build_sensor_context
 
 from tickhouse_dagster.defs.resources import FeedResource, LandingResource
-from tickhouse_dagster.defs.sensors import landing_sensor, touched_days_sensor
+from tickhouse_dagster.defs.sensors import build_landing_sensor, touched_days_sensor
+from tickhouse_dagster.settings import current
 from tickhouse_dagster_tests.defs.helpers import definitions_with, ingest, requested_keys
 from tickhouse_dagster_tests.defs.test_ingest_assets import trades
 from tickhouse_dagster_tests.defs.test_ingest_batch import run_batch
@@ -22,7 +23,7 @@ def evaluate(
         cursor=cursor,
         resources={"landing": landing, "feed": feed or FeedResource()},
     )
-    result = landing_sensor(context)
+    result = build_landing_sensor(current())(context)
     assert isinstance(result, SensorResult)
     for request in result.dynamic_partitions_requests:  # what the daemon would apply
         instance.add_dynamic_partitions(request.partitions_def_name, list(request.partition_keys))
@@ -131,7 +132,7 @@ def test_a_broken_profile_skips_the_tick_naming_file_field_and_reason(
     context = build_sensor_context(
         instance=instance, resources={"landing": landing, "feed": broken}
     )
-    result = landing_sensor(context)
+    result = build_landing_sensor(current())(context)
     assert isinstance(result, SkipReason)  # no run requested, no partition added, no cursor
     message = result.skip_message
     assert message.startswith("no run requested: the feed configuration is refused: ")

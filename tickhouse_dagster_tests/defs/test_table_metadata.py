@@ -73,7 +73,7 @@ def test_ticks_and_bars_show_table_schema_rows_snapshot_and_days(resources, inst
     assert ticks["dagster/row_count"].value == 3
     assert ticks["dagster/partition_row_count"].value == 1
     assert ticks["snapshot_id"].value == str(house.table("ticks").current_snapshot().snapshot_id)
-    assert ticks["trade_dates"].value == DAY
+    assert ticks["trade_dates"].value == [DAY]  # a JSON list (defs/ticks_commit.py)
 
     bars = latest_metadata(instance, BARS_1M)
     assert bars["dagster/table_name"].value == "market.ohlcv_1m"

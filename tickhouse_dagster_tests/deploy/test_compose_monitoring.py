@@ -12,7 +12,7 @@ from typing import Any
 
 import yaml
 
-from tickhouse_dagster import cli
+from tickhouse_dagster.cli import commands as cli
 from tickhouse_dagster.settings import PROJECT_ROOT
 from tickhouse_dagster_tests.deploy.test_compose import binds
 

@@ -15,8 +15,8 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
 
-from tickhouse_dagster.batch import ingest_paths
-from tickhouse_dagster.contract import TICKS_TABLE
+from tickhouse_dagster.core.contract import TICKS_TABLE
+from tickhouse_dagster.engine.batch import ingest_paths
 from tickhouse_dagster.engine.feed import Feed
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "profiles"

@@ -13,15 +13,15 @@ from pathlib import Path
 import pyarrow.compute as pc
 from pyiceberg.expressions import AlwaysTrue
 
-from tickhouse_dagster.batch import ingest_paths
-from tickhouse_dagster.contract import TICKS_TABLE, TRADE_ID_RANGES_TABLE
+from tickhouse_dagster.core.contract import TICKS_TABLE, TRADE_ID_RANGES_TABLE
+from tickhouse_dagster.engine.batch import ingest_paths
 from tickhouse_dagster.engine.catch_up import POOL_MIN_BYTES, ingest_files, worth_a_pool
 from tickhouse_dagster.engine.feed import Feed
 from tickhouse_dagster.engine.landing_file import LandingAddress, Staging
 from tickhouse_dagster.market.bars import build_all_bars
 from tickhouse_dagster.quality.bar_rules import distinct_trade_totals
 from tickhouse_dagster.quality.trade_ranges import copy_windows
-from tickhouse_dagster.sample.generator import SampleSpec, generate
+from tickhouse_dagster.sample import SampleSpec, generate
 from tickhouse_dagster.storage.lakehouse import Lakehouse
 from tickhouse_dagster.storage.landing import LocalLanding
 from tickhouse_dagster.storage.trade_index import TradeIndex

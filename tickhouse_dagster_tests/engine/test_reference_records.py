@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from tickhouse_dagster.contract import TICKS_BUILT
+from tickhouse_dagster.core.contract import TICKS_BUILT
 from tickhouse_dagster.engine.reference_records import ReferenceRecords, ReferenceRecordsFailed
 from tickhouse_dagster.storage.row_filters import equal_to
 from tickhouse_dagster_tests.storage.test_lakehouse import lakehouse

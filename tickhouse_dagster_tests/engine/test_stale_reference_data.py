@@ -15,7 +15,7 @@ from pathlib import Path
 import yaml
 from pyiceberg.expressions import EqualTo
 
-from tickhouse_dagster.contract import BAR_INTERVALS, bar_table_name
+from tickhouse_dagster.core.contract import BAR_INTERVALS, bar_table_name
 from tickhouse_dagster.market.bars import build_all_bars
 from tickhouse_dagster.market.venues import BUILT_IN_FILE, load_venues
 from tickhouse_dagster.storage.catalog import CatalogSettings, load_lakehouse_catalog

@@ -10,8 +10,8 @@ from zoneinfo import ZoneInfo
 import pyarrow as pa
 import pytest
 
-from tickhouse_dagster.contract import BARS_ARROW, TICKS_ARROW
-from tickhouse_dagster.market.bars import build_bars
+from tickhouse_dagster.core.contract import BARS_ARROW, TICKS_ARROW
+from tickhouse_dagster_tests.tables import build_bars
 
 UTC = UTC
 SEOUL = ZoneInfo("Asia/Seoul")

@@ -7,7 +7,7 @@ from decimal import Decimal
 
 import pyarrow as pa
 
-from tickhouse_dagster.contract import CORRECTIONS_ARROW, TICKS_ARROW
+from tickhouse_dagster.core.contract import CORRECTIONS_ARROW, TICKS_ARROW
 from tickhouse_dagster.market.corrections import (
     has_corrections,
     latest_corrections,

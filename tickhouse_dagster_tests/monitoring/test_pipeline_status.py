@@ -14,7 +14,7 @@ import pytest
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tickhouse_dagster.contract import BARS_ARROW, PARSED_TICKS_ARROW
+from tickhouse_dagster.core.contract import BARS_ARROW, PARSED_TICKS_ARROW
 from tickhouse_dagster.market.venues import load_venues
 from tickhouse_dagster.observability.metrics import PipelineCollector, registry_for
 from tickhouse_dagster.quality.bar_freshness import expectation

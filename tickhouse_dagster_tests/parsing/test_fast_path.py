@@ -12,7 +12,7 @@ import pytest
 
 from tickhouse_dagster.parsing import TickFileError, read_tick_file
 from tickhouse_dagster.parsing.fast_path import FastPathDeclined, read_fast, supports
-from tickhouse_dagster.sample.generator import SampleSpec, generate
+from tickhouse_dagster.sample import SampleSpec, generate
 from tickhouse_dagster.storage.staging import stage_tick_file
 
 

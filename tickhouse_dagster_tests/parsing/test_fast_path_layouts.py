@@ -21,7 +21,7 @@ from tickhouse_dagster.parsing import TickFileError, read_tick_file
 from tickhouse_dagster.parsing.fast_path import FastPathDeclined, _parser, read_fast, supports
 from tickhouse_dagster.parsing.profiles import load_profiles, profile_from_mapping
 from tickhouse_dagster.parsing.readers import consume_tick_file
-from tickhouse_dagster.sample.generator import SampleSpec, generate
+from tickhouse_dagster.sample import SampleSpec, generate
 
 NS = "http://www.fixprotocol.org/FIXML-4-4"
 

@@ -9,7 +9,7 @@ from decimal import Decimal
 
 import pytest
 
-from tickhouse_dagster.contract import PARSED_TICKS_ARROW
+from tickhouse_dagster.core.contract import PARSED_TICKS_ARROW
 from tickhouse_dagster.parsing import read_tick_file
 from tickhouse_dagster_tests.conftest import xml_stream
 

@@ -7,7 +7,6 @@ from decimal import Decimal
 
 import pyarrow as pa
 
-from tickhouse_dagster.market.bars import build_bars
 from tickhouse_dagster.quality.bar_rules import (
     check_bar_invariants,
     distinct_trade_totals,
@@ -20,6 +19,7 @@ from tickhouse_dagster.quality.tick_rules import (
 )
 from tickhouse_dagster_tests.market.test_bars import INGESTED, table, tick
 from tickhouse_dagster_tests.storage.test_lakehouse import parsed
+from tickhouse_dagster_tests.tables import build_bars
 
 
 def test_tick_values_pass_clean_and_name_each_bad_record(venues):

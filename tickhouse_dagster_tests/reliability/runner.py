@@ -26,9 +26,9 @@ from typing import Any
 from dagster import DagsterEventType, DagsterInstance
 from pyiceberg.exceptions import CommitFailedException
 
+from tickhouse_dagster.cli.ingest import QUIET_CONSOLE, failure_reason
 from tickhouse_dagster.defs.partitions import landing_files
 from tickhouse_dagster.defs.resources import LakehouseResource, resources_from_env
-from tickhouse_dagster.ingest import QUIET_CONSOLE, failure_reason
 from tickhouse_dagster.storage.lakehouse import Lakehouse
 
 BARRIER_TIMEOUT = 120.0

@@ -27,7 +27,8 @@ import pytest
 from dagster import DagsterInstance, build_sensor_context
 
 from tickhouse_dagster.defs.resources import resources_from_env
-from tickhouse_dagster.defs.sensors import landing_sensor
+from tickhouse_dagster.defs.sensors import build_landing_sensor
+from tickhouse_dagster.settings import current
 from tickhouse_dagster.storage.quarantine import quarantined_key, read_note, reason_key
 from tickhouse_dagster_tests.defs.helpers import (
     check_results,
@@ -342,7 +343,7 @@ def _offered_by_sensor(lake: Lakehouse) -> set[str]:
         instance=lake.instance,
         resources={"landing": lake.resources["landing"], "feed": lake.resources["feed"]},
     )
-    return set(requested_keys(landing_sensor(context)))
+    return set(requested_keys(build_landing_sensor(current())(context)))
 
 
 @pytest.mark.parametrize(

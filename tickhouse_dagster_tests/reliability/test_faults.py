@@ -21,10 +21,10 @@ import pytest
 from dagster import DagsterInstance
 from sqlalchemy import text
 
+from tickhouse_dagster.cli.ingest import QUIET_CONSOLE
 from tickhouse_dagster.definitions import build_definitions
 from tickhouse_dagster.defs.resources import resolved_resources
-from tickhouse_dagster.ingest import QUIET_CONSOLE
-from tickhouse_dagster.sample.generator import SampleSpec, generate
+from tickhouse_dagster.sample import SampleSpec, generate
 from tickhouse_dagster.storage.lakehouse import Lakehouse
 from tickhouse_dagster_tests.reliability.conftest import fault_stack_ok
 from tickhouse_dagster_tests.reliability.runner import GO, RunThread, run_ingest

@@ -10,7 +10,8 @@ from dagster import build_sensor_context
 
 from tickhouse_dagster.cli import main
 from tickhouse_dagster.defs.resources import resources_from_env
-from tickhouse_dagster.defs.sensors import landing_sensor
+from tickhouse_dagster.defs.sensors import build_landing_sensor
+from tickhouse_dagster.settings import current
 from tickhouse_dagster.storage.quarantine import quarantined_key, reason_key
 from tickhouse_dagster_tests.defs.helpers import (
     definitions_with,
@@ -38,7 +39,7 @@ def offered(resources, instance) -> set[str]:
     context = build_sensor_context(
         instance=instance, resources={"landing": resources["landing"], "feed": resources["feed"]}
     )
-    return set(requested_keys(landing_sensor(context)))
+    return set(requested_keys(build_landing_sensor(current())(context)))
 
 
 def test_quarantine_list_and_release(

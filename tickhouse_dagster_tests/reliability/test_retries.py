@@ -14,11 +14,12 @@ import pytest
 from botocore.config import Config
 from sqlalchemy import create_engine, text
 
-from tickhouse_dagster.contract import TICKS_ARROW
+from tickhouse_dagster.core.contract import TICKS_ARROW
 from tickhouse_dagster.defs.retries import MAX_WAIT_SECONDS, TransientRetry, describe
 from tickhouse_dagster.market.bars import build_all_bars
 from tickhouse_dagster.market.venues import load_venues
 from tickhouse_dagster.parsing import TickFileError
+from tickhouse_dagster.settings import TickhouseSettings
 from tickhouse_dagster.storage.transient import is_transient
 from tickhouse_dagster_tests.reliability.runner import run_ingest
 from tickhouse_dagster_tests.reliability.tally import record
@@ -111,7 +112,7 @@ def test_bad_file_gets_exactly_one_attempt(home: Path):
 
 
 @pytest.mark.parametrize("retries", ["0", "2"])
-def test_retry_count_comes_from_the_environment(monkeypatch, retries):
-    monkeypatch.setenv("TICKHOUSE_RETRY_MAX", retries)
-    monkeypatch.setenv("TICKHOUSE_RETRY_BASE_SECONDS", "0.5")
-    assert TransientRetry.from_env() == TransientRetry(int(retries), 0.5)
+def test_retry_count_comes_from_the_settings(retries):
+    env = {"TICKHOUSE_RETRY_MAX": retries, "TICKHOUSE_RETRY_BASE_SECONDS": "0.5"}
+    settings = TickhouseSettings.from_env(env)
+    assert TransientRetry.from_settings(settings) == TransientRetry(int(retries), 0.5)

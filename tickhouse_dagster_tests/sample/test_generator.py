@@ -17,21 +17,17 @@ import pytest
 from lxml import etree
 
 from tickhouse_dagster.market.venues import Session, Venue, venue
-from tickhouse_dagster.sample.generator import (
+from tickhouse_dagster.sample import SampleSpec, expected_tick_count, generate
+from tickhouse_dagster.sample.layouts import DayContext, PriceTexts, TickhouseLayout
+from tickhouse_dagster.sample.market import (
     KNOWN_SYMBOLS,
-    DayContext,
     PriceGrid,
-    PriceTexts,
     Quotes,
-    SampleSpec,
-    TickhouseLayout,
     day_session,
-    expected_tick_count,
-    generate,
     instruments,
     iter_day_ticks,
-    trade_dates,
 )
+from tickhouse_dagster.sample.spec import trade_dates
 
 KRX = venue("KRX")
 FIXML_NS = "{http://www.fixprotocol.org/FIXML-4-4}"

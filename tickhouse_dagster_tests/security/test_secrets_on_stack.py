@@ -21,9 +21,9 @@ from dagster._serdes import serialize_value
 from tickhouse_dagster.definitions import build_definitions
 from tickhouse_dagster.defs.maintenance import MAINTENANCE_TABLES
 from tickhouse_dagster.defs.resources import resolved_resources, resources_from_env
-from tickhouse_dagster.sample.generator import SampleSpec, generate
-from tickhouse_dagster.storage.maintenance import data_file_count, rows_of
+from tickhouse_dagster.sample import SampleSpec, generate
 from tickhouse_dagster_tests.defs.helpers import ingest, rebuild_bars, step_error
+from tickhouse_dagster_tests.tables import data_file_count, rows_of
 
 pytestmark = pytest.mark.slow
 TICKHOUSE_CLI = str(Path(sys.executable).with_name("tickhouse"))

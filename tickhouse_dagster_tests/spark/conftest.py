@@ -24,10 +24,11 @@ def spark(stack_env: dict[str, str]) -> Iterator[object]:
     runs in these tests reuse it (`getOrCreate`)."""
     from pyspark.sql import SparkSession
 
+    from tickhouse_dagster.settings import current
     from tickhouse_dagster.spark.session import local_conf
 
     builder = SparkSession.builder.appName("tickhouse tests")
-    for key, value in local_conf().items():
+    for key, value in local_conf(current().cache).items():
         builder = builder.config(key, value)
     with pytest.MonkeyPatch.context() as patch:
         # The JVM's S3 clients read the AWS keys from its environment, fixed at launch; the

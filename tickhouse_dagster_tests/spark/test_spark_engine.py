@@ -20,8 +20,7 @@ import pyarrow as pa
 import pytest
 from dagster import DagsterInstance, SensorResult, build_sensor_context
 
-from tickhouse_dagster.batch import parse_to_staging
-from tickhouse_dagster.contract import (
+from tickhouse_dagster.core.contract import (
     BAR_INTERVALS,
     CORRECTIONS_TABLE,
     REFERENCE_TABLE,
@@ -30,6 +29,7 @@ from tickhouse_dagster.contract import (
 )
 from tickhouse_dagster.defs.resources import resolved_resources
 from tickhouse_dagster.defs.sensors import touched_days_sensor
+from tickhouse_dagster.engine.batch import parse_to_staging
 from tickhouse_dagster.spark.session import apply_runtime_conf, catalog_conf
 from tickhouse_dagster.spark.ticks import (
     SparkIngestError,
@@ -65,9 +65,9 @@ def _rows(namespace: str, table: str) -> list[tuple]:
 
 
 def _spark_ingest(spark, keys: list[str]):
-    name, conf = catalog_conf()
-    apply_runtime_conf(spark, conf)
     resources = resolved_resources()
+    name, conf = catalog_conf(resources["lakehouse"].catalog_settings())
+    apply_runtime_conf(spark, conf)
     return ingest_files(
         spark,
         catalog=name,
@@ -127,7 +127,7 @@ def test_spark_cluster_via_pipes_gives_the_python_engines_ticks_and_bars(
         assert sorted(events) == keys
         # 4000 sample rows, 4 original reports, of which 1 cancelled, 1 replaced by the other.
         assert sum(m["rows_written"].value for m in events.values()) == 4000 + 3
-        assert events[keys[-1]]["trade_dates"].value == "2024-01-03"
+        assert events[keys[-1]]["trade_dates"].value == ["2024-01-03"]
         assert events[keys[0]]["engine"].value == f"spark (submit, {spark_cluster})"
         assert events["KRX/corr/1000-corrections.fixml.xml"]["corrections"].value == 2
         assert events["KRX/corr/0900.fixml.xml"]["written_by"].value == "spark-overwrite"
@@ -176,7 +176,7 @@ def test_rerun_replaces_the_files_rows(spark, on_stack, tmp_path: Path):
 
     # A data file holding two landing files (one Spark task wrote both): re-sending one of
     # them shorter needs the copy-on-write MERGE; the other file's rows stay as they were.
-    name, _ = catalog_conf()
+    name, _ = catalog_conf(resolved_resources()["lakehouse"].catalog_settings())
     table = f"{name}.{namespace}.{TICKS_TABLE}"
     sample = tmp_path / "sample"
     uris = [

@@ -13,10 +13,11 @@ from zoneinfo import ZoneInfo
 import pytest
 from dagster import DagsterInstance, SensorResult, build_sensor_context, materialize
 
-from tickhouse_dagster.contract import BAR_INTERVALS, TICKS_ARROW, bar_table_name
+from tickhouse_dagster.core.contract import BAR_INTERVALS, TICKS_ARROW, bar_table_name
 from tickhouse_dagster.defs.assets.bi import bar_views
 from tickhouse_dagster.defs.resources import resolved_resources
-from tickhouse_dagster.defs.sensors import landing_sensor, touched_days_sensor
+from tickhouse_dagster.defs.sensors import build_landing_sensor, touched_days_sensor
+from tickhouse_dagster.settings import current
 from tickhouse_dagster_tests.defs.helpers import (
     check_results,
     definitions_with,
@@ -44,7 +45,7 @@ class SensorDaemon:
             cursor=self.landing_cursor,
             resources={"landing": self.resources["landing"], "feed": self.resources["feed"]},
         )
-        result = landing_sensor(context)
+        result = build_landing_sensor(current())(context)
         self.landing_cursor = result.cursor
         for request in result.dynamic_partitions_requests:
             self.instance.add_dynamic_partitions(

@@ -10,7 +10,8 @@ import pytest
 from dagster import DagsterInstance, build_sensor_context
 
 from tickhouse_dagster.defs.resources import FeedResource, resolved_resources
-from tickhouse_dagster.defs.sensors import landing_sensor
+from tickhouse_dagster.defs.sensors import build_landing_sensor
+from tickhouse_dagster.settings import current
 from tickhouse_dagster.storage.landing import LandingFile
 from tickhouse_dagster_tests.defs.helpers import definitions_with, step_error
 from tickhouse_dagster_tests.defs.test_ingest_assets import trades
@@ -57,7 +58,7 @@ def test_a_new_file_is_queued_within_seconds_and_requested_once(pushed, tmp_path
         assert len(daemon.runs) == 1
 
         # The polling sensor (the safety net) leaves the file to the listener.
-        polled = landing_sensor(
+        polled = build_landing_sensor(current())(
             build_sensor_context(
                 instance=instance, resources={"landing": landing, "feed": FeedResource()}
             )
@@ -144,7 +145,7 @@ def test_the_polling_safety_net_takes_only_what_the_listener_missed(pushed, monk
         daemon.start_at_queue_end()
         try:
             version = store.write("KRX/missed.xml", trades(("1", "09:00:00", "71000", 5)))
-            polled = landing_sensor(
+            polled = build_landing_sensor(current())(
                 build_sensor_context(
                     instance=instance, resources={"landing": landing, "feed": FeedResource()}
                 )

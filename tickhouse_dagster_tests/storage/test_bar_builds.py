@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import date
 
-from tickhouse_dagster.contract import BAR_INTERVALS, bar_table_name
+from tickhouse_dagster.core.contract import BAR_INTERVALS, bar_table_name
 from tickhouse_dagster.engine.day_bars import build_day_bars, store_day_bars
 from tickhouse_dagster.market.reference_data import venues_fingerprint
 from tickhouse_dagster.storage.bar_builds import behind, build_of_ticks, built_from, last_build

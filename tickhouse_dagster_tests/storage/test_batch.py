@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from tickhouse_dagster.batch import ingest_paths, parse_to_staging
-from tickhouse_dagster.contract import TICKS_ARROW
+from tickhouse_dagster.core.contract import TICKS_ARROW
+from tickhouse_dagster.engine.batch import ingest_paths, parse_to_staging
 from tickhouse_dagster.market.venues import load_venues
 from tickhouse_dagster.parsing import load_profiles, parse_tick_file
 from tickhouse_dagster.parsing.fast_path import FastPathDeclined
-from tickhouse_dagster.sample.generator import SampleSpec, generate
+from tickhouse_dagster.sample import SampleSpec, generate
 from tickhouse_dagster.storage import lakehouse as lakehouse_module
 from tickhouse_dagster.storage.catalog import CatalogSettings, load_lakehouse_catalog
 from tickhouse_dagster.storage.lakehouse import Lakehouse

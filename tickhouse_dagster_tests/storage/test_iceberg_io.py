@@ -14,7 +14,7 @@ import pyarrow as pa
 import pytest
 from pyiceberg.expressions import EqualTo
 
-from tickhouse_dagster.contract import BARS_ARROW
+from tickhouse_dagster.core.contract import BARS_ARROW
 from tickhouse_dagster.storage import iceberg_io
 from tickhouse_dagster.storage.catalog import CatalogSettings, load_lakehouse_catalog
 from tickhouse_dagster.storage.iceberg_io import IcebergTables, TableContractError

@@ -8,7 +8,7 @@ from datetime import date
 import pyarrow as pa
 from pyiceberg.types import DateType, DecimalType, TimestamptzType
 
-from tickhouse_dagster.contract import PARSED_TICKS_ARROW
+from tickhouse_dagster.core.contract import PARSED_TICKS_ARROW
 from tickhouse_dagster.storage.catalog import CatalogSettings, load_lakehouse_catalog
 from tickhouse_dagster.storage.lakehouse import Lakehouse
 from tickhouse_dagster_tests.market.test_bars import tick
@@ -118,8 +118,8 @@ def test_reads_as_of_a_snapshot_held_need_no_load_and_always_see_that_snapshot(t
 
 
 def test_day_bars_replace_only_that_day(tmp_path, venues):
-    from tickhouse_dagster.market.bars import build_bars
     from tickhouse_dagster_tests.market.test_bars import table
+    from tickhouse_dagster_tests.tables import build_bars
 
     house = lakehouse(tmp_path)
     d1 = table([tick("09:00:00", "1", "100", 1)])

@@ -13,21 +13,21 @@ import pytest
 from pyiceberg.exceptions import CommitFailedException, ValidationException
 from pyiceberg.expressions import EqualTo
 
-from tickhouse_dagster.batch import ingest_paths, rebuild_day_bars
-from tickhouse_dagster.contract import BAR_INTERVALS, bar_table_name
+from tickhouse_dagster.core.contract import BAR_INTERVALS, bar_table_name
 from tickhouse_dagster.engine import catch_up
-from tickhouse_dagster.sample.generator import SampleSpec, generate
+from tickhouse_dagster.engine.batch import ingest_paths, rebuild_day_bars
+from tickhouse_dagster.sample import SampleSpec, generate
+from tickhouse_dagster.settings import TickhouseSettings
 from tickhouse_dagster.storage.lakehouse import Lakehouse, ticks_from_parsed
 from tickhouse_dagster.storage.maintenance import (
     compact_once,
     compact_trade_date,
-    data_file_count,
     expire_snapshots,
     retention_window,
-    rows_of,
 )
 from tickhouse_dagster_tests.market.test_bars import tick
 from tickhouse_dagster_tests.storage.test_lakehouse import lakehouse, parsed
+from tickhouse_dagster_tests.tables import data_file_count, rows_of
 
 DAY1, DAY2 = date(2024, 1, 2), date(2024, 1, 3)
 FILES_PER_DAY = 12
@@ -138,11 +138,11 @@ def test_expiry_keeps_the_window_and_deletes_only_unreferenced_files(house):
         assert Path(task.file.file_path.removeprefix("file://")).exists()
 
 
-def test_retention_window_default_and_setting(monkeypatch):
-    monkeypatch.delenv("TICKHOUSE_SNAPSHOT_RETENTION_HOURS", raising=False)
-    assert retention_window() == timedelta(hours=168)
-    monkeypatch.setenv("TICKHOUSE_SNAPSHOT_RETENTION_HOURS", "36")
-    assert retention_window() == timedelta(hours=36)
+def test_retention_window_of_the_setting_and_its_default():
+    default = TickhouseSettings.from_env({}).snapshot_retention_hours
+    assert retention_window(default) == timedelta(hours=168)
+    hours = TickhouseSettings.from_env({"TICKHOUSE_SNAPSHOT_RETENTION_HOURS": "36"})
+    assert retention_window(hours.snapshot_retention_hours) == timedelta(hours=36)
     with pytest.raises(ValueError, match="retention"):
         retention_window(-1)
 

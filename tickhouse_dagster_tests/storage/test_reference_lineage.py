@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 
 import pyarrow as pa
 
-from tickhouse_dagster.contract import REFERENCE_TABLE
+from tickhouse_dagster.core.contract import REFERENCE_TABLE
 from tickhouse_dagster.market.venues import Venue
 from tickhouse_dagster.storage.lakehouse import Lakehouse
 from tickhouse_dagster.storage.reference_lineage import (

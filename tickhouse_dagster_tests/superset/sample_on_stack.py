@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tickhouse_dagster.sample.generator import SampleSpec, generate
+from tickhouse_dagster.sample import SampleSpec, generate
 
 BIN = Path(sys.executable).parent
 OWN_PREFIXES = ("TICKHOUSE_", "PYICEBERG_CATALOG__", "DAGSTER_")

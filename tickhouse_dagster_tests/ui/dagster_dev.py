@@ -10,8 +10,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from tickhouse_dagster import devserver
-from tickhouse_dagster.devserver import BIN, dagster_home
+from tickhouse_dagster.cli import devserver
+from tickhouse_dagster.cli.devserver import BIN, dagster_home
 
 
 def free_port() -> int:

@@ -19,11 +19,11 @@ import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
-from tickhouse_dagster import cli
+from tickhouse_dagster import cli, view
 from tickhouse_dagster.storage.catalog import CatalogSettings, load_lakehouse_catalog
 from tickhouse_dagster.view.bars import Instrument
 
-APP = Path(cli.__file__).with_name("view") / "app.py"
+APP = Path(view.__file__).with_name("app.py")
 TICKHOUSE_CLI = str(Path(sys.executable).with_name("tickhouse"))
 SEOUL = ZoneInfo("Asia/Seoul")
 LENGTH = {"1m": timedelta(minutes=1), "5m": timedelta(minutes=5), "1h": timedelta(hours=1)}

@@ -13,8 +13,8 @@ from dagster import (
     multi_asset,
 )
 
-from tickhouse_dagster.contract import BAR_INTERVALS, bar_table_name
-from tickhouse_dagster.defs.assets.ticks import TICKS
+from tickhouse_dagster.core.contract import BAR_INTERVALS, bar_table_name
+from tickhouse_dagster.defs.asset_keys import TICKS
 from tickhouse_dagster.defs.bar_reports import BAR_KEYS, RECONCILES, build_and_report
 from tickhouse_dagster.defs.io_managers import IO_MANAGER_KEY
 from tickhouse_dagster.defs.partitions import trade_dates

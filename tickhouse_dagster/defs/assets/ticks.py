@@ -1,4 +1,6 @@
-"""Raw XML → parsed ticks → the Iceberg ticks table, one landing file per partition.
+"""The three per-file tick assets: raw XML → parsed ticks → the Iceberg ticks table, one landing
+file per partition. Their keys live in `defs/asset_keys.py`, what they record in
+`defs/file_reports.py`, the reading and parsing in `engine/landing_file.py`.
 
 Each asset is one step of the ingest engine (`tickhouse_dagster.engine`) for one file, for a
 file materialized on its own (the UI's Materialize, a re-ingest of one partition). The landing
@@ -16,10 +18,8 @@ from dagster import (
     asset,
 )
 
+from tickhouse_dagster.defs.asset_keys import PARSED_TICKS, RAW_TICK_XML, TICKS
 from tickhouse_dagster.defs.file_reports import (
-    PARSED_TICKS,
-    RAW_TICK_XML,
-    TICKS,
     parsed_checks,
     parsed_metadata,
     raw_metadata,
@@ -37,11 +37,10 @@ from tickhouse_dagster.defs.resources import (
 from tickhouse_dagster.defs.retries import retry_transient
 from tickhouse_dagster.engine.catch_up import set_aside
 from tickhouse_dagster.engine.commit import commit_parsed, trade_copies_of, verify_commit
-from tickhouse_dagster.engine.feed import SNIFF_BYTES
 from tickhouse_dagster.engine.landing_file import (
-    HashingReader,
     ParsedFile,
     Refusal,
+    fingerprint,
     parse_landing_file,
 )
 from tickhouse_dagster.parsing import TickFileError
@@ -51,7 +50,7 @@ from tickhouse_dagster.storage.reference_lineage import record_ticks_reference
 from tickhouse_dagster.storage.staging import StagedTicks
 from tickhouse_dagster.storage.trade_index import TradeIndex
 
-__all__ = ["PARSED_TICKS", "RAW_TICK_XML", "TICKS", "parsed_ticks", "raw_tick_xml", "ticks"]
+__all__ = ["parsed_ticks", "raw_tick_xml", "ticks"]
 
 
 class ParseConfig(Config):
@@ -90,16 +89,12 @@ def raw_tick_xml(
     store = landing.store()
     try:
         with retry_transient(context):
-            file = store.stat(key)
-            with HashingReader(store.open(key)) as reader:
-                head = reader.read(SNIFF_BYTES)
-                while reader.read(1 << 20):
-                    pass
+            read = fingerprint(store, key)
     except (FileNotFoundError, LandingKeyError) as exc:
         raise _bad_input(key, f"{type(exc).__name__}: {exc}") from exc
-    parsed = ParsedFile(key, file.version, file.size, sha256=reader.sha256.hexdigest())
+    parsed = ParsedFile(key, read.file.version, read.file.size, sha256=read.sha256)
     try:
-        parsed.profile = feed.feed().profile_for(key, head).name
+        parsed.profile = feed.feed().profile_for(key, read.head).name
     except (ProfileError, TickFileError) as exc:
         context.log.warning(str(exc))  # parsing reports it as the file's failure
     return MaterializeResult(metadata=raw_metadata(parsed, store.uri))

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 
-from tickhouse_dagster.contract import bar_table_name
+from tickhouse_dagster.core.contract import bar_table_name
 from tickhouse_dagster.engine.catch_up import FileOutcome, ingest_files
 from tickhouse_dagster.engine.feed import Feed
 from tickhouse_dagster.engine.landing_file import LandingAddress, Staging

@@ -13,17 +13,17 @@ from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from tickhouse_dagster import settings
+from tickhouse_dagster.settings import PROJECT_ROOT, current
 
 if TYPE_CHECKING:  # the commands import their modules lazily: `tickhouse --help` stays fast
     from tickhouse_dagster.storage.reference_lineage import StaleReport, TicksMode
 
-DAGSTER_INSTANCE_TEMPLATE = settings.PROJECT_ROOT / "infra" / "dagster" / "dagster.local.yaml"
+DAGSTER_INSTANCE_TEMPLATE = PROJECT_ROOT / "infra" / "dagster" / "dagster.local.yaml"
 
 
 def ensure_dagster_home() -> Path:
     """$DAGSTER_HOME (default .tickhouse/dagster), with the project's instance config."""
-    home = Path(settings.dagster_home())
+    home = current().dagster_home
     home.mkdir(parents=True, exist_ok=True)
     config = home / "dagster.yaml"
     if not config.exists() and DAGSTER_INSTANCE_TEMPLATE.exists():
@@ -34,7 +34,7 @@ def ensure_dagster_home() -> Path:
 
 def cmd_generate(args: argparse.Namespace) -> int:
     from tickhouse_dagster.defs.resources import resolved_resources
-    from tickhouse_dagster.sample.generator import SampleSpec, generate
+    from tickhouse_dagster.sample import SampleSpec, generate
 
     spec = SampleSpec(
         days=args.days,
@@ -77,7 +77,7 @@ class _TerminalProgress(logging.Handler):
 
 def cmd_ingest(args: argparse.Namespace) -> int:
     ensure_dagster_home()
-    from tickhouse_dagster.ingest import ingest_landing
+    from tickhouse_dagster.cli.ingest import ingest_landing
 
     progress = logging.getLogger("tickhouse.progress")
     handler = _TerminalProgress() if sys.stderr.isatty() else None
@@ -117,7 +117,7 @@ def cmd_quarantine(args: argparse.Namespace) -> int:
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
-    from tickhouse_dagster.doctor import run_doctor
+    from tickhouse_dagster.cli.doctor import run_doctor
 
     ensure_dagster_home()
     return run_doctor()
@@ -145,8 +145,8 @@ def cmd_rebuild_bars(args: argparse.Namespace) -> int:
     ensure_dagster_home()
     from dagster import DagsterInstance
 
+    from tickhouse_dagster.cli.ingest import rebuild_bars
     from tickhouse_dagster.defs.partitions import without_bars_partition
-    from tickhouse_dagster.ingest import rebuild_bars
 
     report = _stale_report(ticks="count")
     days = [d.isoformat() for d in report.days()] if args.stale else args.days
@@ -192,7 +192,9 @@ def cmd_listen(args: argparse.Namespace) -> int:
 
 
 def cmd_view(args: argparse.Namespace) -> int:
-    app = Path(__file__).with_name("view") / "app.py"
+    from tickhouse_dagster import view
+
+    app = Path(view.__file__).with_name("app.py")
     argv = [sys.executable, "-m", "streamlit", "run", str(app)]
     argv += [f"--server.address={args.host}", f"--server.port={args.port}"]
     argv += ["--server.headless=true", "--browser.gatherUsageStats=false"]

@@ -7,16 +7,22 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from dagster import AssetKey, AssetMaterialization, DagsterInstance, ExecuteInProcessResult
+from dagster import (
+    AssetKey,
+    AssetMaterialization,
+    DagsterInstance,
+    Definitions,
+    ExecuteInProcessResult,
+)
 
-from tickhouse_dagster.contract import BAR_INTERVALS
-from tickhouse_dagster.definitions import defs
-from tickhouse_dagster.defs.assets.ticks import TICKS
+from tickhouse_dagster.core.contract import BAR_INTERVALS
+from tickhouse_dagster.defs.asset_keys import TICKS
 from tickhouse_dagster.defs.bar_reports import BAR_KEYS
 from tickhouse_dagster.defs.ingest_batch import BATCH_JOB
 from tickhouse_dagster.defs.jobs import BARS_DAY_TAG, rebuild_bars_job
 from tickhouse_dagster.defs.ledger import not_yet_ingested
 from tickhouse_dagster.defs.resources import LandingResource, resolved_resources
+from tickhouse_dagster.defs.ticks_commit import TicksCommit
 from tickhouse_dagster.market.venues import VenueFileError
 from tickhouse_dagster.parsing.profiles import ProfileError
 from tickhouse_dagster.storage.landing import LandingFile
@@ -45,6 +51,14 @@ class IngestReport:
         lines += [f"  FAILED {what}: {reason}" for what, reason in self.failed]
         lines.append("ok" if self.ok else f"{len(self.failed)} failure(s)")
         return "\n".join(lines)
+
+
+def _code_location() -> Definitions:
+    """The code location, built when a command runs, not when this module is imported: the
+    other `tickhouse` commands and a test importing this module do not pay for it."""
+    from tickhouse_dagster.definitions import defs
+
+    return defs
 
 
 def failure_reason(result: ExecuteInProcessResult) -> str:
@@ -104,19 +118,22 @@ def ingest_landing(
     todo = files if reingest else not_yet_ingested(instance, files)
     if todo:
         config = {"keys": [f.key for f in todo], "profile": profile, "reingest": reingest}
-        result = defs.resolve_job_def(BATCH_JOB).execute_in_process(
-            instance=instance,
-            run_config={
-                "ops": {"ingest_landing_files": {"config": config}},
-                "loggers": QUIET_CONSOLE,
-            },
-            raise_on_error=False,
+        result = (
+            _code_location()
+            .resolve_job_def(BATCH_JOB)
+            .execute_in_process(
+                instance=instance,
+                run_config={
+                    "ops": {"ingest_landing_files": {"config": config}},
+                    "loggers": QUIET_CONSOLE,
+                },
+                raise_on_error=False,
+            )
         )
-        for commit in _materializations(result, AssetKey(TICKS)):
-            metadata = commit.metadata
-            rows = metadata["rows_written"].value
-            assert isinstance(rows, int), f"rows_written is {rows!r}"
-            report.ingested.append((str(commit.partition), rows))
+        for event in _materializations(result, AssetKey(TICKS)):
+            commit = TicksCommit.from_materialization(event)
+            assert commit.rows_written is not None, f"{event.partition}: no rows_written"
+            report.ingested.append((str(event.partition), commit.rows_written))
         report.days = sorted(
             str(m.partition) for m in _materializations(result, BAR_KEYS[BAR_INTERVALS[0]])
         )
@@ -132,7 +149,7 @@ def rebuild_bars(
 ) -> tuple[list[str], list[tuple[str, str]]]:
     """One `rebuild_bars` run per trade date, in process on the shared instance (as the
     touched-days sensor would run them): (days rebuilt, (what, reason) of each failure)."""
-    bars = defs.resolve_job_def(rebuild_bars_job.name)
+    bars = _code_location().resolve_job_def(rebuild_bars_job.name)
     rebuilt: list[str] = []
     failed: list[tuple[str, str]] = []
     for day in sorted(days):

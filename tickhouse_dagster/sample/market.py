@@ -1,38 +1,26 @@
-"""Seeded generator of exchange-like trade prints, written as tick XML files.
+"""The sample's market model: prices on the venue's tick grid (a random walk of the quote with a
+bid/ask bounce), a U-shaped intraday arrival rate, one closing-auction print per symbol at the
+close, trade ids unique per (venue, symbol, trade date) and timestamps in time order.
 
-Two layouts are written: the project's own `tickhouse` layout and FIXML 4.4 trade capture reports
-(`fixml`). The market model is small but keeps what the pipeline relies on and checks: prices on
-the venue's tick grid (a random walk of the quote with a bid/ask bounce), a U-shaped intraday
-arrival rate, one closing-auction print per symbol at the close, trade ids unique per
-(venue, symbol, trade date) and timestamps in time order.
-
-Ticks are produced and written in chunks, so a day is bounded by disk, not memory, and the same
-spec always yields byte-identical files (one seeded `random.Random`, no wall-clock values).
+Ticks are produced in chunks, so a day is bounded by disk, not memory, and the same spec always
+yields the same ticks (one seeded `random.Random`, no wall-clock values).
 """
 
 from __future__ import annotations
 
-import gzip
 import math
 import random
 from bisect import bisect_left, bisect_right
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from functools import lru_cache
 from itertools import pairwise
-from pathlib import Path
 from statistics import NormalDist
-from typing import Final, Protocol
-from xml.sax.saxutils import escape
+from typing import Final
 
 from tickhouse_dagster.market.venues import Venue
-from tickhouse_dagster.market.venues import venue as lookup_venue
-
-PROFILES: Final = ("tickhouse", "fixml")
-FILE_SUFFIXES: Final = {"tickhouse": ".xml", "fixml": ".fixml.xml"}
-FIXML_NAMESPACE: Final = "http://www.fixprotocol.org/FIXML-4-4"
 
 # Liquid KOSPI names at rough 2024 price levels (KRW). Listed busiest first: the order sets each
 # name's share of the day's prints. The levels span the 5 .. 1,000 KRW tick-size bands.
@@ -84,8 +72,6 @@ CLOSING_VOLUME_SHARE: Final = (0.05, 0.12)
 
 CHUNK_TICKS: Final = 8192
 ARRIVAL_STEPS: Final = 4096
-TRADE_ID_WIDTH: Final = 6
-GZIP_LEVEL: Final = 1  # level 6 compresses ~25% smaller but halves the write speed
 
 SIDE_NONE: Final = 0  # closing auction: no aggressor
 SIDE_BUY: Final = 1
@@ -95,56 +81,6 @@ SIDE_SELL: Final = 2
 # (second since the session open, microsecond, symbol index, trade sequence, price in grid
 #  units, quantity, side code).
 Tick = tuple[int, int, int, int, int, int, int]
-
-
-@dataclass(frozen=True)
-class SampleSpec:
-    """What to generate: `days` trading days (weekends skipped) from `start_date`, each with
-    exactly `ticks_per_day` prints over `symbols` names, split by time into `files_per_day`
-    collection windows."""
-
-    days: int = 1
-    symbols: int = 5
-    ticks_per_day: int = 50_000
-    files_per_day: int = 7
-    profile: str = "tickhouse"
-    seed: int = 42
-    gzip: bool = False
-    start_date: date = date(2024, 1, 2)
-    venue: str = "KRX"
-
-    def __post_init__(self) -> None:
-        problems = []
-        if self.days < 1:
-            problems.append(f"days must be >= 1, got {self.days}")
-        if self.symbols < 1:
-            problems.append(f"symbols must be >= 1, got {self.symbols}")
-        if self.ticks_per_day < self.symbols:
-            problems.append(
-                f"ticks_per_day ({self.ticks_per_day}) must cover one closing print per symbol "
-                f"({self.symbols})"
-            )
-        if self.files_per_day < 1:
-            problems.append(f"files_per_day must be >= 1, got {self.files_per_day}")
-        if self.profile not in PROFILES:
-            problems.append(f"profile must be one of {PROFILES}, got {self.profile!r}")
-        if problems:
-            raise ValueError("invalid sample spec: " + "; ".join(problems))
-
-
-def expected_tick_count(spec: SampleSpec) -> int:
-    return spec.days * spec.ticks_per_day
-
-
-def trade_dates(start: date, days: int) -> list[date]:
-    """The first `days` weekdays from `start` (holidays are not modelled)."""
-    dates: list[date] = []
-    day = start
-    while len(dates) < days:
-        if day.weekday() < 5:
-            dates.append(day)
-        day += timedelta(days=1)
-    return dates
 
 
 # --- price grid ------------------------------------------------------------------------------
@@ -491,248 +427,3 @@ def iter_day_ticks(
         bids[symbol] = price
         asks[symbol] = step_up(price)
     yield window, chunk
-
-
-# --- layouts ---------------------------------------------------------------------------------
-
-
-class _TextBySecond(dict[int, str]):
-    """Text per second since the session open, built on first use: formatting a datetime per
-    tick would cost more than everything else the generator does for it."""
-
-    def __init__(self, render: Callable[[int], str]) -> None:
-        super().__init__()
-        self._render = render
-
-    def __missing__(self, second: int) -> str:
-        text = self[second] = self._render(second)
-        return text
-
-
-class PriceTexts(dict[int, str]):
-    """Price text per grid price, built on first use (a day revisits the same few hundred)."""
-
-    def __init__(self, grid: PriceGrid) -> None:
-        super().__init__()
-        self._grid = grid
-
-    def __missing__(self, units: int) -> str:
-        text = self[units] = self._grid.text(units)
-        return text
-
-
-@dataclass(frozen=True)
-class DayContext:
-    """What a layout needs besides the ticks: the trade date's session and the text tables."""
-
-    venue: Venue
-    session: DaySession
-    codes: tuple[str, ...]
-    prices: PriceTexts
-    id_width: int
-
-    def moment(self, second: int) -> datetime:
-        return self.session.open_utc + timedelta(seconds=second)
-
-
-class Layout(Protocol):
-    def header(self) -> str: ...
-
-    def body(self, ticks: list[Tick]) -> str: ...
-
-    def footer(self) -> str: ...
-
-
-def _attr(value: str) -> str:
-    return escape(value, {'"': "&quot;"})
-
-
-class TickhouseLayout:
-    """The project's own layout: one <trade/> per line, ts in the venue's local time."""
-
-    def __init__(self, day: DayContext) -> None:
-        self._day = day
-        tz = day.venue.timezone
-        # ISO text split around the microseconds: '2024-01-02T09:00:00.' and '+09:00'.
-        self._before_us = _TextBySecond(
-            lambda s: day.moment(s).astimezone(tz).isoformat(timespec="seconds")[:19] + "."
-        )
-        self._offsets = _TextBySecond(
-            lambda s: day.moment(s).astimezone(tz).isoformat(timespec="seconds")[19:]
-        )
-        self._sides = ("", ' side="B"', ' side="S"')
-        self._id_format = f"0{day.id_width}d"
-
-    def header(self) -> str:
-        day = self._day
-        return (
-            '<?xml version="1.0" encoding="UTF-8"?>\n'
-            f'<tickhouse version="1" venue="{_attr(day.venue.name)}" '
-            f'trade_date="{day.session.trade_date.isoformat()}">\n'
-        )
-
-    def body(self, ticks: list[Tick]) -> str:
-        offsets = self._offsets
-        offset = offsets[ticks[0][0]]
-        if offsets[ticks[-1][0]] == offset:
-            return self._render(ticks, offset)
-        # The UTC offset changes inside this chunk (a DST switch in session): tick by tick.
-        return "".join(self._render([tick], offsets[tick[0]]) for tick in ticks)
-
-    def _render(self, ticks: list[Tick], offset: str) -> str:
-        codes, prices, id_format = self._day.codes, self._day.prices, self._id_format
-        before, sides = self._before_us, self._sides
-        return "".join(
-            [
-                f'  <trade id="{seq:{id_format}}" symbol="{codes[sym]}" '
-                f'ts="{before[sec]}{us:06d}{offset}" price="{prices[px]}" '
-                f'qty="{qty}"{sides[side]}/>\n'
-                for sec, us, sym, seq, px, qty, side in ticks
-            ]
-        )
-
-    def footer(self) -> str:
-        return "</tickhouse>\n"
-
-
-class FixmlLayout:
-    """FIXML 4.4 trade capture reports in one <Batch>, TxnTm in UTC."""
-
-    def __init__(self, day: DayContext) -> None:
-        self._day = day
-        venue = _attr(day.venue.name)
-        trade_date = day.session.trade_date
-        self._report_prefixes = tuple(f"{venue}-{trade_date:%Y%m%d}-{code}-" for code in day.codes)
-        self._instruments = tuple(
-            f'      <Instrmt Sym="{code}" Exch="{venue}"/>\n' for code in day.codes
-        )
-        self._before_us = _TextBySecond(lambda s: day.moment(s).strftime("%Y-%m-%dT%H:%M:%S."))
-        self._sides = ("", '      <RptSide Side="1"/>\n', '      <RptSide Side="2"/>\n')
-        self._id_format = f"0{day.id_width}d"
-
-    def header(self) -> str:
-        return (
-            '<?xml version="1.0" encoding="UTF-8"?>\n'
-            f'<FIXML xmlns="{FIXML_NAMESPACE}" v="4.4">\n'
-            "  <Batch>\n"
-        )
-
-    def body(self, ticks: list[Tick]) -> str:
-        prices, id_format = self._day.prices, self._id_format
-        prefixes, instruments = self._report_prefixes, self._instruments
-        before, sides = self._before_us, self._sides
-        trade_date = self._day.session.trade_date.isoformat()
-        return "".join(
-            [
-                f'    <TrdCaptRpt RptID="{prefixes[sym]}{trade_id}" TrdID="{trade_id}" '
-                f'TransTyp="0" LastQty="{qty}" LastPx="{prices[px]}" TrdDt="{trade_date}" '
-                f'TxnTm="{before[sec]}{us:06d}Z">\n'
-                f"{instruments[sym]}{sides[side]}    </TrdCaptRpt>\n"
-                for sec, us, sym, seq, px, qty, side in ticks
-                for trade_id in [f"{seq:{id_format}}"]
-            ]
-        )
-
-    def footer(self) -> str:
-        return "  </Batch>\n</FIXML>\n"
-
-
-LAYOUTS: Final[dict[str, Callable[[DayContext], Layout]]] = {
-    "tickhouse": TickhouseLayout,
-    "fixml": FixmlLayout,
-}
-
-
-# --- files -----------------------------------------------------------------------------------
-
-
-class _WindowFile:
-    """One collection window's file. Gzip members carry no name and a zero mtime, so a rerun
-    writes byte-identical files."""
-
-    def __init__(self, path: Path, layout: Layout, compress: bool) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._layout = layout
-        self._raw = path.open("wb")
-        self._out = (
-            gzip.GzipFile(
-                filename="", mode="wb", fileobj=self._raw, mtime=0, compresslevel=GZIP_LEVEL
-            )
-            if compress
-            else self._raw
-        )
-        self.write(layout.header())
-
-    def write(self, text: str) -> None:
-        self._out.write(text.encode())
-
-    def close(self) -> None:
-        self.write(self._layout.footer())
-        self.release()
-
-    def release(self) -> None:
-        if self._out is not self._raw:
-            self._out.close()
-        self._raw.close()
-
-
-def window_paths(spec: SampleSpec, venue: Venue, session: DaySession, out_dir: Path) -> list[Path]:
-    day_dir = out_dir / spec.venue / f"{session.trade_date:%Y-%m-%d}"
-    suffix = FILE_SUFFIXES[spec.profile] + (".gz" if spec.gzip else "")
-    return [
-        day_dir / f"trades_{local_time(session, start, venue):%H%M}{suffix}"
-        for start in session.window_starts_us
-    ]
-
-
-def _write_day(
-    spec: SampleSpec,
-    day: DayContext,
-    ticks: Iterator[tuple[int, list[Tick]]],
-    paths: Sequence[Path],
-) -> None:
-    layout = LAYOUTS[spec.profile](day)
-    current: _WindowFile | None = None
-    opened = -1
-
-    def advance_to(window: int) -> _WindowFile:
-        nonlocal current, opened
-        while opened < window:
-            if current is not None:
-                current.close()
-            opened += 1
-            current = _WindowFile(paths[opened], layout, spec.gzip)
-        assert current is not None
-        return current
-
-    try:
-        for window, chunk in ticks:
-            advance_to(window).write(layout.body(chunk))
-        # Windows after the last print still get their (empty) file: collection ran, nothing
-        # traded.
-        advance_to(len(paths) - 1).close()
-    except BaseException:
-        if current is not None:
-            current.release()  # leave the partial file unterminated: it must not look complete
-        raise
-
-
-def generate(spec: SampleSpec, out_dir: Path) -> list[Path]:
-    """Writes the files, returns their paths (sorted)."""
-    market = lookup_venue(spec.venue)
-    grid = PriceGrid.of(market)
-    listed = instruments(spec.symbols, grid)
-    quotes = Quotes.opening(listed, grid)
-    rng = random.Random(spec.seed)
-    id_width = max(TRADE_ID_WIDTH, len(str(spec.ticks_per_day)))
-    codes = tuple(instrument.code for instrument in listed)
-    prices = PriceTexts(grid)
-    written: list[Path] = []
-    for trade_date in trade_dates(spec.start_date, spec.days):
-        session = day_session(market, trade_date, spec.files_per_day)
-        paths = window_paths(spec, market, session, Path(out_dir))
-        day = DayContext(market, session, codes, prices, id_width)
-        ticks = iter_day_ticks(session, listed, grid, quotes, spec.ticks_per_day, rng)
-        _write_day(spec, day, ticks, paths)
-        written.extend(paths)
-    return sorted(written)

@@ -3,10 +3,9 @@ every store, each problem with a message saying what to fix."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 
-from tickhouse_dagster import settings
+from tickhouse_dagster.settings import TickhouseSettings, current, mask
 
 
 class StaleReferenceData(RuntimeError):
@@ -17,22 +16,27 @@ def _probe(name: str, probe: Callable[[], str]) -> bool:
     try:
         detail = probe()
     except Exception as exc:  # each problem is reported, none stops the others
-        reason = settings.mask(f"{type(exc).__name__}: {exc}".splitlines()[0])
+        reason = mask(f"{type(exc).__name__}: {exc}".splitlines()[0])
         print(f"  FAIL  {name}: {reason}")
         return False
     print(f"  ok    {name}: {detail}")
     return True
 
 
+def print_settings(settings: TickhouseSettings) -> None:
+    """Every setting with its effective value, secrets masked."""
+    print("configuration (environment variable = effective value):")
+    for env, value, help_text in settings.rows():
+        print(f"  {env:38} = {value:50}  # {help_text}")
+
+
 def run_doctor() -> int:
     from tickhouse_dagster.defs.resources import resolved_resources
 
-    print("configuration (environment variable = effective value):")
-    for env, value, help_text in settings.effective_settings():
-        print(f"  {env:38} = {value:50}  # {help_text}")
-    print(f"  {'DAGSTER_HOME':38} = {os.environ.get('DAGSTER_HOME')}")
+    settings = current()
+    print_settings(settings)
 
-    resources = resolved_resources()
+    resources = resolved_resources(settings)
     landing, lakehouse, feed = resources["landing"], resources["lakehouse"], resources["feed"]
 
     def catalog() -> str:
