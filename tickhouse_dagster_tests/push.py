@@ -51,8 +51,8 @@ class PushDaemon:
             self.requests += 1
             keys = request.run_config["ops"]["ingest_landing_files"]["config"]["keys"]
             self.runs.setdefault(request.run_key, keys)
-        if cursor is None:
-            self.cursor = result.cursor
+        if cursor is None and result.cursor is not None:
+            self.cursor = result.cursor  # as the daemon: a result without one keeps the last
         return result
 
     def requested_keys(self) -> list[str]:

@@ -195,5 +195,55 @@ def test_files_landing_during_a_push_run_wait_and_go_into_the_next_run(pushed, m
         # A run that has hung past the stall limit holds nothing back.
         monkeypatch.setenv("TICKHOUSE_PUSH_RUN_STALL_SECONDS", "0")
         stalled = daemon.tick()
-        assert [r.tags["tickhouse/batch_files"] for r in stalled.run_requests] == ["3"]
+        assert [r.tags["tickhouse/batch_files"] for r in stalled.run_requests] == ["3"], (
+            stalled.skip_reason
+        )
         assert sorted(daemon.requested_keys()) == sorted(keys)  # all three in one run
+
+
+def test_files_waiting_on_a_push_run_are_requested_as_soon_as_it_ends(pushed, monkeypatch):
+    """The evaluation that finds a push run in flight waits for it (within its wait) instead of
+    leaving the files to the daemon's next loop, 5 s later."""
+    from dagster import DagsterRun, DagsterRunStatus
+
+    from tickhouse_dagster.defs.push import PUSH_TAG
+
+    monkeypatch.setenv("TICKHOUSE_PUSH_WAIT_SECONDS", "4")
+    landing = resolved_resources()["landing"]
+    store = landing.store()
+    with DagsterInstance.ephemeral() as instance:
+        daemon = PushDaemon(instance, landing)
+        daemon.start_at_queue_end()
+        running = DagsterRun(
+            job_name="ingest_landing_batch",
+            run_id="fedcba9876543210fedcba9876543210",
+            status=DagsterRunStatus.STARTED,
+            tags={PUSH_TAG: "true"},
+        )
+        instance.add_run(running)
+        key = store.write("KRX/2024-01-02/after-run.xml", trades(("1", "09:00:00", "71000", 1))).key
+        wait_queued([key], landing, QUEUED_WITHIN)
+        ended: list[float] = []
+
+        def end_run() -> None:
+            time.sleep(1.0)
+            instance.report_dagster_event(_run_success_event(running), running.run_id)
+            ended.append(time.monotonic())
+
+        threading.Thread(target=end_run, daemon=True).start()
+        result = daemon.tick()
+        returned = time.monotonic()
+        assert [r.tags["tickhouse/batch_files"] for r in result.run_requests] == ["1"]
+        assert daemon.requested_keys() == [key]
+        print(f"run ended → next run requested: {(returned - ended[0]) * 1000:.0f} ms")
+        assert returned - ended[0] < 1.0
+
+
+def _run_success_event(run):
+    from dagster import DagsterEvent, DagsterEventType
+
+    return DagsterEvent(
+        event_type_value=DagsterEventType.RUN_SUCCESS.value,
+        job_name=run.job_name,
+        message="the run ended",
+    )
