@@ -34,7 +34,8 @@ from tickhouse_dagster.quality.bar_rules import (
     distinct_trade_totals,
     reconcile_bars_with_ticks,
 )
-from tickhouse_dagster.storage.lakehouse import Commit, Lakehouse
+from tickhouse_dagster.storage.commits import Commit
+from tickhouse_dagster.storage.lakehouse import Lakehouse
 from tickhouse_dagster.storage.trade_index import TradeIndex
 
 PREVIEW_ROWS = 10

@@ -43,8 +43,8 @@ from tickhouse_dagster.core.arrow_sql import relation
 from tickhouse_dagster.defs.links import table_links
 from tickhouse_dagster.defs.resources import LakehouseResource
 from tickhouse_dagster.defs.retries import retry_transient
+from tickhouse_dagster.storage.commits import Commit
 from tickhouse_dagster.storage.iceberg_io import IcebergTables, TableRead, TableWrite
-from tickhouse_dagster.storage.lakehouse import Commit
 
 IO_MANAGER_KEY = "iceberg_io_manager"
 

@@ -22,7 +22,8 @@ from tickhouse_dagster.engine.landing_file import ParsedFile
 from tickhouse_dagster.quality.findings import Findings
 from tickhouse_dagster.quality.tick_rules import group_trade_copies, no_copies
 from tickhouse_dagster.quality.trade_ranges import copy_windows, file_id_ranges
-from tickhouse_dagster.storage.lakehouse import Commit, Lakehouse
+from tickhouse_dagster.storage.commits import Commit
+from tickhouse_dagster.storage.lakehouse import Lakehouse
 from tickhouse_dagster.storage.staging import StagedTicks
 from tickhouse_dagster.storage.trade_index import TradeIndex
 

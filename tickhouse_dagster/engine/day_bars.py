@@ -19,7 +19,8 @@ from tickhouse_dagster.market.bars import build_all_bars, rebuild_span
 from tickhouse_dagster.market.reference_data import venues_fingerprint
 from tickhouse_dagster.market.venues import Venue
 from tickhouse_dagster.storage.bar_builds import BarBuild, build_of_ticks, built_from
-from tickhouse_dagster.storage.lakehouse import Commit, Lakehouse
+from tickhouse_dagster.storage.commits import Commit
+from tickhouse_dagster.storage.lakehouse import Lakehouse
 from tickhouse_dagster.storage.reference_lineage import record_bars_reference
 from tickhouse_dagster.storage.ticks_changes import changed_span
 from tickhouse_dagster.storage.trade_index import TradeIndex

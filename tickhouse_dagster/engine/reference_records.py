@@ -18,7 +18,8 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from types import TracebackType
 
 from tickhouse_dagster.market.venues import Venue
-from tickhouse_dagster.storage.lakehouse import Commit, Lakehouse
+from tickhouse_dagster.storage.commits import Commit
+from tickhouse_dagster.storage.lakehouse import Lakehouse
 from tickhouse_dagster.storage.reference_lineage import record_ticks_reference
 
 

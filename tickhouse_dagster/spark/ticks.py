@@ -61,9 +61,10 @@ from tickhouse_dagster.engine.landing_file import (
     parse_landing_file,
 )
 from tickhouse_dagster.market.corrections import has_corrections
-from tickhouse_dagster.storage.lakehouse import Lakehouse, ticks_from_parsed
+from tickhouse_dagster.storage.lakehouse import Lakehouse
 from tickhouse_dagster.storage.row_filters import is_in
 from tickhouse_dagster.storage.staging import StagedTicks
+from tickhouse_dagster.storage.ticks_writes import ticks_from_parsed
 from tickhouse_dagster.storage.trade_index import TradeIndex
 
 

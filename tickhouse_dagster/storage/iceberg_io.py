@@ -34,14 +34,11 @@ from pyiceberg.table import Table
 from pyiceberg.table.snapshots import Snapshot
 
 from tickhouse_dagster.core.contract import arrow_schema
-from tickhouse_dagster.storage.lakehouse import (
-    TABLE_PROPERTIES,
-    WRITE_CHUNK_ROWS,
-    Commit,
-    Lakehouse,
-    write_data_files,
-)
+from tickhouse_dagster.storage.commits import Commit
+from tickhouse_dagster.storage.lakehouse import Lakehouse
 from tickhouse_dagster.storage.row_filters import at_least, at_most, equal_to, is_in
+from tickhouse_dagster.storage.tables import TABLE_PROPERTIES
+from tickhouse_dagster.storage.ticks_writes import WRITE_CHUNK_ROWS, write_data_files
 
 PARTITION_COLUMN = "trade_date"
 FILE_COLUMN = "source_file"  # a per-file asset's partition: the landing file its rows came from

@@ -46,7 +46,8 @@ from tickhouse_dagster.market.reference_data import (
     venue_from_reference,
 )
 from tickhouse_dagster.market.venues import Venue
-from tickhouse_dagster.storage.lakehouse import Commit, Lakehouse
+from tickhouse_dagster.storage.commits import Commit
+from tickhouse_dagster.storage.lakehouse import Lakehouse
 from tickhouse_dagster.storage.row_filters import equal_to, is_in
 
 DAILY_BARS = bar_table_name("1d")  # the bar table whose days tell which days have bars

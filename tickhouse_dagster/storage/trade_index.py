@@ -34,7 +34,8 @@ from tickhouse_dagster.quality.trade_ranges import (
     duplicate_windows,
     ranges_by_file,
 )
-from tickhouse_dagster.storage.lakehouse import Commit, Lakehouse
+from tickhouse_dagster.storage.commits import Commit
+from tickhouse_dagster.storage.lakehouse import Lakehouse
 from tickhouse_dagster.storage.row_filters import is_in
 
 

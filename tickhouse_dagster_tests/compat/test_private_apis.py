@@ -12,8 +12,9 @@ from dagster import DagsterInvalidDefinitionError, StaticPartitionsDefinition
 from dagster._core.test_utils import freeze_time
 
 from tickhouse_dagster.compat import dagster_private, pyiceberg_private
-from tickhouse_dagster.storage.lakehouse import Lakehouse, ticks_from_parsed, write_data_files
+from tickhouse_dagster.storage.lakehouse import Lakehouse
 from tickhouse_dagster.storage.row_filters import is_in
+from tickhouse_dagster.storage.ticks_writes import ticks_from_parsed, write_data_files
 from tickhouse_dagster_tests.market.test_bars import tick
 from tickhouse_dagster_tests.storage.test_lakehouse import parsed
 

@@ -16,7 +16,7 @@ from tickhouse_dagster.market.venues import load_venues
 from tickhouse_dagster.parsing import load_profiles, parse_tick_file
 from tickhouse_dagster.parsing.fast_path import FastPathDeclined
 from tickhouse_dagster.sample import SampleSpec, generate
-from tickhouse_dagster.storage import lakehouse as lakehouse_module
+from tickhouse_dagster.storage import ticks_writes
 from tickhouse_dagster.storage.catalog import CatalogSettings, load_lakehouse_catalog
 from tickhouse_dagster.storage.lakehouse import Lakehouse
 
@@ -96,7 +96,7 @@ def test_a_file_the_fast_path_declines_late_is_written_from_lxml_rows(tmp_path: 
 
 
 def test_data_files_written_before_an_error_are_deleted(tmp_path: Path, monkeypatch):
-    monkeypatch.setattr(lakehouse_module, "WRITE_CHUNK_ROWS", 1)  # a data file per batch
+    monkeypatch.setattr(ticks_writes, "WRITE_CHUNK_ROWS", 1)  # a data file per batch
     house = lakehouse(tmp_path / "house")
     document = HEAD + TRADE.format(i=1) + TRADE.format(i=2) + "</tickhouse>"
     parsed = parse_tick_file(

@@ -18,13 +18,15 @@ from tickhouse_dagster.engine import catch_up
 from tickhouse_dagster.engine.batch import ingest_paths, rebuild_day_bars
 from tickhouse_dagster.sample import SampleSpec, generate
 from tickhouse_dagster.settings import TickhouseSettings
-from tickhouse_dagster.storage.lakehouse import Lakehouse, ticks_from_parsed
+from tickhouse_dagster.storage.commits import replace
+from tickhouse_dagster.storage.lakehouse import Lakehouse
 from tickhouse_dagster.storage.maintenance import (
     compact_once,
     compact_trade_date,
     expire_snapshots,
     retention_window,
 )
+from tickhouse_dagster.storage.ticks_writes import ticks_from_parsed
 from tickhouse_dagster_tests.market.test_bars import tick
 from tickhouse_dagster_tests.storage.test_lakehouse import lakehouse, parsed
 from tickhouse_dagster_tests.tables import data_file_count, rows_of
@@ -182,7 +184,7 @@ def test_a_reingest_planned_before_a_compaction_cannot_double_its_rows(day_house
     with pytest.raises((ValidationException, CommitFailedException)), stale.transaction() as tx:
         tx.delete(f"source_file == '{source}'")
         tx.append(corrected)
-    # Started again from the current table (Lakeday_house._replace does): exactly the new rows.
+    # Started again from the current table (storage.commits.replace does): exactly the new rows.
     day_house.replace_file_ticks(source, extra_ticks(source, range(2), quantity=9).to_batches)
     rows = [r for r in keyed(rows_of(day_house.table("ticks"))) if r[0] == source]
     assert rows == [(source, "x0", 9), (source, "x1", 9)]
@@ -191,7 +193,7 @@ def test_a_reingest_planned_before_a_compaction_cannot_double_its_rows(day_house
 def test_a_reingest_whose_commit_races_a_compaction_starts_again(day_house):
     """The compaction commits between the re-ingest's delete plan and its commit: the rows to
     append are produced after the table is loaded, and producing them runs the compaction first.
-    `_replace` is the one commit loop every ticks and bars write goes through."""
+    `storage.commits.replace` is the one commit loop every ticks and bars write goes through."""
     source = day_house.ticks_for_days([DAY1]).column("source_file")[0].as_py()
     others = [r for r in keyed(rows_of(day_house.table("ticks"))) if r[0] != source]
     corrected = ticks_from_parsed(extra_ticks(source, range(2), quantity=9), datetime.now(UTC))
@@ -202,7 +204,7 @@ def test_a_reingest_whose_commit_races_a_compaction_starts_again(day_house):
             compactions.append(compact_trade_date(Lakehouse(day_house.catalog), "ticks", DAY1))
         return [corrected]
 
-    commit = day_house._replace("ticks", EqualTo("source_file", source), chunks)
+    commit = replace(day_house, "ticks", EqualTo("source_file", source), chunks)
     assert compactions[0].files_after == 1
     assert commit.attempts == 2  # the first plan was stale: validation refused it, no rows lost
     assert keyed(rows_of(day_house.table("ticks"))) == sorted(
