@@ -14,6 +14,7 @@ days' bars current (it stays the bridge for ticks written any other way).
 import logging
 from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
 
 from dagster import (
     AssetCheckEvaluation,
@@ -21,10 +22,13 @@ from dagster import (
     AssetKey,
     AssetMaterialization,
     Config,
+    DagsterInstance,
+    DagsterRunStatus,
     Failure,
     JobDefinition,
     MetadataValue,
     OpExecutionContext,
+    RunsFilter,
     job,
     op,
 )
@@ -43,6 +47,32 @@ from tickhouse_dagster.storage.trade_index import TradeIndex
 from tickhouse_dagster.storage.trino_sql import files_rows_at_snapshot
 
 BATCH_JOB = "ingest_landing_batch"
+IN_FLIGHT = [
+    DagsterRunStatus.QUEUED,
+    DagsterRunStatus.NOT_STARTED,
+    DagsterRunStatus.STARTING,
+    DagsterRunStatus.STARTED,
+]
+
+
+def batch_run_in_flight(
+    instance: DagsterInstance, stall: float, tags: Mapping[str, str] | None = None
+) -> str | None:
+    """The id (short) of an ingest batch run queued or running (with `tags`), if any. Only runs
+    created in the last `stall` seconds (TICKHOUSE_PUSH_RUN_STALL_SECONDS) count, so a run left
+    hanging (its worker killed) holds nothing back for longer."""
+    runs = instance.get_runs(
+        RunsFilter(
+            job_name=BATCH_JOB,
+            statuses=IN_FLIGHT,
+            tags=dict(tags or {}),
+            created_after=datetime.now(UTC) - timedelta(seconds=stall),
+        ),
+        limit=1,
+    )
+    return runs[0].run_id[:8] if runs else None
+
+
 # `tickhouse ingest` shows these lines on a terminal as a progress display.
 progress_log = logging.getLogger("tickhouse.progress")
 MAX_REASONS_SHOWN = 5

@@ -29,17 +29,14 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from datetime import UTC, datetime, timedelta
 from functools import cache
 
 from dagster import (
     AssetKey,
     AssetObservation,
-    DagsterRunStatus,
     DefaultSensorStatus,
     MetadataValue,
     RunRequest,
-    RunsFilter,
     SensorDefinition,
     SensorEvaluationContext,
     SensorResult,
@@ -48,7 +45,7 @@ from dagster import (
 
 from tickhouse_dagster.compat.dagster_private import valid_partition_key
 from tickhouse_dagster.defs.asset_keys import RAW_TICK_XML
-from tickhouse_dagster.defs.ingest_batch import BATCH_JOB
+from tickhouse_dagster.defs.ingest_batch import BATCH_JOB, batch_run_in_flight
 from tickhouse_dagster.defs.ledger import not_yet_ingested
 from tickhouse_dagster.defs.partitions import LANDING_FILES, landing_files
 from tickhouse_dagster.defs.resources import FeedResource, LandingResource
@@ -61,12 +58,6 @@ RUN_CHECK_SECONDS = 0.1  # a run-status query on the instance's storage: cheap, 
 BATCH_FILES_TAG = "tickhouse/batch_files"
 LAG_TAG = "tickhouse/landed_to_requested_ms"  # oldest file of the batch: filer event → request
 PUSH_TAG = "tickhouse/push"
-IN_FLIGHT = [
-    DagsterRunStatus.QUEUED,
-    DagsterRunStatus.NOT_STARTED,
-    DagsterRunStatus.STARTING,
-    DagsterRunStatus.STARTED,
-]
 
 
 @cache
@@ -80,19 +71,8 @@ def push_queue(settings: TickhouseSettings) -> LandingQueue | None:
 
 
 def _push_run_in_flight(context: SensorEvaluationContext, stall: float) -> str | None:
-    """The id of a push run queued or running, if any. Only runs created in the last
-    TICKHOUSE_PUSH_RUN_STALL_SECONDS count, so a run left hanging (its worker killed) holds the
-    queue back for that long at most."""
-    runs = context.instance.get_runs(
-        RunsFilter(
-            job_name=BATCH_JOB,
-            statuses=IN_FLIGHT,
-            tags={PUSH_TAG: "true"},
-            created_after=datetime.now(UTC) - timedelta(seconds=stall),
-        ),
-        limit=1,
-    )
-    return runs[0].run_id[:8] if runs else None
+    """The id of a push run queued or running, if any (ingest_batch.batch_run_in_flight)."""
+    return batch_run_in_flight(context.instance, stall, {PUSH_TAG: "true"})
 
 
 def _wait_for_push_run(

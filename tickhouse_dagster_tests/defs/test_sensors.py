@@ -117,6 +117,27 @@ def test_touched_days_sensor_leaves_days_whose_bars_the_ingest_run_built(resourc
     assert [r.partition_key for r in behind.run_requests] == ["2024-01-02"]
 
 
+def test_touched_days_sensor_waits_while_an_ingest_run_is_in_flight(resources, instance):
+    from dagster import DagsterRun, DagsterRunStatus
+
+    landing = resources["landing"]
+    landing.store().write("KRX/a.xml", trades(("1", "09:00:00", "71000", 5)))
+    assert ingest(definitions_with(resources), instance, "KRX/a.xml").success  # no bars built
+    running = DagsterRun(
+        job_name="ingest_landing_batch",
+        run_id="abcdef0123456789abcdef0123456789",
+        status=DagsterRunStatus.STARTED,
+    )
+    instance.add_run(running)
+    # That run builds the bars of its days: none requested beside it, the cursor left as it was.
+    waiting = touched_days(instance, resources)
+    assert isinstance(waiting, SkipReason)
+    assert "ingest run abcdef01 in flight" in waiting.skip_message
+    instance.report_run_failed(running)  # ended (here without bars): the day is behind
+    after = touched_days(instance, resources)
+    assert [r.partition_key for r in after.run_requests] == ["2024-01-02"]
+
+
 def test_a_broken_profile_skips_the_tick_naming_file_field_and_reason(
     resources, instance, tmp_path
 ):
