@@ -15,6 +15,7 @@ import os
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import ExitStack
 from dataclasses import dataclass, replace
 from functools import partial
 from typing import Any
@@ -231,48 +232,37 @@ def iter_ingest_files(
     the index drops them itself if another writer commits ticks meanwhile). `records`: where
     the files' reference-data records are written; the caller waits for them (after its own
     work: its bars); without it they are waited for before the last outcome's iteration ends."""
-    if records is None:
-        with ReferenceRecords(lakehouse.open(), feed.venues) as own:
-            yield from iter_ingest_files(
-                keys,
-                landing=landing,
-                lakehouse=lakehouse,
-                feed=feed,
-                staging=staging,
-                forced_profile=forced_profile,
-                workers=workers,
-                index=index,
-                records=own,
-            )
-        return
     started = time.perf_counter()
     house = lakehouse.open()
     house.ensure_tables()
     store = landing.open()
-    committer = Committer(house, store, records, index)
-    parse = partial(
-        parse_landing_file,
-        landing,
-        feed=feed,
-        encode_for=lakehouse,
-        forced_profile=forced_profile,
-    )
-    uris = [staging.uri_for(key) for key in keys]
-    if workers is None:  # one per core, when there is enough to parse (asked for: as asked)
-        workers = (os.cpu_count() or 1) if worth_a_pool(store, keys) else 1
-    workers = min(workers, len(keys))
+    with ExitStack() as own:
+        if records is None:  # this call's own, waited for when its last outcome is out
+            records = own.enter_context(ReferenceRecords(house, feed.venues))
+        committer = Committer(house, store, records, index)
+        parse = partial(
+            parse_landing_file,
+            landing,
+            feed=feed,
+            encode_for=lakehouse,
+            forced_profile=forced_profile,
+        )
+        uris = [staging.uri_for(key) for key in keys]
+        if workers is None:  # one per core, when there is enough to parse (asked for: as asked)
+            workers = (os.cpu_count() or 1) if worth_a_pool(store, keys) else 1
+        workers = min(workers, len(keys))
 
-    def stamped(outcomes: list[FileOutcome]) -> list[FileOutcome]:
-        for outcome in outcomes:
-            outcome.seconds = time.perf_counter() - started
-        return outcomes
+        def stamped(outcomes: list[FileOutcome]) -> list[FileOutcome]:
+            for outcome in outcomes:
+                outcome.seconds = time.perf_counter() - started
+            return outcomes
 
-    with _parsed(parse, keys, uris, workers) as parsed_files:
-        for ready, parsed in parsed_files:
-            if not ready:  # the workers are behind: commit what is waiting meanwhile
-                yield from stamped(committer.flush())
-            yield from stamped(committer.offer(parsed()))
-    yield from stamped(committer.flush())
+        with _parsed(parse, keys, uris, workers) as parsed_files:
+            for ready, parsed in parsed_files:
+                if not ready:  # the workers are behind: commit what is waiting meanwhile
+                    yield from stamped(committer.flush())
+                yield from stamped(committer.offer(parsed()))
+        yield from stamped(committer.flush())
 
 
 def ingest_files(keys: Sequence[str], **options: Any) -> list[FileOutcome]:
