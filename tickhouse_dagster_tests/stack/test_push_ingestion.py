@@ -166,22 +166,12 @@ def test_the_polling_safety_net_takes_only_what_the_listener_missed(pushed, monk
 
 
 def test_files_landing_during_a_push_run_wait_and_go_into_the_next_run(pushed, monkeypatch):
-    from dagster import DagsterRun, DagsterRunStatus
-
-    from tickhouse_dagster.defs.push import PUSH_TAG
-
     landing = resolved_resources()["landing"]
     store = landing.store()
     with DagsterInstance.ephemeral() as instance:
         daemon = PushDaemon(instance, landing)
         daemon.start_at_queue_end()
-        running = DagsterRun(
-            job_name="ingest_landing_batch",
-            run_id="0123456789abcdef0123456789abcdef",
-            status=DagsterRunStatus.STARTED,
-            tags={PUSH_TAG: "true"},
-        )
-        instance.add_run(running)
+        started_push_run(instance, "0123456789abcdef0123456789abcdef")
         keys = [
             store.write(
                 f"KRX/2024-01-02/busy-{n}.xml", trades((str(n), "09:00:00", "71000", 1))
@@ -204,23 +194,13 @@ def test_files_landing_during_a_push_run_wait_and_go_into_the_next_run(pushed, m
 def test_files_waiting_on_a_push_run_are_requested_as_soon_as_it_ends(pushed, monkeypatch):
     """The evaluation that finds a push run in flight waits for it (within its wait) instead of
     leaving the files to the daemon's next loop, 5 s later."""
-    from dagster import DagsterRun, DagsterRunStatus
-
-    from tickhouse_dagster.defs.push import PUSH_TAG
-
     monkeypatch.setenv("TICKHOUSE_PUSH_WAIT_SECONDS", "4")
     landing = resolved_resources()["landing"]
     store = landing.store()
     with DagsterInstance.ephemeral() as instance:
         daemon = PushDaemon(instance, landing)
         daemon.start_at_queue_end()
-        running = DagsterRun(
-            job_name="ingest_landing_batch",
-            run_id="fedcba9876543210fedcba9876543210",
-            status=DagsterRunStatus.STARTED,
-            tags={PUSH_TAG: "true"},
-        )
-        instance.add_run(running)
+        running = started_push_run(instance, "fedcba9876543210fedcba9876543210")
         key = store.write("KRX/2024-01-02/after-run.xml", trades(("1", "09:00:00", "71000", 1))).key
         wait_queued([key], landing, QUEUED_WITHIN)
         ended: list[float] = []
@@ -237,6 +217,22 @@ def test_files_waiting_on_a_push_run_are_requested_as_soon_as_it_ends(pushed, mo
         assert daemon.requested_keys() == [key]
         print(f"run ended → next run requested: {(returned - ended[0]) * 1000:.0f} ms")
         assert returned - ended[0] < 1.0
+
+
+def started_push_run(instance, run_id: str):
+    """A push run the instance holds as started (what the sensor sees while one is running)."""
+    from dagster import DagsterRun, DagsterRunStatus
+
+    from tickhouse_dagster.defs.push import PUSH_TAG
+
+    running = DagsterRun(
+        job_name="ingest_landing_batch",
+        run_id=run_id,
+        status=DagsterRunStatus.STARTED,
+        tags={PUSH_TAG: "true"},
+    )
+    instance.add_run(running)
+    return running
 
 
 def _run_success_event(run):
