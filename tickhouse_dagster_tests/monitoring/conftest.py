@@ -20,7 +20,12 @@ from tickhouse_dagster_tests.conftest import (
 
 CACHE = Path(os.environ.get("TICKHOUSE_CACHE") or Path.home() / ".cache" / "tickhouse")
 MONITORING_STACK_DIR = CACHE / "stack-monitoring"
-MONITORING_PORT_OFFSET = BASE_PORT_OFFSET + 20000
+# Every port of this stack, SeaweedFS's gRPC ports (+10000) included, stays below Linux's
+# ephemeral range (32768 up): at +20000 the master's metrics port once lost its bind to an
+# outgoing connection that had been given that port as its local end. 2800 also meets none of
+# the ports of the shared stack (+0) or the fault tests' (+2000), nor those of a fresh-machine
+# rehearsal beside them (+500 on all three).
+MONITORING_PORT_OFFSET = BASE_PORT_OFFSET + 2800
 SERVICES = ("seaweedfs", "prometheus")
 
 

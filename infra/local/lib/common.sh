@@ -20,7 +20,10 @@ LOG_DIR=$TICKHOUSE_STACK_DIR/logs
 # TICKHOUSE_STACK_PORT_OFFSET shifts every port, so a second stack (own TICKHOUSE_STACK_DIR)
 # can run beside the first: the fault tests stop and restart servers of such a stack only.
 # Not 1000 or 10000: the ports below are 1000 apart (S3 18333 + 1000 = the master's 19333) and
-# SeaweedFS also listens on each of its ports + 10000 (gRPC). The fault tests use 2000.
+# SeaweedFS also listens on each of its ports + 10000 (gRPC). The fault tests use 2000, the
+# monitoring tests 2800. Keep every port, the gRPC ones included, below Linux's ephemeral range
+# (from 32768): a port in it can be taken by any outgoing connection between the free-port check
+# and the server's bind (assert_ports_free warns).
 BIND_IP=127.0.0.1
 PORT_OFFSET=${TICKHOUSE_STACK_PORT_OFFSET:-0}
 [[ $PORT_OFFSET =~ ^[0-9]+$ ]] || { echo "TICKHOUSE_STACK_PORT_OFFSET must be a number" >&2; exit 2; }
@@ -211,7 +214,12 @@ wait_until() {
 assert_ports_free() {
     local name=$1 p
     shift
+    local ephemeral
+    ephemeral=$(cut -f1 /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)
     for p in "$@"; do
+        if ((p >= ephemeral)); then
+            warn "$name: port $p is in the ephemeral range (from $ephemeral): an outgoing connection may take it before the server binds; choose a smaller TICKHOUSE_STACK_PORT_OFFSET"
+        fi
         if port_open "$p"; then
             die "$name: port $BIND_IP:$p is already in use by another process (not started by this stack); free it first"
         fi
