@@ -18,6 +18,7 @@ import pyarrow as pa
 from pyiceberg.expressions import BooleanExpression
 from pyiceberg.table import Table, Transaction
 
+from tickhouse_dagster.compat.pyiceberg_private import CachedTransaction
 from tickhouse_dagster.storage.commit_retry import Backoff, retry_commit
 
 COMMIT_ATTEMPTS = 10
@@ -86,7 +87,7 @@ def commit(tables: Tables, name: str, apply: Callable[[Transaction], int]) -> Co
         before = table.current_snapshot()
         # A first ingest deletes nothing; that is expected, not worth a warning (also not
         # when pyiceberg replays the delete on its own retry, as the commit ends).
-        with warnings.catch_warnings(), table.transaction() as tx:
+        with warnings.catch_warnings(), CachedTransaction(table) as tx:
             warnings.filterwarnings("ignore", message="Delete operation did not match")
             rows = apply(tx)
         return _commit_summary(tables, name, table, before, rows, attempt)

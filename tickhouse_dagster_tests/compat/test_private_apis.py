@@ -121,3 +121,42 @@ def test_py4j_hadoop_configuration_is_the_running_sessions():
         "org.apache.hadoop.conf.Configuration",
         "tickhouse-compat-check",
     ]
+
+
+def test_cached_transaction_computes_its_metadata_once_per_staged_state(
+    house: Lakehouse, monkeypatch: pytest.MonkeyPatch
+):
+    """Reads of an unchanged state share one computation; staging an update or committing gives
+    the new state (not a stale copy); the commit stores what a plain Transaction would."""
+    import pyiceberg.table
+
+    computed = []
+    replay = pyiceberg.table.update_table_metadata
+
+    def counting(*args: object, **kwargs: object) -> object:
+        computed.append(1)
+        return replay(*args, **kwargs)
+
+    monkeypatch.setattr(pyiceberg.table, "update_table_metadata", counting)
+    rows = ticks_from_parsed(
+        parsed([tick("09:00:00", str(n), "100", 1, source="a.xml") for n in range(3)]),
+        datetime(2024, 1, 2, 10, tzinfo=UTC),
+    )
+    table = house.table("ticks")
+    tx = pyiceberg_private.CachedTransaction(table)
+    first = tx.table_metadata
+    assert all(tx.table_metadata is first for _ in range(10)) and len(computed) == 1
+    tx.set_properties({"tickhouse.test": "staged"})
+    staged = tx.table_metadata
+    assert staged.properties["tickhouse.test"] == "staged" and len(computed) == 2
+    tx.append(rows)
+    assert tx.table_metadata.current_snapshot_id is not None
+    tx.commit_transaction()
+    stored = house.table("ticks")
+    assert stored.properties["tickhouse.test"] == "staged"
+    assert stored.scan().to_arrow().num_rows == 3
+    # A second transaction on the committed table starts from the new metadata.
+    again = pyiceberg_private.CachedTransaction(stored)
+    again.delete(is_in("source_file", ["a.xml"]))
+    again.commit_transaction()
+    assert house.table("ticks").scan().to_arrow().num_rows == 0
