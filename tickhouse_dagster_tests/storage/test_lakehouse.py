@@ -32,6 +32,27 @@ def parsed(rows: list[dict]) -> pa.Table:
     return pa.Table.from_pylist(rows, schema=PARSED_TICKS_ARROW)
 
 
+def test_ensure_tables_creates_the_missing_tables_without_loading_the_others(tmp_path, monkeypatch):
+    """A run's start checks the tables with one listing: none is loaded (each load reads a
+    metadata file), a dropped table is created again, the others keep their rows."""
+    house = lakehouse(tmp_path)
+    names = {t[-1] for t in house.catalog.list_tables("market")}
+    assert {"ticks", "tick_corrections", "trade_id_ranges", "reference_data_used"} <= names
+    assert {f"ohlcv_{i}" for i in ("1m", "5m", "1h", "1d")} <= names
+    house.replace_file_ticks("a.xml", parsed([tick("09:00:00", "1", "100", 1)]).to_batches)
+    house.catalog.drop_table("market.ohlcv_5m")
+    loaded: list[object] = []
+    load = house.catalog.load_table
+    monkeypatch.setattr(
+        house.catalog, "load_table", lambda *a, **k: loaded.append(a or k) or load(*a, **k)
+    )
+    house.ensure_tables()
+    # Only the created table is loaded (by the catalog's create_table, to return it).
+    assert all("ohlcv_5m" in str(args) for args in loaded), loaded
+    assert {t[-1] for t in house.catalog.list_tables("market")} == names
+    assert house.table("ticks").scan().to_arrow().num_rows == 1
+
+
 def test_tables_follow_the_contract(tmp_path):
     house = lakehouse(tmp_path)
     ticks = house.table("ticks")
