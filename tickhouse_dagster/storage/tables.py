@@ -72,8 +72,11 @@ def ensure_tables(catalog: Catalog, namespace: str) -> None:
     try:
         existing = {table[-1] for table in catalog.list_tables(namespace)}
     except NoSuchNamespaceError:
-        ensure_namespace(catalog, namespace)
         existing = set()
+    if not existing:
+        # A missing namespace is an error for some catalogs and an empty listing for others
+        # (SeaweedFS's REST catalog): create it whenever there is no table yet.
+        ensure_namespace(catalog, namespace)
     ensure = partial(_ensure, catalog, namespace, existing)
     ensure(TICKS_TABLE, TICKS_SCHEMA, ("symbol", "ts"), _TICKS_PROPERTIES)
     ensure(CORRECTIONS_TABLE, CORRECTIONS_SCHEMA, ("symbol", "ts"), _TICKS_PROPERTIES)
