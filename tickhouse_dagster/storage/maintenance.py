@@ -32,6 +32,7 @@ from pyiceberg.expressions import BooleanExpression
 from pyiceberg.table import Table
 from pyiceberg.table.snapshots import Snapshot
 
+from tickhouse_dagster.compat.pyiceberg_private import CachedTransaction
 from tickhouse_dagster.storage.commit_retry import Backoff, retry_commit
 from tickhouse_dagster.storage.lakehouse import Lakehouse
 from tickhouse_dagster.storage.row_filters import equal_to
@@ -119,7 +120,9 @@ def compact_once(table: Table, day: date, attempt: int = 1, min_files: int = 2) 
     sort = [c for c in _sort_columns(table) if c in rows.column_names]
     if sort:  # the table's sort order: smaller files, tighter min/max for readers' pruning
         rows = rows.sort_by([(c, "ascending") for c in sort])
-    with table.transaction() as tx:
+    # The project's transaction: pyiceberg's own deep-copies the table's history on every read
+    # of its staged metadata (decision 1603).
+    with CachedTransaction(table) as tx:
         tx.overwrite(
             rows,
             overwrite_filter=_day_filter(day),
