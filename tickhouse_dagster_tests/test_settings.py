@@ -128,3 +128,29 @@ def test_resources_take_secrets_as_env_vars():
     assert lakehouse.catalog_uri == EnvVar("TICKHOUSE_CATALOG_URI")
     assert lakehouse.namespace == "market" and trino.user == "tickhouse"
     assert trino.password is None
+
+
+def test_resolved_resources_read_the_environment_once_for_every_resource(monkeypatch):
+    """Outside a run (the CLI), every resource comes initialised, its EnvVars read from the
+    environment, from one Dagster instance: the caller's when it passes one."""
+    from dagster import DagsterInstance
+
+    from tickhouse_dagster.defs.resources import resolved_resources
+
+    monkeypatch.setenv("TICKHOUSE_NAMESPACE", "desk_a")
+    monkeypatch.setenv("TICKHOUSE_TRINO_URL", "http://127.0.0.1:18080")
+    monkeypatch.setenv("TICKHOUSE_TRINO_PASSWORD", "s3cret")
+    settings = TickhouseSettings.from_env(
+        {
+            "TICKHOUSE_NAMESPACE": "desk_a",
+            "TICKHOUSE_TRINO_URL": "http://127.0.0.1:18080",
+            "TICKHOUSE_TRINO_PASSWORD": "s3cret",
+        }
+    )
+    with DagsterInstance.ephemeral() as instance:
+        resources = resolved_resources(settings, instance=instance)
+    assert set(resources) == {"landing", "feed", "lakehouse", "staging", "trino"}
+    assert resources["lakehouse"].namespace == "desk_a"
+    assert resources["trino"].url == "http://127.0.0.1:18080"
+    assert resources["trino"].password == "s3cret"  # the value, resolved for the client only
+    assert resolved_resources(settings)["lakehouse"].namespace == "desk_a"

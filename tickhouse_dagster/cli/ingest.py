@@ -101,7 +101,7 @@ def ingest_landing(
     """One batch run of the engine over every file to ingest and the bars of the days they
     touched (the sensors' runs are the same)."""
     instance = DagsterInstance.get()
-    resources = resolved_resources()
+    resources = resolved_resources(instance=instance)
     landing: LandingResource = resources["landing"]
     try:
         # Profiles and venues are checked before any run: a bad profile is one line naming
