@@ -130,6 +130,20 @@ def test_importing_the_ingest_command_does_not_build_the_code_location():
     assert shown.stdout.strip() == "False"
 
 
+def test_loading_the_code_location_imports_no_engine_it_may_not_use():
+    """Every run process loads the code location before its first step: libraries only some
+    steps use (pyspark, dagster-pyspark, pandera, polars) are imported by those steps."""
+    code = (
+        "import sys, tickhouse_dagster.definitions; "
+        "print(sorted(m for m in ('pyspark', 'dagster_pyspark', 'pandera', 'polars') "
+        "if m in sys.modules))"
+    )
+    shown = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
+    )
+    assert shown.stdout.strip() == "[]"
+
+
 def test_the_spark_job_ships_inside_the_package():
     """What Dagster submits and the Docker image runs: a file of the installed package."""
     from tickhouse_dagster.defs.resources_spark import INGEST_JOB

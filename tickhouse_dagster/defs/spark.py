@@ -4,7 +4,7 @@ with Spark and records them as materializations of the existing `market/ticks` p
 No second asset graph: the UI shows the same `market/ticks` asset, its per-file partitions
 marked materialized by these runs (with `engine: spark`), and the touched-days sensor rebuilds
 the bars of the trade dates they report, exactly as after a Python ingest. The engine is chosen
-by run config: `local` runs Spark in this process through dagster-pyspark's resource; `submit`
+by run config: `local` runs Spark in this process (`LocalSparkResource`); `submit`
 runs the package's job (`tickhouse_dagster/spark/job.py`) with spark-submit against the configured
 master (a standalone cluster: `spark://…`), over Dagster Pipes. Either way the Spark tasks run the
 Python engine's parser and rules. See docs/decisions/0401-spark-engine.md and 1701.
@@ -23,7 +23,6 @@ from dagster import (
     job,
     op,
 )
-from dagster_pyspark import LazyPySparkResource
 from pydantic import Field
 
 from tickhouse_dagster.core.contract import TICKS_SCHEMA
@@ -37,11 +36,14 @@ from tickhouse_dagster.defs.resources import (
     LandingResource,
     StagingResource,
 )
-from tickhouse_dagster.defs.resources_spark import INGEST_JOB, SparkSubmitResource
+from tickhouse_dagster.defs.resources_spark import (
+    INGEST_JOB,
+    LocalSparkResource,
+    SparkSubmitResource,
+)
 from tickhouse_dagster.defs.ticks_commit import TicksCommit
 from tickhouse_dagster.parsing.profiles import ProfileError
 from tickhouse_dagster.spark.session import SparkConfigError, apply_runtime_conf, catalog_conf
-from tickhouse_dagster.spark.ticks import SparkIngestError, ingest_files, result_message
 from tickhouse_dagster.storage.landing import LandingFile, LandingStore
 from tickhouse_dagster.storage.reference_lineage import record_ticks_reference
 
@@ -49,7 +51,7 @@ from tickhouse_dagster.storage.reference_lineage import record_ticks_reference
 class SparkBackfillConfig(Config):
     engine: Literal["local", "submit"] = Field(
         default="local",
-        description="local: Spark in the run process (dagster-pyspark); submit: spark-submit.",
+        description="local: Spark in the run process; submit: spark-submit.",
     )
     keys: list[str] = Field(
         default_factory=list,
@@ -125,7 +127,7 @@ def _materializations(
 
 
 def _run_local(
-    pyspark: LazyPySparkResource,
+    pyspark: LocalSparkResource,
     landing: LandingResource,
     feed: FeedResource,
     lakehouse: LakehouseResource,
@@ -134,20 +136,26 @@ def _run_local(
     profile: str | None,
     context: OpExecutionContext,
 ) -> dict[str, Any]:
+    # pyspark is imported by the runs that use it, not by every load of the code location.
+    from tickhouse_dagster.spark.ticks import SparkIngestError, ingest_files, result_message
+
     spark = pyspark.spark_session
     name, conf = catalog_conf(lakehouse.catalog_settings())
     apply_runtime_conf(spark, conf)
-    result = ingest_files(
-        spark,
-        catalog=name,
-        house=lakehouse.lakehouse(),
-        landing=landing.address(),
-        feed=feed.feed(),
-        staging_uri=staging.uri,
-        keys=keys,
-        forced_profile=profile,
-        log=context.log.info,
-    )
+    try:
+        result = ingest_files(
+            spark,
+            catalog=name,
+            house=lakehouse.lakehouse(),
+            landing=landing.address(),
+            feed=feed.feed(),
+            staging_uri=staging.uri,
+            keys=keys,
+            forced_profile=profile,
+            log=context.log.info,
+        )
+    except SparkIngestError as exc:
+        raise Failure(description=str(exc), allow_retries=False) from None
     return result_message(result)
 
 
@@ -196,7 +204,7 @@ def spark_ingest_ticks(
     feed: FeedResource,
     lakehouse: LakehouseResource,
     staging: StagingResource,
-    pyspark: LazyPySparkResource,
+    pyspark: LocalSparkResource,
     spark_submit: SparkSubmitResource,
 ):
     files = {f.key: f for f in _files(context, landing.store(), config)}
@@ -216,7 +224,7 @@ def spark_ingest_ticks(
         else:
             master = config.master or spark_submit.master
             message = _run_submit(context, spark_submit, landing, lakehouse, keys, config)
-    except (SparkIngestError, SparkConfigError, ProfileError) as exc:
+    except (SparkConfigError, ProfileError) as exc:
         raise Failure(description=str(exc), allow_retries=False) from None
     # The reference data the Spark rule derived trade dates under, as the Python engine records.
     record_ticks_reference(

@@ -28,6 +28,7 @@ from tickhouse_dagster.core.contract import (
     bar_table_name,
 )
 from tickhouse_dagster.defs.resources import resolved_resources
+from tickhouse_dagster.defs.resources_spark import LocalSparkResource
 from tickhouse_dagster.defs.sensors import touched_days_sensor
 from tickhouse_dagster.engine.batch import parse_to_staging
 from tickhouse_dagster.spark.session import apply_runtime_conf, catalog_conf
@@ -160,6 +161,16 @@ def test_spark_cluster_via_pipes_gives_the_python_engines_ticks_and_bars(
     python_records = _rows(python_ns, REFERENCE_TABLE)
     assert len([r for r in python_records if r[0] == "ticks"]) == len(keys)
     assert _rows(spark_ns, REFERENCE_TABLE) == python_records
+
+
+def test_the_local_spark_resource_makes_its_session_on_first_use(spark):
+    """`engine: local`'s resource: no session (nor pyspark import) until a run reads it, then
+    the process's Spark with the resource's options, the same session on every read."""
+    resource = LocalSparkResource(spark_config={"spark.tickhouse.marker": "local-resource"})
+    session = resource.spark_session
+    assert session is spark  # getOrCreate: the process's running Spark
+    assert session.conf.get("spark.tickhouse.marker") == "local-resource"
+    assert resource.spark_session is session
 
 
 def test_rerun_replaces_the_files_rows(spark, on_stack, tmp_path: Path):
