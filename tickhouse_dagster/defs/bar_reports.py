@@ -98,9 +98,13 @@ def build_and_report(
         # The ticks the stored bars were built from: those of this build, or of the newer one
         # that made this build's commit pointless.
         if ticks_snapshot_id not in totals:
-            ticks = house.ticks_dataset([day], snapshot_id=ticks_snapshot_id)
             totals[ticks_snapshot_id] = pool.submit(
-                distinct_trade_totals, ticks, day_bars.duplicate_windows
+                lambda: distinct_trade_totals(
+                    house.ticks_dataset([day], snapshot_id=ticks_snapshot_id),
+                    day_bars.duplicate_windows,
+                    # Summed per data file, each counted once: not the whole day every build.
+                    house.day_row_totals(day, ticks_snapshot_id),
+                )
             )
         return totals[ticks_snapshot_id]
 

@@ -30,15 +30,49 @@ def check_bar_invariants(bars: pa.Table) -> Findings:
     return findings
 
 
+ROW_TOTALS_COLUMNS = ("venue", "symbol", "trade_date", "quantity")  # what `row_totals` reads
+ROW_TOTALS_ARROW = pa.schema(
+    [
+        pa.field("venue", pa.string(), nullable=False),
+        pa.field("symbol", pa.string(), nullable=False),
+        pa.field("trade_date", pa.date32(), nullable=False),
+        pa.field("volume", pa.int64(), nullable=False),
+        pa.field("trade_count", pa.int64(), nullable=False),
+    ]
+)
+
+
+def row_totals(ticks: ArrowSource) -> pa.Table:
+    """Per (venue, symbol, trade_date) of `ticks`: the sum of quantity and the number of rows,
+    copies included. Additive: the totals of several sets of rows (e.g. data files) summed by
+    key are the totals of their union, which is what lets `distinct_trade_totals` take them
+    per data file (storage.row_totals)."""
+    with arrow_connection(ticks=ticks) as connection:
+        return (
+            connection.sql(
+                """SELECT venue, symbol, trade_date, sum(quantity)::BIGINT AS volume,
+                          count(*)::BIGINT AS trade_count
+                   FROM ticks GROUP BY ALL ORDER BY ALL"""
+            )
+            .to_arrow_table()
+            .cast(ROW_TOTALS_ARROW)
+        )
+
+
 def distinct_trade_totals(
-    ticks: ArrowSource, duplicate_windows: pa.Table | None = None
+    ticks: ArrowSource,
+    duplicate_windows: pa.Table | None = None,
+    every_row: pa.Table | None = None,
 ) -> pa.Table:
     """Per (venue, symbol, trade_date): the volume and number of the distinct trades, a trade
     carried by several files taken from its first-ingested copy. Counted independently of the
     bar builder: every row is summed, then the extra copies — keys grouped whole, not by the
     builder's hashes — are taken off. `duplicate_windows` (trade_ranges.duplicate_windows):
-    only keys inside them are grouped; without it, all are."""
+    only keys inside them are grouped; without it, all are. `every_row`: the `row_totals` of
+    `ticks` in parts (one per data file), summed here, instead of summing `ticks` again."""
     key = ", ".join(TRADE_KEY)
+    if every_row is None:
+        every_row = row_totals(ticks)
     if duplicate_windows is not None and not duplicate_windows.num_rows:
         duplicate_windows = None
         inside = "SELECT * FROM ticks WHERE false"  # no window: no key can have a copy
@@ -53,12 +87,12 @@ def distinct_trade_totals(
             else "SELECT * FROM ticks"
         )
     windows = {} if duplicate_windows is None else {"windows": duplicate_windows}
-    with arrow_connection(ticks=ticks, **windows) as connection:
+    with arrow_connection(ticks=ticks, parts=every_row, **windows) as connection:
         return connection.sql(
             f"""WITH every_row AS (
-                    SELECT venue, symbol, trade_date, sum(quantity)::BIGINT AS volume,
-                           count(*)::BIGINT AS trade_count
-                    FROM ticks GROUP BY ALL
+                    SELECT venue, symbol, trade_date, sum(volume)::BIGINT AS volume,
+                           sum(trade_count)::BIGINT AS trade_count
+                    FROM parts GROUP BY ALL
                 ), copies AS (
                     SELECT venue, symbol, trade_date,
                            sum(quantity) - arg_min(quantity, (ingested_at, source_file))

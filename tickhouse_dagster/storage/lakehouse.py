@@ -11,7 +11,8 @@ module of one idea each, which it passes itself (as `commits.Tables`) or the tab
 - storage.corrections_plan: a landing file's rows planned against trade corrections;
 - storage.ticks_writes: data files written in a worker, committed in the parent;
 - storage.bar_writes: a trade date's bars, refused when built from older ticks;
-- storage.readers: scans, datasets and data-file figures.
+- storage.readers: scans, datasets and data-file figures;
+- storage.row_totals: each ticks data file's row totals, counted once (the reconciliation).
 
 None of them imports this module."""
 
@@ -20,6 +21,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
+from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.dataset as ds
@@ -41,6 +43,7 @@ from tickhouse_dagster.storage import (
     commits,
     corrections_plan,
     readers,
+    row_totals,
     tables,
     ticks_writes,
 )
@@ -56,23 +59,33 @@ class LakehouseAddress:
     catalog_name: str
     properties: dict[str, str]
     namespace: str
+    row_totals_cache: Path | None = None
 
     def open(self) -> Lakehouse:
         catalog = self.catalog_class(self.catalog_name, **self.properties)
-        return Lakehouse(catalog, self.namespace)
+        return Lakehouse(catalog, self.namespace, self.row_totals_cache)
 
 
 class Lakehouse:
-    def __init__(self, catalog: Catalog, namespace: str = "market") -> None:
+    def __init__(
+        self, catalog: Catalog, namespace: str = "market", row_totals_cache: Path | None = None
+    ) -> None:
         self.catalog = catalog
         self.namespace = namespace
+        # Where each ticks data file's row totals are kept once counted (storage.row_totals);
+        # None: the reconciliation sums the day's rows on every build.
+        self.row_totals_cache = row_totals_cache
         # The last metadata each table was loaded with (commits update it in place): a read as
         # of a snapshot it holds needs no new load (`table_at`).
         self._loaded: dict[str, Table] = {}
 
     def address(self) -> LakehouseAddress:
         return LakehouseAddress(
-            type(self.catalog), self.catalog.name, dict(self.catalog.properties), self.namespace
+            type(self.catalog),
+            self.catalog.name,
+            dict(self.catalog.properties),
+            self.namespace,
+            self.row_totals_cache,
         )
 
     def identifier(self, table: str) -> str:
@@ -219,6 +232,15 @@ class Lakehouse:
         reach into that span (whole files: the consumer filters the rows). `snapshot_id`: as
         of that snapshot (default: the current one)."""
         return readers.ticks_dataset(self.table_at, trade_dates, between, snapshot_id)
+
+    def day_row_totals(self, trade_date: date, snapshot_id: int | None = None) -> pa.Table | None:
+        """The ticks' `row_totals` of `trade_date` as of `snapshot_id`, one part per data file,
+        each file read once per cache (storage.row_totals); None without a cache, or when the
+        day has row-level deletes."""
+        if self.row_totals_cache is None:
+            return None
+        ticks = self.table_at(TICKS_TABLE, snapshot_id)
+        return row_totals.day_row_totals(ticks, trade_date, snapshot_id, self.row_totals_cache)
 
     def replace_reference_records(self, predicate: BooleanExpression, rows: pa.Table) -> Commit:
         """Replace the `reference_data_used` rows matching `predicate` with `rows`, in one
