@@ -227,7 +227,8 @@ def main() -> None:
     minutes = (landed[-1].at - landed[0].at) / 60
     table_md = "\n".join(
         [
-            "## Latency on the real stack",
+            "## Latency on the real stack"
+            + ("" if args.profile == "tickhouse" else f" ({args.profile} files)"),
             "",
             f"- Command: `make bench-latency` ({len(landed)} files of ~{args.ticks:,} ticks of "
             f"the `{args.profile}` layout, one every {args.every:g} s for {minutes:.1f} min, "
@@ -258,7 +259,9 @@ def main() -> None:
     )
     print(table_md)
     if args.out:
-        write_section(Path(args.out), "stack-latency", table_md)
+        # One section per layout: a FIXML run does not replace the project layout's figures.
+        key = "stack-latency" if args.profile == "tickhouse" else f"stack-latency-{args.profile}"
+        write_section(Path(args.out), key, table_md)
 
 
 if __name__ == "__main__":

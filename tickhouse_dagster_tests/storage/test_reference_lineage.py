@@ -107,3 +107,16 @@ def test_a_rebuild_that_says_the_same_leaves_the_bars_record(
     assert after[0] != before[0]
     changed = {r["fingerprint"] for r in after[1]} - {r["fingerprint"] for r in before[1]}
     assert changed and len(after[1]) == len(before[1])
+
+
+def test_the_record_tables_manifests_stay_few_as_files_come_in(
+    house: Lakehouse, venues: dict[str, Venue]
+) -> None:
+    """Every ticks commit adds a record: its manifests are merged once 16 pile up, so a bar
+    build's read of the record plans a bounded number of them, not one per file of the day."""
+    for n in range(40):
+        record_ticks_reference(house, {f"KRX/{n:02d}.xml": ["KRX"]}, venues)
+    table = house.table(REFERENCE_TABLE)
+    snapshot = table.current_snapshot()
+    assert snapshot is not None and len(snapshot.manifests(table.io)) <= 16
+    assert house.reference_records(["source_file"]).num_rows == 40
