@@ -40,6 +40,7 @@ ALLOWED: dict[str, set[str]] = {
     },
     "definitions": {"defs", "settings"},
     "listener": {"storage", "settings"},
+    "launcher": {"compat"},
     "observability": {"core", "market", "storage", "defs", "settings"},
     "view": {"core", "market", "storage", "defs", "settings"},
     "cli": {
@@ -116,6 +117,26 @@ def test_each_layer_imports_only_the_layers_below_it():
         if target not in ALLOWED[layer] | ENTRY_POINTS.get(file, set())
     )
     assert wrong == []
+
+
+def test_only_compat_imports_dagsters_private_modules():
+    """Dagster's private names are behind tickhouse_dagster/compat/, where
+    compat/test_private_apis.py checks each one (an upgrade fails there, by name)."""
+    private = sorted(
+        f"{path.relative_to(PACKAGE)}: {name}"
+        for path in PACKAGE.rglob("*.py")
+        if path.relative_to(PACKAGE).parts[0] != "compat"
+        for node in ast.walk(_parse(path.read_text()))
+        for name in (
+            [node.module or ""]
+            if isinstance(node, ast.ImportFrom)
+            else [a.name for a in node.names]
+            if isinstance(node, ast.Import)
+            else []
+        )
+        if name.startswith("dagster._")
+    )
+    assert private == []
 
 
 def test_importing_the_ingest_command_does_not_build_the_code_location():

@@ -33,7 +33,7 @@ class LocalSparkResource(ConfigurableResource):
     """A Spark session in the run's own process, created the first time `spark_session` is read:
     runs that do not use Spark pay nothing for it, not even the import. (dagster-pyspark's
     `LazyPySparkResource` creates its session as late, but its module imports `pyspark.sql`,
-    0.2–0.3 s added to every run process's load of the code location; decision 1602.)"""
+    0.2–0.3 s added to every run process's load of the code location; decision 0401.)"""
 
     spark_config: dict[str, str]  # flat Spark options, e.g. spark.master
     _session: Any = PrivateAttr(default=None)

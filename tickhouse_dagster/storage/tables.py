@@ -37,25 +37,21 @@ TABLE_PROPERTIES = {
     "format-version": "2",
     "write.parquet.compression-codec": "zstd",
 }
-# Full bounds for source_file, so replacing a file's ticks drops its data files whole instead of
-# rewriting them (bounds truncated to 16 characters cannot prove a data file holds one file only).
-_TICKS_PROPERTIES = {
+# A manifest per commit would make every later lookup and commit read one more: appends merge
+# small manifests once 16 pile up, so their number stays bounded. Full bounds for source_file,
+# so replacing a file's rows drops its data files whole instead of rewriting them (bounds
+# truncated to 16 characters cannot prove a data file holds one file only).
+_MERGED_BY_FILE = {
     **TABLE_PROPERTIES,
     "write.metadata.metrics.column.source_file": "full",
-    # A manifest per commit would make every later lookup and commit of the day read one more:
-    # appends merge small manifests once 16 pile up, so their number stays bounded.
     "commit.manifest-merge.enabled": "true",
     "commit.manifest.min-count-to-merge": "16",
 }
+_TICKS_PROPERTIES = _MERGED_BY_FILE
 # The reference record gets a small commit per landing file and per bar build: without merging,
 # its manifests grew by one per file, and every bar build's read of its record planned them
 # all (61 manifests after 60 files; measured, decision 1604).
-_RECORD_PROPERTIES = {
-    **TABLE_PROPERTIES,
-    "write.metadata.metrics.column.source_file": "full",
-    "commit.manifest-merge.enabled": "true",
-    "commit.manifest.min-count-to-merge": "16",
-}
+_RECORD_PROPERTIES = _MERGED_BY_FILE
 
 
 def identifier(namespace: str, table: str) -> str:

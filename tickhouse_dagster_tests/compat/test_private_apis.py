@@ -11,7 +11,7 @@ import pytest
 from dagster import DagsterInvalidDefinitionError, StaticPartitionsDefinition
 from dagster._core.test_utils import freeze_time
 
-from tickhouse_dagster.compat import dagster_private, pyiceberg_private
+from tickhouse_dagster.compat import dagster_private, dagster_runs, pyiceberg_private
 from tickhouse_dagster.storage.lakehouse import Lakehouse
 from tickhouse_dagster.storage.row_filters import is_in
 from tickhouse_dagster.storage.ticks_writes import ticks_from_parsed, write_data_files
@@ -38,6 +38,20 @@ def test_current_datetime_is_dagsters_clock():
     frozen = datetime(2024, 1, 2, 9, 30, tzinfo=UTC)
     with freeze_time(frozen):
         assert dagster_private.current_datetime() == frozen
+
+
+def test_the_run_worker_body_keeps_its_signature():
+    """What the warm run launcher's forked process calls (the body of `dagster api
+    execute_run`); its behaviour is tested in deploy/test_warm_launcher.py."""
+    assert list(inspect.signature(dagster_runs.execute_run_body).parameters) == [
+        "run_id",
+        "instance",
+        "write_stream_fn",
+        "set_exit_code_on_failure",
+    ]
+    assert callable(dagster_runs.setup_interrupt_handlers)
+    with dagster_runs.capture_interrupts():
+        pass
 
 
 def test_pyiceberg_write_functions_keep_their_signatures():

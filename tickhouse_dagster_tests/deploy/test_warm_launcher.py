@@ -1,0 +1,148 @@
+"""The warm run launcher (tickhouse_dagster/launcher.py) on a real SQLite instance: each run is
+its own process, forked from the warm interpreter, that imports the job's code as it is on disk;
+terminating a run cancels it; a run it cannot fork goes to Dagster's default launcher."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from dagster import DagsterInstance, DagsterRunStatus
+from dagster._core.definitions.reconstruct import ReconstructableJob
+from dagster._core.errors import DagsterInvariantViolationError
+from dagster._core.launcher import LaunchRunContext
+
+from tickhouse_dagster.launcher import WORKER_PID_TAG, WarmRunLauncher
+
+pytestmark = pytest.mark.timeout(180)
+
+# A job in its own file, so a test can edit it between runs; its op writes what it saw to `out`.
+JOB_SOURCE = """
+import os, time
+from dagster import in_process_executor, job, op
+
+ANSWER = {answer}
+
+@op(config_schema={{"out": str, "sleep": float}})
+def probe(context) -> None:
+    time.sleep(context.op_config["sleep"])
+    with open(context.op_config["out"], "w") as out:
+        out.write(f"{{os.getpid()}} {{ANSWER}}")
+
+@job(executor_def=in_process_executor)
+def probe_job() -> None:
+    probe()
+"""
+
+
+def write_job(path: Path, answer: int) -> None:
+    path.write_text(JOB_SOURCE.format(answer=answer))
+    # The same second's mtime would let a cached .pyc stand for the edited source.
+    os.utime(path, (time.time() + answer, time.time() + answer))
+
+
+@pytest.fixture
+def instance(tmp_path: Path) -> Iterator[DagsterInstance]:
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text(
+        "run_launcher:\n"
+        "  module: tickhouse_dagster.launcher\n"
+        "  class: WarmRunLauncher\n"
+        "  config:\n"
+        "    preload_modules: [dagster, dagster._cli.api, tickhouse_dagster.launcher]\n"
+        "telemetry:\n  enabled: false\n"
+    )
+    with DagsterInstance.from_config(str(home)) as instance:
+        yield instance
+
+
+def launch(instance: DagsterInstance, job_file: Path, out: Path, sleep: float = 0.0) -> str:
+    recon = ReconstructableJob.for_file(str(job_file), "probe_job")
+    run = instance.create_run_for_job(
+        job_def=recon.get_definition(),
+        run_config={"ops": {"probe": {"config": {"out": str(out), "sleep": sleep}}}},
+        job_code_origin=recon.get_python_origin(),
+    )
+    instance.launch_run(run.run_id, workspace=None)  # type: ignore[arg-type]
+    return run.run_id
+
+
+def wait_for_end(instance: DagsterInstance, run_id: str, timeout: float = 90) -> DagsterRunStatus:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        run = instance.get_run_by_id(run_id)
+        if run is not None and run.is_finished:
+            return run.status
+        time.sleep(0.1)
+    raise TimeoutError(f"run {run_id} did not end within {timeout:.0f}s")
+
+
+def test_the_launcher_is_the_configured_one_and_keeps_project_code_out_of_the_warm_interpreter(
+    instance: DagsterInstance,
+) -> None:
+    launcher = instance.run_launcher
+    assert isinstance(launcher, WarmRunLauncher)
+    assert launcher.preload == ["dagster", "dagster._cli.api"]
+
+
+def test_each_run_is_its_own_process_and_imports_the_code_as_it_is_now(
+    instance: DagsterInstance, tmp_path: Path
+) -> None:
+    job_file = tmp_path / "probe_jobs.py"
+    write_job(job_file, 1)
+    first = launch(instance, job_file, tmp_path / "first.txt")
+    assert wait_for_end(instance, first) == DagsterRunStatus.SUCCESS
+    write_job(job_file, 2)
+    second = launch(instance, job_file, tmp_path / "second.txt")
+    assert wait_for_end(instance, second) == DagsterRunStatus.SUCCESS
+
+    (pid1, answer1), (pid2, answer2) = (
+        (tmp_path / name).read_text().split() for name in ("first.txt", "second.txt")
+    )
+    assert (answer1, answer2) == ("1", "2")  # the edit reached the second run
+    assert len({pid1, pid2, str(os.getpid())}) == 3
+    for run_id, pid in ((first, pid1), (second, pid2)):
+        run = instance.get_run_by_id(run_id)
+        assert run is not None and run.tags[WORKER_PID_TAG] == pid
+
+
+def test_terminate_cancels_a_running_run(instance: DagsterInstance, tmp_path: Path) -> None:
+    job_file = tmp_path / "probe_jobs.py"
+    write_job(job_file, 3)
+    run_id = launch(instance, job_file, tmp_path / "never.txt", sleep=60)
+    deadline = time.monotonic() + 60
+    while (run := instance.get_run_by_id(run_id)) and run.status != DagsterRunStatus.STARTED:
+        assert time.monotonic() < deadline, "the run never started"
+        time.sleep(0.1)
+    assert instance.run_launcher.terminate(run_id)
+    assert wait_for_end(instance, run_id, timeout=30) == DagsterRunStatus.CANCELED
+    assert not (tmp_path / "never.txt").exists()
+    assert not instance.run_launcher.terminate(run_id)  # a finished run is left alone
+
+
+def test_a_run_of_another_python_goes_to_the_default_launcher(
+    instance: DagsterInstance, tmp_path: Path
+) -> None:
+    job_file = tmp_path / "probe_jobs.py"
+    write_job(job_file, 4)
+    recon = ReconstructableJob.for_file(str(job_file), "probe_job")
+    origin = recon.get_python_origin()
+    origin = origin._replace(
+        repository_origin=origin.repository_origin._replace(
+            executable_path=sys.executable + "-elsewhere"
+        )
+    )
+    run = instance.create_run_for_job(
+        job_def=recon.get_definition(),
+        run_config={"ops": {"probe": {"config": {"out": str(tmp_path / "x.txt"), "sleep": 0.0}}}},
+        job_code_origin=origin,
+    )
+    # The default launcher needs the workspace's code server, which this test has none of.
+    with pytest.raises(DagsterInvariantViolationError, match="requires a workspace"):
+        instance.run_launcher.launch_run(LaunchRunContext(dagster_run=run, workspace=None))
+    assert WORKER_PID_TAG not in (instance.get_run_by_id(run.run_id) or run).tags
