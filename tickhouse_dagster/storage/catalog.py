@@ -3,7 +3,8 @@
 Order: pyiceberg's own configuration for the catalog name (`.pyiceberg.yaml`,
 `PYICEBERG_CATALOG__<NAME>__...`) wins; else `TICKHOUSE_CATALOG_URI` (a SQL database URL or an
 Iceberg REST endpoint); else the embedded default, a SQLite `SqlCatalog` next to a local warehouse
-folder, which needs no server at all.
+folder, which needs no server at all. A SQL catalog is pyiceberg's `SqlCatalog` that keeps the
+metadata it has read (compat.pyiceberg_private.RememberingSqlCatalog).
 """
 
 from __future__ import annotations
@@ -13,8 +14,9 @@ from pathlib import Path
 from typing import Any, cast
 
 from pyiceberg.catalog import Catalog, load_catalog
-from pyiceberg.catalog.sql import SqlCatalog
 from pyiceberg.utils.config import Config
+
+from tickhouse_dagster.compat.pyiceberg_private import RememberingSqlCatalog
 
 
 @dataclass(frozen=True)
@@ -61,10 +63,13 @@ def load_lakehouse_catalog(settings: CatalogSettings) -> Catalog:
     # taken when pyiceberg was imported.
     configured = Config().get_catalog_config(settings.name)
     if configured:
-        defaults = _SQL_POOL_DEFAULTS if configured.get("type") == "sql" else {}
-        # pyiceberg's configuration is typed as nested dicts; a catalog's entries are strings.
-        entries = cast(dict[str, str | None], {**defaults, **configured})
-        return load_catalog(settings.name, **entries)
+        if configured.get("type") == "sql":
+            # pyiceberg's configuration is typed as nested dicts; a catalog's entries are strings.
+            sql = cast(dict[str, str], {**_SQL_POOL_DEFAULTS, **configured})
+            return RememberingSqlCatalog(
+                settings.name, **{k: v for k, v in sql.items() if k != "type"}
+            )
+        return load_catalog(settings.name, **cast(dict[str, str | None], configured))
     properties: dict[str, Any] = {
         "warehouse": warehouse_location(settings.warehouse),
         **_s3_properties(settings),
@@ -73,7 +78,7 @@ def load_lakehouse_catalog(settings: CatalogSettings) -> Catalog:
         if settings.uri.startswith(("http://", "https://")):
             return load_catalog(settings.name, type="rest", uri=settings.uri, **properties)
         properties = {**_SQL_POOL_DEFAULTS, **properties}
-        return load_catalog(settings.name, type="sql", uri=settings.uri, **properties)
+        return RememberingSqlCatalog(settings.name, uri=settings.uri, **properties)
     db = Path(settings.embedded_db).expanduser().resolve()
     db.parent.mkdir(parents=True, exist_ok=True)
-    return SqlCatalog(settings.name, uri=f"sqlite:///{db}", **properties)
+    return RememberingSqlCatalog(settings.name, uri=f"sqlite:///{db}", **properties)

@@ -54,6 +54,19 @@ def test_the_run_worker_body_keeps_its_signature():
         pass
 
 
+def test_the_sql_catalog_methods_the_remembering_catalog_overrides_keep_their_signatures():
+    """RememberingSqlCatalog overrides these; its behaviour is tested in
+    storage/test_catalog.py on a real SQLite catalog."""
+    from pyiceberg.catalog.sql import SqlCatalog
+
+    def parameters(function: object) -> list[str]:
+        return list(inspect.signature(function).parameters)
+
+    assert parameters(SqlCatalog._convert_orm_to_iceberg) == ["self", "orm_table"]
+    assert parameters(SqlCatalog._load_file_io) == ["self", "properties", "location"]
+    assert parameters(SqlCatalog.commit_table) == ["self", "table", "requirements", "updates"]
+
+
 def test_pyiceberg_write_functions_keep_their_signatures():
     def parameters(function: object) -> list[str]:
         return list(inspect.signature(function).parameters)
