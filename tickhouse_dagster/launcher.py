@@ -127,7 +127,7 @@ class WarmRunLauncher(DefaultRunLauncher):
             return False
         pid = run.tags.get(WORKER_PID_TAG)
         if pid is None:
-            return super().terminate(run_id)
+            return bool(super().terminate(run_id))  # type: ignore[no-untyped-call]
         self._instance.report_run_canceling(run)
         try:
             os.kill(int(pid), signal.SIGTERM)
