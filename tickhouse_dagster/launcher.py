@@ -36,12 +36,34 @@ from tickhouse_dagster.compat.dagster_runs import (
     setup_interrupt_handlers,
 )
 
-# Libraries a run of this code location imports (measured with `python -X importtime`): loaded
-# once in the warm interpreter. The project's own modules never are, so each run has fresh code.
+# Libraries a run of this code location imports before and during its first step: loaded once in
+# the warm interpreter (`python -X importtime`, and tickhouse_dagster_tests/deploy/
+# test_warm_launcher.py, which fails naming any heavy library a run still imports itself). The
+# project's own modules never are, so each run imports its code fresh.
 DEFAULT_PRELOAD: tuple[str, ...] = (
+    # Dagster: the run worker, the instance and its SQLite storages, the daemon modules the
+    # instance imports, its logging (structlog, rich) and migrations (alembic).
     "dagster",
     "dagster._cli.api",
     "dagster._core.execution.api",
+    "dagster._core.definitions.external_asset",
+    "dagster._core.types.primitive_mapping",
+    "dagster._core.types.transform_typing",
+    "dagster._core.instance",
+    "dagster._core.instance.factory",
+    "dagster._core.storage.root",
+    "dagster._core.storage.runs",
+    "dagster._core.storage.event_log",
+    "dagster._core.storage.schedules",
+    "dagster._core.storage.sqlite_storage",
+    "dagster._core.storage.local_compute_log_manager",
+    "dagster._core.storage.migration.utils",
+    "dagster._daemon",
+    "alembic.script",
+    "alembic.runtime.migration",
+    "structlog",
+    "rich",
+    # The engines and stores.
     "pyarrow",
     "pyarrow.compute",
     "pyarrow.dataset",
@@ -54,6 +76,13 @@ DEFAULT_PRELOAD: tuple[str, ...] = (
     "xml2arrow",
     "pandas",
     "sqlalchemy.orm",
+    "psycopg2",
+    "boto3",
+    "boto3.s3.inject",
+    "boto3.s3.transfer",
+    "botocore.client",
+    "fsspec",
+    "upath",
     "yaml",
 )
 WORKER_PID_TAG = "tickhouse/run_worker_pid"

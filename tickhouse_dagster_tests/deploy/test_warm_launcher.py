@@ -4,7 +4,10 @@ terminating a run cancels it; a run it cannot fork goes to Dagster's default lau
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
+import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -17,6 +20,7 @@ from dagster._core.errors import DagsterInvariantViolationError
 from dagster._core.launcher import LaunchRunContext
 
 from tickhouse_dagster.launcher import WORKER_PID_TAG, WarmRunLauncher
+from tickhouse_dagster.settings import PROJECT_ROOT
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -146,3 +150,64 @@ def test_a_run_of_another_python_goes_to_the_default_launcher(
     with pytest.raises(DagsterInvariantViolationError, match="requires a workspace"):
         instance.run_launcher.launch_run(LaunchRunContext(dagster_run=run, workspace=None))
     assert WORKER_PID_TAG not in (instance.get_run_by_id(run.run_id) or run).tags
+
+
+# A run's start as its process does it: the instance, the code location, the resources, the
+# landing store's S3 client and a table. What it imports beyond the warm interpreter's modules.
+RUN_START = """
+import importlib, json, os, sys, tempfile
+from tickhouse_dagster.launcher import DEFAULT_PRELOAD
+for module in DEFAULT_PRELOAD:
+    importlib.import_module(module)
+before = set(sys.modules)
+from dagster import DagsterInstance
+home = sys.argv[1]
+with DagsterInstance.from_config(home) as instance:
+    instance.get_runs(limit=1)
+    import tickhouse_dagster.definitions
+    from tickhouse_dagster.defs.resources import resolved_resources
+    resources = resolved_resources(instance=instance)
+    resources["landing"].store()
+    resources["lakehouse"].lakehouse().table("ticks")
+print(json.dumps(sorted(set(sys.modules) - before)))
+"""
+HEAVY = (
+    "dagster",
+    "pyarrow",
+    "pyiceberg",
+    "duckdb",
+    "sqlalchemy",
+    "alembic",
+    "boto3",
+    "botocore",
+    "pandas",
+    "numpy",
+    "lxml",
+    "structlog",
+    "rich",
+)
+
+
+def test_a_run_imports_no_heavy_library_the_warm_interpreter_has_not(tmp_path: Path) -> None:
+    home = tmp_path / "dagster"
+    home.mkdir()
+    shutil.copy(PROJECT_ROOT / "infra" / "dagster" / "dagster.local.yaml", home / "dagster.yaml")
+    env = {
+        **os.environ,
+        "TICKHOUSE_HOME": str(tmp_path / "tickhouse"),
+        # An S3 landing area (its client is made, nothing is sent) and the embedded catalog.
+        "TICKHOUSE_LANDING_URI": "s3://landing/warm-test/",
+        "TICKHOUSE_S3_ENDPOINT": "http://127.0.0.1:9",
+    }
+    shown = subprocess.run(
+        [sys.executable, "-c", RUN_START, str(home)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+        check=True,
+    )
+    imported = json.loads(shown.stdout.strip().splitlines()[-1])
+    assert any(m.startswith("tickhouse_dagster.") for m in imported)  # the project's, fresh
+    heavy = [m for m in imported if m.split(".")[0] in HEAVY]
+    assert heavy == [], heavy
