@@ -3,9 +3,10 @@
 Dagster's default launcher asks the code server to spawn a fresh interpreter per run, which
 imports Dagster, pyarrow, pyiceberg, DuckDB, … before the first step (≈1.5–2 s of a run's
 start-up on this project's machine; decision 1605). Here the run's process is forked from a
-warm interpreter (Python's `forkserver`) that has imported those libraries and nothing of the
-project: each run is still its own process, and it imports the code location fresh, as it is on
-disk, so an edited definition takes effect at the next run exactly as with the default launcher.
+warm interpreter (Python's `forkserver`) that has imported those libraries and none of the
+project's code (only `compat.boto_warmup`, which readies boto3): each run is still its own
+process, and it imports the code location fresh, as it is on disk, so an edited definition
+takes effect at the next run exactly as with the default launcher.
 
 It launches only what it can run as the code server would: a run whose code location uses
 another Python executable than the launching process (the daemon) goes to the default launcher.
@@ -36,10 +37,11 @@ from tickhouse_dagster.compat.dagster_runs import (
     setup_interrupt_handlers,
 )
 
+WARM_UP = "tickhouse_dagster.compat.boto_warmup"
 # Libraries a run of this code location imports before and during its first step: loaded once in
 # the warm interpreter (`python -X importtime`, and tickhouse_dagster_tests/deploy/
 # test_warm_launcher.py, which fails naming any heavy library a run still imports itself). The
-# project's own modules never are, so each run imports its code fresh.
+# project's own code never is, so each run imports its code fresh.
 DEFAULT_PRELOAD: tuple[str, ...] = (
     # Dagster: the run worker, the instance and its SQLite storages, the daemon modules the
     # instance imports, its logging (structlog, rich) and migrations (alembic).
@@ -84,6 +86,8 @@ DEFAULT_PRELOAD: tuple[str, ...] = (
     "fsspec",
     "upath",
     "yaml",
+    # boto3's default session with the S3 model read (the one module of the project here).
+    WARM_UP,
 )
 WORKER_PID_TAG = "tickhouse/run_worker_pid"
 
@@ -110,7 +114,9 @@ class WarmRunLauncher(DefaultRunLauncher):
         preload_modules: Sequence[str] = DEFAULT_PRELOAD,
     ) -> None:
         super().__init__(inst_data=inst_data)
-        self.preload = [m for m in preload_modules if not m.startswith("tickhouse_dagster")]
+        self.preload = [
+            m for m in preload_modules if m == WARM_UP or not m.startswith("tickhouse_dagster")
+        ]
         self._context: Any = None
         self._lock = threading.Lock()
 

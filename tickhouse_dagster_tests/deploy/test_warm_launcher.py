@@ -160,6 +160,8 @@ from tickhouse_dagster.launcher import DEFAULT_PRELOAD
 for module in DEFAULT_PRELOAD:
     importlib.import_module(module)
 before = set(sys.modules)
+import boto3
+warm_session = boto3.DEFAULT_SESSION
 from dagster import DagsterInstance
 home = sys.argv[1]
 with DagsterInstance.from_config(home) as instance:
@@ -169,7 +171,7 @@ with DagsterInstance.from_config(home) as instance:
     resources = resolved_resources(instance=instance)
     resources["landing"].store()
     resources["lakehouse"].lakehouse().table("ticks")
-print(json.dumps(sorted(set(sys.modules) - before)))
+print(json.dumps([sorted(set(sys.modules) - before), boto3.DEFAULT_SESSION is warm_session]))
 """
 HEAVY = (
     "dagster",
@@ -207,7 +209,9 @@ def test_a_run_imports_no_heavy_library_the_warm_interpreter_has_not(tmp_path: P
         env=env,
         check=True,
     )
-    imported = json.loads(shown.stdout.strip().splitlines()[-1])
+    imported, same_session = json.loads(shown.stdout.strip().splitlines()[-1])
+    # The landing store's client was made on the session the warm interpreter readied.
+    assert same_session
     assert any(m.startswith("tickhouse_dagster.") for m in imported)  # the project's, fresh
     heavy = [m for m in imported if m.split(".")[0] in HEAVY]
     assert heavy == [], heavy
