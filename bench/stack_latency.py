@@ -26,6 +26,7 @@ from pathlib import Path
 from dagster import DagsterEventType, DagsterInstance, RunsFilter
 
 from bench.data import bench_spec, ensure_data_set
+from bench.exchange_fixml import exchange_data_set
 from bench.report import write_section
 from tickhouse_dagster.cli.devserver import dagster_home, running_dagster_dev
 from tickhouse_dagster.defs.resources import resolved_resources
@@ -121,6 +122,13 @@ def main() -> None:
     parser.add_argument("--ticks", type=int, default=100_000, help="ticks per file")
     parser.add_argument("--profile", default="tickhouse", choices=["tickhouse", "fixml"])
     parser.add_argument("--timeout", type=float, default=300, help="per file, once landed")
+    parser.add_argument(
+        "--shape",
+        choices=["generated", "exchange"],
+        default="generated",
+        help="fixml only: the generator's files, or the same trades as exchanges send them "
+        "(bench/exchange_fixml.py)",
+    )
     parser.add_argument("--out", help="report file to update (its stack-latency section)")
     parser.add_argument(
         "--poll",
@@ -133,9 +141,14 @@ def main() -> None:
         os.environ.pop("TICKHOUSE_FILER_GRPC", None)
     mode = "push (landing listener)" if os.environ.get("TICKHOUSE_FILER_GRPC") else "polling"
 
+    if args.shape == "exchange" and args.profile != "fixml":
+        sys.exit("--shape exchange rewrites FIXML: use it with --profile fixml")
     data = ensure_data_set(
         bench_spec(args.ticks * args.files, args.files, symbols=10, profile=args.profile)
     )
+    if args.shape == "exchange":
+        data = exchange_data_set(data)
+    layout = args.profile + ("" if args.shape == "generated" else f"-{args.shape}")
     run = uuid.uuid4().hex[:8]
     home = Path(tempfile.mkdtemp(prefix="tickhouse-latency-"))
     env = {
@@ -248,10 +261,12 @@ def main() -> None:
     table_md = "\n".join(
         [
             "## Latency on the real stack"
-            + ("" if args.profile == "tickhouse" else f" ({args.profile} files)"),
+            + ("" if layout == "tickhouse" else f" ({layout} files)"),
             "",
             f"- Command: `make bench-latency` ({len(landed)} files of ~{args.ticks:,} ticks of "
-            f"the `{args.profile}` layout, one every {args.every:g} s for {minutes:.1f} min, "
+            f"the `{args.profile}` layout"
+            + (" as exchanges send it (bench/exchange_fixml.py)" * (args.shape == "exchange"))
+            + f", one every {args.every:g} s for {minutes:.1f} min, "
             f"windows of one trading day; {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}); "
             f"ingestion: {mode}",
             "- Latency: from the upload into the SeaweedFS landing bucket until Trino's "
@@ -281,7 +296,7 @@ def main() -> None:
     print(table_md)
     if args.out:
         # One section per layout: a FIXML run does not replace the project layout's figures.
-        key = "stack-latency" if args.profile == "tickhouse" else f"stack-latency-{args.profile}"
+        key = "stack-latency" if layout == "tickhouse" else f"stack-latency-{layout}"
         write_section(Path(args.out), key, table_md)
 
 
