@@ -99,6 +99,8 @@ def run_worker(serialized_instance_ref: str, run_id: str) -> None:
     with capture_interrupts():
         ref = deserialize_value(serialized_instance_ref, InstanceRef)
         with DagsterInstance.from_ref(ref) as instance:
+            # A code location that no longer loads (it is imported fresh) fails the run with
+            # Dagster's "Could not load job definition." and the error (tested).
             execute_run_body(run_id, instance, lambda _event: None, False)
 
 

@@ -115,6 +115,32 @@ def test_each_run_is_its_own_process_and_imports_the_code_as_it_is_now(
         assert run is not None and run.tags[WORKER_PID_TAG] == pid
 
 
+def test_a_run_whose_code_does_not_load_fails_saying_why(
+    instance: DagsterInstance, tmp_path: Path
+) -> None:
+    job_file = tmp_path / "probe_jobs.py"
+    write_job(job_file, 5)
+    recon = ReconstructableJob.for_file(str(job_file), "probe_job")
+    run = instance.create_run_for_job(
+        job_def=recon.get_definition(),
+        run_config={"ops": {"probe": {"config": {"out": str(tmp_path / "x.txt"), "sleep": 0.0}}}},
+        job_code_origin=recon.get_python_origin(),
+    )
+    job_file.write_text("def probe_job(:\n")  # edited after the run was queued
+    os.utime(job_file, (time.time() + 10, time.time() + 10))
+    instance.launch_run(run.run_id, workspace=None)  # type: ignore[arg-type]
+    assert wait_for_end(instance, run.run_id) == DagsterRunStatus.FAILURE
+    said = [
+        (e.message, str(e.dagster_event.event_specific_data))
+        for e in instance.all_logs(run.run_id)
+        if e.dagster_event is not None
+    ]
+    assert any(
+        "Could not load job definition" in message and "SyntaxError" in data
+        for message, data in said
+    ), said
+
+
 def test_terminate_cancels_a_running_run(instance: DagsterInstance, tmp_path: Path) -> None:
     job_file = tmp_path / "probe_jobs.py"
     write_job(job_file, 3)
