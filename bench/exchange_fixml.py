@@ -109,4 +109,3 @@ def exchange_data_set(data: DataSet, log=print) -> DataSet:
     shutil.rmtree(root, ignore_errors=True)
     partial.rename(root)
     return exchange_data_set(data, log)
-
