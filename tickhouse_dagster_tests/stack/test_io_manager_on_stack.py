@@ -14,6 +14,7 @@ import polars as pl
 import pyarrow as pa
 import pytest
 from dagster import AssetIn, DagsterInstance, asset, materialize
+from pyiceberg.catalog.sql import SqlCatalog
 
 from tickhouse_dagster.defs.io_managers import IO_MANAGER_KEY
 from tickhouse_dagster.defs.partitions import trade_dates
@@ -68,7 +69,7 @@ def test_io_manager_writes_s3_through_the_postgresql_catalog(on_stack):
     assert summary == [{"trade_date": date(2024, 1, 2), "rows": 3, "top": 202}]
     house = lakehouse.lakehouse()
     table = house.catalog.load_table(f"{namespace}.sample_prices")
-    assert type(house.catalog).__name__ == "SqlCatalog"
+    assert isinstance(house.catalog, SqlCatalog)  # the PostgreSQL catalog, not REST
     files = [task.file.file_path for task in table.scan().plan_files()]
     assert files and all(path.startswith("s3://") for path in files)
 
