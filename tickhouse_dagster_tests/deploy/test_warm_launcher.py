@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from dagster import DagsterInstance, DagsterRunStatus
+from dagster import DagsterInstance, DagsterRun, DagsterRunStatus
 from dagster._core.definitions.reconstruct import ReconstructableJob
 from dagster._core.errors import DagsterInvariantViolationError
 from dagster._core.launcher import LaunchRunContext
@@ -65,13 +65,30 @@ def instance(tmp_path: Path) -> Iterator[DagsterInstance]:
         yield instance
 
 
-def launch(instance: DagsterInstance, job_file: Path, out: Path, sleep: float = 0.0) -> str:
+def queued_run(
+    instance: DagsterInstance,
+    job_file: Path,
+    out: Path,
+    sleep: float = 0.0,
+    executable: str | None = None,
+) -> DagsterRun:
+    """A run of `job_file`'s probe job, made but not launched; `executable`: the Python its
+    code location says it runs on (default: this one)."""
     recon = ReconstructableJob.for_file(str(job_file), "probe_job")
-    run = instance.create_run_for_job(
+    origin = recon.get_python_origin()
+    if executable is not None:
+        origin = origin._replace(
+            repository_origin=origin.repository_origin._replace(executable_path=executable)
+        )
+    return instance.create_run_for_job(
         job_def=recon.get_definition(),
         run_config={"ops": {"probe": {"config": {"out": str(out), "sleep": sleep}}}},
-        job_code_origin=recon.get_python_origin(),
+        job_code_origin=origin,
     )
+
+
+def launch(instance: DagsterInstance, job_file: Path, out: Path, sleep: float = 0.0) -> str:
+    run = queued_run(instance, job_file, out, sleep)
     instance.launch_run(run.run_id, workspace=None)  # type: ignore[arg-type]
     return run.run_id
 
@@ -120,12 +137,7 @@ def test_a_run_whose_code_does_not_load_fails_saying_why(
 ) -> None:
     job_file = tmp_path / "probe_jobs.py"
     write_job(job_file, 5)
-    recon = ReconstructableJob.for_file(str(job_file), "probe_job")
-    run = instance.create_run_for_job(
-        job_def=recon.get_definition(),
-        run_config={"ops": {"probe": {"config": {"out": str(tmp_path / "x.txt"), "sleep": 0.0}}}},
-        job_code_origin=recon.get_python_origin(),
-    )
+    run = queued_run(instance, job_file, tmp_path / "x.txt")
     job_file.write_text("def probe_job(:\n")  # edited after the run was queued
     os.utime(job_file, (time.time() + 10, time.time() + 10))
     instance.launch_run(run.run_id, workspace=None)  # type: ignore[arg-type]
@@ -160,17 +172,8 @@ def test_a_run_of_another_python_goes_to_the_default_launcher(
 ) -> None:
     job_file = tmp_path / "probe_jobs.py"
     write_job(job_file, 4)
-    recon = ReconstructableJob.for_file(str(job_file), "probe_job")
-    origin = recon.get_python_origin()
-    origin = origin._replace(
-        repository_origin=origin.repository_origin._replace(
-            executable_path=sys.executable + "-elsewhere"
-        )
-    )
-    run = instance.create_run_for_job(
-        job_def=recon.get_definition(),
-        run_config={"ops": {"probe": {"config": {"out": str(tmp_path / "x.txt"), "sleep": 0.0}}}},
-        job_code_origin=origin,
+    run = queued_run(
+        instance, job_file, tmp_path / "x.txt", executable=sys.executable + "-elsewhere"
     )
     # The default launcher needs the workspace's code server, which this test has none of.
     with pytest.raises(DagsterInvariantViolationError, match="requires a workspace"):
