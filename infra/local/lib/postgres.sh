@@ -28,15 +28,18 @@ _pg_bin_dir() {
 }
 
 _apt_updated=0
+# Another apt-get (a second install, unattended-upgrades) may hold dpkg's lock: wait for it
+# rather than fail at once.
+APT_LOCK_WAIT=(-o DPkg::Lock::Timeout=300)
 apt_install() {
     [[ $EUID -eq 0 ]] || die "need root to apt-get install $*; install them yourself (sudo apt-get install -y $*) and re-run"
     if ((!_apt_updated)); then
         log "apt-get update"
-        DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null || die "apt-get update failed"
+        DEBIAN_FRONTEND=noninteractive apt-get "${APT_LOCK_WAIT[@]}" update -qq >/dev/null || die "apt-get update failed"
         _apt_updated=1
     fi
     log "apt-get install -y $*"
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null ||
+    DEBIAN_FRONTEND=noninteractive apt-get "${APT_LOCK_WAIT[@]}" install -y -qq --no-install-recommends "$@" >/dev/null ||
         die "apt-get install $* failed"
 }
 
