@@ -5,7 +5,9 @@ persisted last, and for every created, changed or moved-in tick file reads the o
 version (HEAD: the same size/modified/etag the polling sensor sees, so a version has one run key
 whichever way it is noticed) and queues it together with the new position, in one transaction.
 A restart of the listener, of the filer or of Dagster replays at most the events after the last
-persisted position; versions queued before are not added again (unique run key).
+persisted position; versions queued before are not added again (unique run key). A filer that
+crashes loses the events it had not yet written to its log, so on every (re)connect the listener
+also lists the bucket and queues the tick files changed since its position that it never heard of.
 
 Runs until SIGTERM/SIGINT; reconnects with backoff when the filer goes away. Serves
 `GET /healthz` on 127.0.0.1 (JSON: connected, position, how long ago the filer was heard) for
@@ -39,6 +41,9 @@ STALE_SECONDS = 20.0
 PRUNE_EVERY_SECONDS = 3600.0
 # A heartbeat only moves the stored "heard" time; writing it more often buys nothing.
 HEARTBEAT_WRITE_SECONDS = 2.0
+# How far before its position the listener's catch-up listing looks: S3 modified times are whole
+# seconds, and an object is stamped before the filer's event about it is.
+CATCH_UP_SLACK_NS = 120 * 1_000_000_000
 
 
 @dataclass
@@ -179,6 +184,8 @@ class Listener:
                     client_epoch=self._epoch(),
                 )
                 self._current = stream
+                # Listed after the stream is open: whatever changes from here on is an event.
+                self._catch_up(since)
                 with self.health.lock:
                     self.health.connected = True
                     self.health.since_ns = since
@@ -197,6 +204,24 @@ class Listener:
             if self.stopping.wait(backoff):
                 break
             backoff = min(BACKOFF_MAX, backoff * 2)
+
+    def _catch_up(self, since: int) -> int:
+        """Queue the bucket's tick files changed since `since` that were never queued: the
+        filer keeps the newest stretch of its change log in memory, so after it crashed the
+        replay from the stored position lacks those events (the polling sensor's safety net
+        would find the files too, but only at its next listing)."""
+        floor = since - CATCH_UP_SLACK_NS
+        listed = [
+            (self.config.bucket, f, f.modified_ns)
+            for f in self.s3.iter_files()
+            if f.modified_ns >= floor
+        ]
+        added = self.queue.add_listed(listed)
+        with self.health.lock:
+            self.health.queued += added
+        if added:
+            log.info(f"queued {added} file version(s) the change stream never delivered")
+        return added
 
     def _lost(self, reason: str) -> None:
         log.warning(f"{reason[:500]}; reconnecting from the stored position")
@@ -243,6 +268,9 @@ class Listener:
 
     def stop(self) -> None:
         self.stopping.set()
+        stream = self._current
+        if stream is not None:  # else the stream's next message (≤ 5 s) would be waited for
+            stream.cancel()  # type: ignore[attr-defined]
 
 
 def config_from_env(args: argparse.Namespace) -> ListenerConfig:

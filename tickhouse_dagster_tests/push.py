@@ -68,6 +68,15 @@ def wait_queued(keys: Iterable[str], landing: LandingResource, timeout: float) -
         queued = {q.file.key for q in queue().files(0, 1 << 62, store.bucket, store.prefix)}
         if wanted <= queued:
             return time.monotonic() - started
-        missing = sorted(wanted - queued)
-        assert time.monotonic() - started < timeout, f"not queued after {timeout}s: {missing}"
+        if time.monotonic() - started >= timeout:
+            # Which stage lagged: a position far behind now is a listener still catching up
+            # (or not hearing the filer); a recent one means the events never came.
+            now = time.time_ns()
+            where = [
+                f"{s.name}: position {(now - s.since_ns) / 1e9:.1f}s ago, "
+                f"heard {(now - s.heard_ns) / 1e9:.1f}s ago"
+                for s in queue().listener_states()
+            ]
+            missing = sorted(wanted - queued)
+            raise AssertionError(f"not queued after {timeout}s: {missing}; listeners: {where}")
         time.sleep(0.02)

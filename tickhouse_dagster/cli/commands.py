@@ -171,6 +171,7 @@ def cmd_rebuild_bars(args: argparse.Namespace) -> int:
 
 def cmd_metrics(args: argparse.Namespace) -> int:
     import logging
+    import signal
     import threading
 
     from tickhouse_dagster.observability.metrics import serve
@@ -178,10 +179,14 @@ def cmd_metrics(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     server, _ = serve(args.host, args.port, args.cache_seconds)
     print(f"pipeline metrics at http://{args.host}:{args.port}/metrics", flush=True)
-    try:
-        threading.Event().wait()  # the server runs in its own thread until interrupted
-    except KeyboardInterrupt:
-        server.shutdown()
+    stopping = threading.Event()
+    # Own handlers, not the default actions: a process started by a parent that ignores
+    # SIGTERM/SIGINT inherits "ignore" and could then only be stopped by SIGKILL.
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stopping.set())
+    while not stopping.wait(0.5):  # the server runs in its own thread; wake to see signals
+        pass
+    server.shutdown()
     return 0
 
 

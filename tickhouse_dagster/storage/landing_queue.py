@@ -178,6 +178,12 @@ class LandingQueue:
             added.append(file)
         return added
 
+    def add_listed(self, files: Iterable[tuple[str, LandingFile, int]]) -> int:
+        """Queue listener versions found by listing rather than by an event, leaving the
+        position alone; returns how many were new."""
+        with self.engine.begin() as c:
+            return len(self._insert_new(c, files, time.time_ns(), "listener"))
+
     def take_for_poll(self, bucket: str, prefix: str, files: Iterable[LandingFile]) -> set[str]:
         """Register versions the polling sensor found (keys relative to prefix); returns the run
         keys it registered first, i.e. those it may request: the listener had not queued them."""

@@ -182,13 +182,24 @@ def exporter(
         try:
             wait_for("the exporter to serve figures", serving)
         except AssertionError:
-            process.terminate()
-            output = process.communicate(timeout=30)[0]
+            output = stop(process)
             raise AssertionError(f"the exporter never served up=1; its output:\n{output}") from None
         yield {"url": url, "prefix": prefix, "landed_at": str(landed_at)}
     finally:
+        stop(process)
+
+
+def stop(process: subprocess.Popen[str]) -> str:
+    """SIGTERM, and SIGKILL if that is not obeyed within 30 s: the exporter is never left
+    running, and a stop that fails does not hide what failed before it (test_cli_signals
+    covers the exporter obeying SIGTERM)."""
+    if process.poll() is None:
         process.terminate()
-        process.wait(timeout=30)
+        try:
+            return process.communicate(timeout=30)[0] or ""
+        except subprocess.TimeoutExpired:
+            process.kill()
+    return process.communicate()[0] or ""
 
 
 def value(url: str, expr: str) -> float:

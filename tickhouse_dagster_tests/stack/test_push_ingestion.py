@@ -11,6 +11,7 @@ from dagster import DagsterInstance, build_sensor_context
 
 from tickhouse_dagster.defs.resources import FeedResource, resolved_resources
 from tickhouse_dagster.defs.sensors import build_landing_sensor
+from tickhouse_dagster.listener import Listener, ListenerConfig
 from tickhouse_dagster.settings import current
 from tickhouse_dagster.storage.landing import LandingFile
 from tickhouse_dagster_tests.defs.helpers import definitions_with, step_error
@@ -243,3 +244,52 @@ def _run_success_event(run):
         job_name=run.job_name,
         message="the run ended",
     )
+
+
+def listened(queue_url: str, since_ns: int) -> list[str]:
+    """Run a listener of its own (own queue, stored position `since_ns`) on the stack's filer
+    until it is connected; returns the keys it queued, full object keys."""
+    settings = current()
+    config = ListenerConfig(
+        filer_grpc=settings.filer_grpc or "",
+        bucket="landing",
+        queue_url=queue_url,
+        s3_endpoint=settings.s3_endpoint,
+        region=settings.region,
+        name="catch-up-test",
+        start_ns=since_ns,
+    )
+    listener = Listener(config)
+    listener.queue.record(config.name, since_ns=since_ns, filer_ts_ns=since_ns)
+    worker = threading.Thread(target=listener.run, daemon=True)
+    worker.start()
+    try:
+        deadline = time.monotonic() + 60
+        while not listener.health.connected:
+            assert time.monotonic() < deadline, f"not connected: {listener.health.last_error}"
+            time.sleep(0.05)
+    finally:
+        listener.stop()
+        worker.join(30)
+    queue = listener.queue
+    return [q.file.key for q in queue.files(0, queue.last_seq(), "landing", "")]
+
+
+def test_a_file_whose_event_the_filer_lost_is_queued_when_the_listener_connects(pushed, tmp_path):
+    """A filer that crashed lost the newest stretch of its change log; the listener's position
+    (moved on by the restarted filer's heartbeats) is past the upload, so the stream never
+    replays it. The listing on connect finds it, and only what changed near the position."""
+    store = resolved_resources()["landing"].store()
+    version = store.write("KRX/lost/event.xml", trades(("1", "09:00:00", "71000", 5)))
+    key = f"{store.prefix}{version.key}"
+    after_upload = time.time_ns() + 1_000_000_000
+    try:
+        queue_url = f"sqlite:///{tmp_path / 'q.sqlite'}"
+        assert key in listened(queue_url, since_ns=after_upload)
+        # Connecting again adds nothing: the version is queued once.
+        assert listened(queue_url, since_ns=after_upload).count(key) == 1
+        # A file changed long before the position is not listed again (it was queued then).
+        far_ahead = after_upload + 10 * 60 * 1_000_000_000
+        assert key not in listened(f"sqlite:///{tmp_path / 'q2.sqlite'}", since_ns=far_ahead)
+    finally:
+        store.delete(version.key)
