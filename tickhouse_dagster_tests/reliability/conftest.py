@@ -28,19 +28,48 @@ FAULT_STACK_DIR = CACHE / "stack-faults"
 # and SeaweedFS also listens on every port + 10000 (gRPC), so 1000 and 10000 collide.
 FAULT_PORT_OFFSET = str(BASE_PORT_OFFSET + 2000)
 UP_TIMEOUT = 300  # SeaweedFS and PostgreSQL are installed already (the shared stack runs)
+HEALTH_TIMEOUT = 90  # a restarted SeaweedFS is healthy in 5-30 s; the stack's default is 180 s
 LOCK_TIMEOUT = 900  # another session running the fault tests
 
 
 def fault_stack(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
-    """Run `infra/local/stack` on the fault stack (never on the shared one)."""
+    """Run `infra/local/stack` on the fault stack (never on the shared one). A command that
+    outlives `timeout` fails with what the stack printed and the tails of its servers' logs,
+    which are removed with the fault stack at the end of the session."""
     env = {
         **os.environ,
         "TICKHOUSE_STACK_DIR": str(FAULT_STACK_DIR),
         "TICKHOUSE_STACK_PORT_OFFSET": FAULT_PORT_OFFSET,
+        # Each of `up`'s (at most three) health waits ends before UP_TIMEOUT does, so a server
+        # that does not come up is reported by the stack itself, with its log's tail.
+        "TICKHOUSE_HEALTH_TIMEOUT": str(HEALTH_TIMEOUT),
     }
-    return subprocess.run(
-        [str(STACK), *args], capture_output=True, text=True, timeout=timeout, check=False, env=env
-    )
+    try:
+        return subprocess.run(
+            [str(STACK), *args],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+            env=env,
+        )
+    except subprocess.TimeoutExpired as exc:
+        printed = exc.stderr or ""
+        if isinstance(printed, bytes):
+            printed = printed.decode(errors="replace")
+        raise AssertionError(
+            f"stack {' '.join(args)} still running after {timeout:.0f}s:\n{printed[-3000:]}"
+            f"{log_tails()}"
+        ) from None
+
+
+def log_tails(lines: int = 40) -> str:
+    """The last lines of each fault-stack server log."""
+    tails = []
+    for log in sorted((FAULT_STACK_DIR / "logs").glob("*.log")):
+        text = log.read_text(errors="replace").splitlines()[-lines:]
+        tails.append(f"\n----- last {lines} lines of {log.name} -----\n" + "\n".join(text))
+    return "".join(tails)
 
 
 def fault_stack_ok(*args: str, timeout: float = 120) -> float:
@@ -106,15 +135,20 @@ def on_fault_stack(
     try:
         yield {**fault_stack_env, **settings}
     finally:
-        if not services_healthy():
-            fault_stack("up", "postgres", "seaweedfs", timeout=UP_TIMEOUT)
+        unhealthy = unhealthy_services()
+        if unhealthy:
+            # A server left half-started by a failed test is stopped first: `up` leaves a
+            # running process alone, healthy or not.
+            fault_stack("down", *unhealthy)
+            fault_stack_ok("up", *unhealthy, timeout=UP_TIMEOUT)
 
 
-def services_healthy() -> bool:
-    """PostgreSQL and SeaweedFS of the fault stack running and healthy (Trino never runs there,
-    so the status command's own exit code does not tell)."""
+def unhealthy_services() -> list[str]:
+    """Those of PostgreSQL and SeaweedFS of the fault stack not running and healthy (Trino never
+    runs there, so the status command's own exit code does not tell)."""
     lines = fault_stack("status").stdout.splitlines()
-    return all(
-        any(line.split()[:2] == [service, "running"] and "healthy" in line for line in lines)
+    return [
+        service
         for service in ("postgres", "seaweedfs")
-    )
+        if not any(line.split()[:2] == [service, "running"] and "healthy" in line for line in lines)
+    ]
