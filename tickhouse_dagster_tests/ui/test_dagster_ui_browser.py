@@ -77,16 +77,24 @@ def test_lineage_checks_and_materialize_from_the_ui(dagster_dev) -> None:
         page.locator("foreignObject", has_text="ohlcv_5m").first.wait_for(timeout=90_000)
         page.locator("foreignObject", has_text="raw_tick_xml").first.wait_for()
         page.wait_for_load_state("networkidle")
-        edges = lineage_edges(page.evaluate(GRAPH_JS))
-        screenshot(page, "dagster-lineage")
-        assert {
+        expected = {
             ("raw_tick_xml", "parsed_ticks"),
             ("parsed_ticks", "ticks"),
             ("ticks", "ohlcv_1m"),
             ("ticks", "ohlcv_5m"),
             ("ticks", "ohlcv_1h"),
             ("ticks", "ohlcv_1d"),
-        } <= edges, edges
+        }
+        # The nodes can be drawn before the edges, or before the layout has settled: read the
+        # graph until the edges join the nodes, for at most 30 s.
+        edges: set[tuple[str, str]] = set()
+        for _ in range(60):
+            edges = lineage_edges(page.evaluate(GRAPH_JS))
+            if expected <= edges:
+                break
+            page.wait_for_timeout(500)
+        screenshot(page, "dagster-lineage")
+        assert expected <= edges, edges
 
         page.goto(f"{base}/assets/staging/parsed_ticks?view=checks")
         # The list renders item by item: wait for both checks and their results.
