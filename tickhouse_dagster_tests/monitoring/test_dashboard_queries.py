@@ -191,7 +191,7 @@ def exporter(
 
 def stop(process: subprocess.Popen[str]) -> str:
     """SIGTERM, and SIGKILL if that is not obeyed within 30 s: the exporter is never left
-    running, and a stop that fails does not hide what failed before it (test_cli_signals
+    running, and a stop that fails does not hide what failed before it (test_exporter_signals
     covers the exporter obeying SIGTERM)."""
     if process.poll() is None:
         process.terminate()

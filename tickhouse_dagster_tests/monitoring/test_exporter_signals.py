@@ -4,7 +4,6 @@ them (a process inherits "ignore", and the default action never runs)."""
 from __future__ import annotations
 
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -13,13 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from tickhouse_dagster_tests.ui.dagster_dev import free_port
+
 TICKHOUSE_CLI = str(Path(sys.executable).with_name("tickhouse"))
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def ignore_stop_signals() -> None:
