@@ -160,7 +160,7 @@ def cmd_rebuild_bars(args: argparse.Namespace) -> int:
         print("no stale bars: nothing rebuilt")
         return 0
     instance = DagsterInstance.get()
-    outside = without_bars_partition(days, instance)
+    outside = without_bars_partition(days)
     refused = [(f"bars {d}", reason) for d, reason in outside.items()]
     rebuilt, failed = rebuild_bars(instance, [d for d in days if d not in outside])
     print(f"bars rebuilt for {len(rebuilt)} trade date(s): {', '.join(rebuilt) or '-'}")

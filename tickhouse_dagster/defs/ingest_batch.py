@@ -143,7 +143,7 @@ def _touched_days_bars(
     the materializations and checks the bars asset records; a failed blocking check is added
     to `blocked` (the run fails after every day was reported)."""
     touched = trade_dates_of([o.parsed.staged for o in committed if o.parsed.staged is not None])
-    outside = without_bars_partition((d.isoformat() for d in touched), context.instance)
+    outside = without_bars_partition(d.isoformat() for d in touched)
     for day in sorted(touched):
         if day.isoformat() in outside:
             context.log.warning(f"bars of {day} not built: {outside[day.isoformat()]}")

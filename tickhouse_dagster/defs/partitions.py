@@ -10,7 +10,7 @@ has off otherwise (a holiday everywhere, or a holiday at some and weekend at the
 from collections.abc import Iterable, Mapping
 from datetime import date, datetime, timedelta
 
-from dagster import DagsterInstance, DailyPartitionsDefinition, DynamicPartitionsDefinition
+from dagster import DailyPartitionsDefinition, DynamicPartitionsDefinition
 
 from tickhouse_dagster.market.venues import Venue, load_venues
 from tickhouse_dagster.settings import current
@@ -99,8 +99,8 @@ def why_not_a_partition(key: str, venues: Mapping[str, Venue] | None = None) -> 
     return "not a partition"
 
 
-def without_bars_partition(days: Iterable[str], instance: DagsterInstance) -> dict[str, str]:
+def without_bars_partition(days: Iterable[str]) -> dict[str, str]:
     """Each of these trade dates (ISO) that has no bars partition, with why: every caller names
     such a day instead of dropping it silently."""
-    valid = set(trade_dates.get_partition_keys(dynamic_partitions_store=instance))
-    return {day: why_not_a_partition(day) for day in days if day not in valid}
+    # One key at a time: listing every key since FIRST_TRADE_DATE took 0.07–0.19 s per run.
+    return {day: why_not_a_partition(day) for day in days if not trade_dates.has_partition_key(day)}

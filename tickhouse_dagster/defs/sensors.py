@@ -184,7 +184,7 @@ def touched_days_sensor(
         touched,
     )
     days = {d.isoformat() for d in behind_days}
-    outside = without_bars_partition(days, context.instance)
+    outside = without_bars_partition(days)
     if outside:
         # Never dropped silently: each such day, and why it has no bars partition.
         reasons = "; ".join(f"{day}: {outside[day]}" for day in sorted(outside))
@@ -223,7 +223,7 @@ def reference_data_sensor(
         context.log.warning(report.render())
     if not report.bars:
         return SkipReason("no bars built under changed reference data")
-    outside = without_bars_partition((d.isoformat() for d in report.days()), context.instance)
+    outside = without_bars_partition(d.isoformat() for d in report.days())
     requests = []
     for day in report.days():
         key = day.isoformat()

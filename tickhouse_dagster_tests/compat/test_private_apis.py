@@ -67,6 +67,28 @@ def test_the_sql_catalog_methods_the_remembering_catalog_overrides_keep_their_si
     assert parameters(SqlCatalog.commit_table) == ["self", "table", "requirements", "updates"]
 
 
+def test_the_sqlite_event_log_methods_the_steady_storage_overrides_keep_their_signatures(
+    tmp_path,
+):
+    """SteadySqliteEventLogStorage (compat/dagster_event_log.py) overrides these and uses the
+    lock and the set of initialised databases Dagster's `_connect` uses; its behaviour is
+    tested in deploy/test_event_log.py."""
+    from dagster._core.storage.event_log.sqlite.sqlite_event_log import SqliteEventLogStorage
+
+    def parameters(function: object) -> list[str]:
+        return list(inspect.signature(function).parameters)
+
+    assert parameters(SqliteEventLogStorage._connect) == ["self", "shard"]
+    assert parameters(SqliteEventLogStorage._initdb) == ["self", "engine", "for_index_shard"]
+    assert parameters(SqliteEventLogStorage.has_table) == ["self", "table_name"]
+    assert parameters(SqliteEventLogStorage.conn_string_for_shard) == ["self", "shard_name"]
+    assert parameters(SqliteEventLogStorage.wipe) == ["self"]
+    storage = SqliteEventLogStorage(str(tmp_path))
+    assert isinstance(storage._initialized_dbs, set)
+    assert hasattr(storage._db_lock, "acquire")
+    storage.dispose()
+
+
 def test_pyiceberg_write_functions_keep_their_signatures():
     def parameters(function: object) -> list[str]:
         return list(inspect.signature(function).parameters)

@@ -6,7 +6,7 @@ non-trading days, and the touched-days sensor warns about trade dates with no pa
 from __future__ import annotations
 
 import logging
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 
 from dagster import AssetMaterialization, PartitionKeyRange, build_sensor_context
 
@@ -14,6 +14,7 @@ from tickhouse_dagster.defs.partitions import (
     trade_dates,
     trading_day_partitions,
     why_not_a_partition,
+    without_bars_partition,
 )
 from tickhouse_dagster.defs.sensors import touched_days_sensor
 from tickhouse_dagster.market.venues import load_venues, parse_venues
@@ -107,6 +108,19 @@ def test_why_a_day_has_no_partition():
     assert why_not_a_partition("2024-12-25").startswith("no venue trades that day")
     assert why_not_a_partition("2019-12-31").startswith("before TICKHOUSE_FIRST_TRADE_DATE")
     assert why_not_a_partition("2099-01-05").startswith("after the last partition")
+
+
+def test_days_without_a_bars_partition_are_exactly_those_not_listed():
+    """`without_bars_partition` asks the partitions one key at a time; the answer is the
+    listing's, on every calendar day from before the first trade date to after the last."""
+    listed = set(trade_dates.get_partition_keys())
+    first, last = date(2019, 12, 1), date.today() + timedelta(days=10)
+    days = [(first + timedelta(days=n)).isoformat() for n in range((last - first).days)]
+    outside = without_bars_partition(days)
+    assert set(outside) == set(days) - listed
+    assert listed <= set(days) and len(listed) > 1000
+    assert outside["2024-12-25"].startswith("no venue trades that day")
+    assert without_bars_partition(["not-a-day"]) == {"not-a-day": "not a date"}
 
 
 class _Recorded(logging.Handler):

@@ -216,6 +216,12 @@ HEAVY = (
     "lxml",
     "structlog",
     "rich",
+    "pandera",
+    "polars",
+    "pyspark",
+    "py4j",
+    "typeguard",
+    "psutil",
 )
 
 
@@ -225,6 +231,7 @@ def test_a_run_imports_no_heavy_library_the_warm_interpreter_has_not(tmp_path: P
     shutil.copy(PROJECT_ROOT / "infra" / "dagster" / "dagster.local.yaml", home / "dagster.yaml")
     env = {
         **os.environ,
+        "DAGSTER_HOME": str(home),
         "TICKHOUSE_HOME": str(tmp_path / "tickhouse"),
         # An S3 landing area (its client is made, nothing is sent) and the embedded catalog.
         "TICKHOUSE_LANDING_URI": "s3://landing/warm-test/",
@@ -242,5 +249,52 @@ def test_a_run_imports_no_heavy_library_the_warm_interpreter_has_not(tmp_path: P
     # The landing store's client was made on the session the warm interpreter readied.
     assert same_session
     assert any(m.startswith("tickhouse_dagster.") for m in imported)  # the project's, fresh
+    heavy = [m for m in imported if m.split(".")[0] in HEAVY]
+    assert heavy == [], heavy
+
+
+# A whole run's work as its process does it, after the preload: `tickhouse ingest`'s run of one
+# landing file (parse, every check, the ticks commit, the bars of its day and their checks).
+RUN_BODY = """
+import importlib, json, sys
+from tickhouse_dagster.launcher import DEFAULT_PRELOAD
+for module in DEFAULT_PRELOAD:
+    importlib.import_module(module)
+before = set(sys.modules)
+from tickhouse_dagster.cli.ingest import ingest_landing
+report = ingest_landing()
+print(json.dumps([sorted(set(sys.modules) - before), report.ok, len(report.ingested)]))
+"""
+
+
+def test_a_runs_work_imports_no_heavy_library_the_warm_interpreter_has_not(
+    tmp_path: Path,
+) -> None:
+    """The checks' libraries (pandera and the polars, typeguard and pyspark modules it brings)
+    cost every forked run 0.7 s when they were imported at the first check."""
+    from tickhouse_dagster.sample.files import generate
+    from tickhouse_dagster.sample.spec import SampleSpec
+
+    landing = tmp_path / "landing"
+    generate(SampleSpec(ticks_per_day=2_000, files_per_day=1, symbols=3), landing)
+    home = tmp_path / "dagster"
+    home.mkdir()
+    shutil.copy(PROJECT_ROOT / "infra" / "dagster" / "dagster.local.yaml", home / "dagster.yaml")
+    env = {
+        **os.environ,
+        "DAGSTER_HOME": str(home),
+        "TICKHOUSE_HOME": str(tmp_path / "tickhouse"),
+        "TICKHOUSE_LANDING_URI": str(landing),
+    }
+    shown = subprocess.run(
+        [sys.executable, "-c", RUN_BODY],
+        capture_output=True,
+        text=True,
+        timeout=150,
+        env=env,
+        check=True,
+    )
+    imported, ok, ingested = json.loads(shown.stdout.strip().splitlines()[-1])
+    assert ok and ingested == 1, shown.stderr[-2000:]
     heavy = [m for m in imported if m.split(".")[0] in HEAVY]
     assert heavy == [], heavy
