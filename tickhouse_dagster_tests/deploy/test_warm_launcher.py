@@ -298,3 +298,25 @@ def test_a_runs_work_imports_no_heavy_library_the_warm_interpreter_has_not(
     assert ok and ingested == 1, shown.stderr[-2000:]
     heavy = [m for m in imported if m.split(".")[0] in HEAVY]
     assert heavy == [], heavy
+
+
+def test_the_install_compiled_the_code_location_so_a_run_does_not() -> None:
+    """The forked runs import the project's code fresh; with bytecode written at install
+    (infra/prepare) they do not compile it, even where Python writes none (PYTHONDONTWRITEBYTECODE
+    or a read-only checkout). Every module's bytecode is there and is of its current source."""
+    import importlib.util
+
+    stale = []
+    for source in sorted((PROJECT_ROOT / "tickhouse_dagster").rglob("*.py")):
+        cached = Path(importlib.util.cache_from_source(str(source)))
+        header = cached.read_bytes()[:16] if cached.exists() else b""
+        stat = source.stat()
+        current = (
+            len(header) == 16
+            and header[:4] == importlib.util.MAGIC_NUMBER
+            and int.from_bytes(header[8:12], "little") == int(stat.st_mtime) & 0xFFFFFFFF
+            and int.from_bytes(header[12:16], "little") == stat.st_size & 0xFFFFFFFF
+        )
+        if not current:
+            stale.append(str(source.relative_to(PROJECT_ROOT)))
+    assert stale == [], f"not compiled by the install (run `make install`): {stale[:10]}"
