@@ -29,7 +29,7 @@ from contextlib import contextmanager
 from functools import cache
 from typing import Any
 
-from dagster import Field, StringSource
+from dagster import DagsterInstance, Field, StringSource
 from dagster._core.storage.event_log.sqlite import sqlite_event_log
 from dagster._core.storage.event_log.sqlite.sqlite_event_log import SqliteEventLogStorage
 from dagster._core.storage.sql import get_alembic_config
@@ -69,24 +69,34 @@ def at_head(engine: Engine) -> bool:
 
 class SteadySqliteEventLogStorage(SqliteEventLogStorage):
     """Dagster's SQLite event log with engines kept and alembic's head read once (see the
-    module doc). Config: `instance_dir`, the instance's directory (`{env: DAGSTER_HOME}`); the
-    event logs are in its history/runs, where Dagster's default storage keeps them. `base_dir`
-    (for tests and tools) is that folder itself, as for Dagster's storage."""
+    module doc). Configured with no settings, its folder is the instance's own
+    `history/runs`, where Dagster's default storage keeps it, whichever process opens the
+    instance and whatever its DAGSTER_HOME says; `base_dir` (tools, tests) names the folder."""
 
-    def __init__(self, base_dir: str, inst_data: ConfigurableClassData | None = None):
+    def __init__(self, base_dir: str | None = None, inst_data: ConfigurableClassData | None = None):
         self._engines: OrderedDict[str, Engine] = OrderedDict()
         self._tables_seen: set[str] = set()
-        super().__init__(base_dir, inst_data=inst_data)
+        self._inst_data = inst_data
+        if base_dir is not None:
+            super().__init__(base_dir, inst_data=inst_data)
 
     @classmethod
     def config_type(cls) -> dict[str, Any]:
-        return {"instance_dir": Field(StringSource)}
+        return {"base_dir": Field(StringSource, is_required=False)}
 
     @classmethod
     def from_config_value(
         cls, inst_data: ConfigurableClassData | None, config_value: Mapping[str, Any]
     ) -> SteadySqliteEventLogStorage:
-        return cls(event_logs_dir(config_value["instance_dir"]), inst_data=inst_data)
+        return cls(config_value.get("base_dir"), inst_data=inst_data)
+
+    def register_instance(self, instance: DagsterInstance) -> None:
+        # Dagster passes a storage its instance before anything uses it, with the instance's
+        # folder already known: the place to open the default folder, as Dagster's own
+        # default storage is given it by the instance's directory.
+        if not hasattr(self, "_base_dir"):
+            super().__init__(event_logs_dir(instance.root_directory), inst_data=self._inst_data)
+        super().register_instance(instance)
 
     def _engine(self, shard: str) -> Engine:
         """The shard's engine, made on first use: SQLAlchemy's default pool for a file, with one

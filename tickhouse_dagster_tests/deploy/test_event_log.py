@@ -102,6 +102,24 @@ def test_the_local_instance_uses_it_in_dagsters_own_directory(
     assert (home / "history" / "runs" / f"{run_id}.db").is_file()
 
 
+def test_an_instance_opened_by_its_folder_keeps_its_events_there_whatever_dagster_home_says(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Tools open an instance by its folder (`DagsterInstance.from_config(path)`) from
+    processes with another DAGSTER_HOME or none: the events are in that folder, as with
+    Dagster's default storage."""
+    monkeypatch.delenv("DAGSTER_HOME", raising=False)
+    first, second = local_home(tmp_path / "first"), local_home(tmp_path / "second")
+    with DagsterInstance.from_config(str(first)) as instance:
+        run_id = run_probe(instance)
+    monkeypatch.setenv("DAGSTER_HOME", str(second))
+    with DagsterInstance.from_config(str(first)) as instance:
+        types, rows = seen_by(instance, run_id)
+    assert DagsterEventType.ASSET_MATERIALIZATION in types and rows == 3
+    assert (first / "history" / "runs" / f"{run_id}.db").is_file()
+    assert not (second / "history").exists()
+
+
 def test_dagsters_own_storage_reads_what_it_wrote_and_it_reads_dagsters(
     instance: DagsterInstance, home: Path, tmp_path: Path
 ) -> None:
