@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from dagster import DagsterInstance, DagsterRun, DagsterRunStatus
@@ -21,6 +21,7 @@ from dagster._core.launcher import LaunchRunContext
 
 from tickhouse_dagster.launcher import WORKER_PID_TAG, WarmRunLauncher
 from tickhouse_dagster.settings import PROJECT_ROOT
+from tickhouse_dagster_tests.deploy.test_event_log import local_home
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -225,27 +226,36 @@ HEAVY = (
 )
 
 
-def test_a_run_imports_no_heavy_library_the_warm_interpreter_has_not(tmp_path: Path) -> None:
-    home = tmp_path / "dagster"
-    home.mkdir()
-    shutil.copy(PROJECT_ROOT / "infra" / "dagster" / "dagster.local.yaml", home / "dagster.yaml")
-    env = {
-        **os.environ,
-        "DAGSTER_HOME": str(home),
-        "TICKHOUSE_HOME": str(tmp_path / "tickhouse"),
-        # An S3 landing area (its client is made, nothing is sent) and the embedded catalog.
-        "TICKHOUSE_LANDING_URI": "s3://landing/warm-test/",
-        "TICKHOUSE_S3_ENDPOINT": "http://127.0.0.1:9",
-    }
+def after_preload(script: str, tmp_path: Path, timeout: float, **env: str) -> tuple[Any, str]:
+    """`script`'s last line (JSON) and its stderr, run in a new Python whose DAGSTER_HOME holds
+    the project's local dagster.yaml (passed as its argument) and whose TICKHOUSE_HOME is
+    fresh, with `env` on top."""
+    home = local_home(tmp_path / "dagster")
     shown = subprocess.run(
-        [sys.executable, "-c", RUN_START, str(home)],
+        [sys.executable, "-c", script, str(home)],
         capture_output=True,
         text=True,
-        timeout=120,
-        env=env,
+        timeout=timeout,
+        env={
+            **os.environ,
+            "DAGSTER_HOME": str(home),
+            "TICKHOUSE_HOME": str(tmp_path / "tickhouse"),
+            **env,
+        },
         check=True,
     )
-    imported, same_session = json.loads(shown.stdout.strip().splitlines()[-1])
+    return json.loads(shown.stdout.strip().splitlines()[-1]), shown.stderr
+
+
+def test_a_run_imports_no_heavy_library_the_warm_interpreter_has_not(tmp_path: Path) -> None:
+    (imported, same_session), _ = after_preload(
+        RUN_START,
+        tmp_path,
+        120,
+        # An S3 landing area (its client is made, nothing is sent) and the embedded catalog.
+        TICKHOUSE_LANDING_URI="s3://landing/warm-test/",
+        TICKHOUSE_S3_ENDPOINT="http://127.0.0.1:9",
+    )
     # The landing store's client was made on the session the warm interpreter readied.
     assert same_session
     assert any(m.startswith("tickhouse_dagster.") for m in imported)  # the project's, fresh
@@ -277,25 +287,10 @@ def test_a_runs_work_imports_no_heavy_library_the_warm_interpreter_has_not(
 
     landing = tmp_path / "landing"
     generate(SampleSpec(ticks_per_day=2_000, files_per_day=1, symbols=3), landing)
-    home = tmp_path / "dagster"
-    home.mkdir()
-    shutil.copy(PROJECT_ROOT / "infra" / "dagster" / "dagster.local.yaml", home / "dagster.yaml")
-    env = {
-        **os.environ,
-        "DAGSTER_HOME": str(home),
-        "TICKHOUSE_HOME": str(tmp_path / "tickhouse"),
-        "TICKHOUSE_LANDING_URI": str(landing),
-    }
-    shown = subprocess.run(
-        [sys.executable, "-c", RUN_BODY],
-        capture_output=True,
-        text=True,
-        timeout=150,
-        env=env,
-        check=True,
+    (imported, ok, ingested), stderr = after_preload(
+        RUN_BODY, tmp_path, 150, TICKHOUSE_LANDING_URI=str(landing)
     )
-    imported, ok, ingested = json.loads(shown.stdout.strip().splitlines()[-1])
-    assert ok and ingested == 1, shown.stderr[-2000:]
+    assert ok and ingested == 1, stderr[-2000:]
     heavy = [m for m in imported if m.split(".")[0] in HEAVY]
     assert heavy == [], heavy
 
