@@ -4,7 +4,8 @@ Dagster's default launcher asks the code server to spawn a fresh interpreter per
 imports Dagster, pyarrow, pyiceberg, DuckDB, … before the first step (≈1.5–2 s of a run's
 start-up on this project's machine; decision 1605). Here the run's process is forked from a
 warm interpreter (Python's `forkserver`) that has imported those libraries and none of the
-project's code (only `compat.boto_warmup`, which readies boto3): each run is still its own
+project's code (only the `WARM_UPS`: `compat.boto_warmup`, which readies boto3, and
+`compat.alembic_scripts`, which reads Dagster's migration scripts once): each run is still its own
 process, and it imports the code location fresh, as it is on disk, so an edited definition
 takes effect at the next run exactly as with the default launcher.
 
@@ -37,7 +38,9 @@ from tickhouse_dagster.compat.dagster_runs import (
     setup_interrupt_handlers,
 )
 
-WARM_UP = "tickhouse_dagster.compat.boto_warmup"
+# The project's only modules the warm interpreter imports: they ready libraries, never load
+# the code location.
+WARM_UPS = ("tickhouse_dagster.compat.boto_warmup", "tickhouse_dagster.compat.alembic_scripts")
 # Libraries a run of this code location imports before and during its first step: loaded once in
 # the warm interpreter (`python -X importtime`, and tickhouse_dagster_tests/deploy/
 # test_warm_launcher.py, which fails naming any heavy library a run still imports itself). The
@@ -106,8 +109,8 @@ DEFAULT_PRELOAD: tuple[str, ...] = (
     "fsspec",
     "upath",
     "yaml",
-    # boto3's default session with the S3 model read (the one module of the project here).
-    WARM_UP,
+    # boto3's default session with the S3 model read, and Dagster's migration scripts read.
+    *WARM_UPS,
 )
 WORKER_PID_TAG = "tickhouse/run_worker_pid"
 
@@ -137,7 +140,7 @@ class WarmRunLauncher(DefaultRunLauncher):
     ) -> None:
         super().__init__(inst_data=inst_data)
         self.preload = [
-            m for m in preload_modules if m == WARM_UP or not m.startswith("tickhouse_dagster")
+            m for m in preload_modules if m in WARM_UPS or not m.startswith("tickhouse_dagster")
         ]
         self._context: Any = None
         self._lock = threading.Lock()

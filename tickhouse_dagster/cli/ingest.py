@@ -15,6 +15,7 @@ from dagster import (
     ExecuteInProcessResult,
 )
 
+import tickhouse_dagster.compat.alembic_scripts  # noqa: F401  (Dagster's migrations, read once)
 from tickhouse_dagster.core.contract import BAR_INTERVALS
 from tickhouse_dagster.defs.asset_keys import TICKS
 from tickhouse_dagster.defs.bar_reports import BAR_KEYS

@@ -4,7 +4,7 @@ runs that build the bars of the days they touched."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import date
@@ -88,9 +88,12 @@ def build_and_report(
     day: date,
     intervals: Sequence[str] = BAR_INTERVALS,
     index: TradeIndex | None = None,
+    on_stored: Callable[[], object] | None = None,
 ) -> list[BarReport]:
     """Build, commit and check the day's bars of `intervals` (engine.day_bars), reported per
-    bar table in interval order. `index`: the trade index the caller holds, if any."""
+    bar table in interval order. `index`: the trade index the caller holds, if any.
+    `on_stored`: called once the bars are committed, before they are checked (an ingest run
+    starts work there that must not compete with the bar build for the CPU)."""
     day_bars = build_day_bars(house, venues, day, intervals, index)
     totals: dict[int | None, Future[pa.Table]] = {}
 
@@ -114,6 +117,8 @@ def build_and_report(
     with ThreadPoolExecutor(max_workers=2) as pool:
         trade_totals(day_bars.build.ticks_snapshot_id)
         stored = store_day_bars(house, day, day_bars)
+        if on_stored is not None:
+            on_stored()
         recorded = pool.submit(record_day_reference, house, venues, day, stored)
         reports = []
         for interval in intervals:

@@ -12,8 +12,8 @@ days' bars current (it stays the bridge for ticks written any other way).
 """
 
 import logging
-from collections.abc import Iterator, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
 from dagster import (
@@ -138,10 +138,12 @@ def _touched_days_bars(
     committed: list[FileOutcome],
     blocked: list[str],
     index: TradeIndex,
+    on_stored: Callable[[], object],
 ) -> Iterator[AssetMaterialization | AssetCheckEvaluation]:
     """The bars of every trade date the committed files touched, rebuilt for what changed, with
     the materializations and checks the bars asset records; a failed blocking check is added
-    to `blocked` (the run fails after every day was reported)."""
+    to `blocked` (the run fails after every day was reported). `on_stored`: called after each
+    day's bars are committed (see `build_and_report`)."""
     touched = trade_dates_of([o.parsed.staged for o in committed if o.parsed.staged is not None])
     outside = without_bars_partition(d.isoformat() for d in touched)
     for day in sorted(touched):
@@ -149,7 +151,7 @@ def _touched_days_bars(
             context.log.warning(f"bars of {day} not built: {outside[day.isoformat()]}")
             continue
         with retry_transient(context):
-            reports = build_and_report(house, venues, day, index=index)
+            reports = build_and_report(house, venues, day, index=index, on_stored=on_stored)
         for report in reports:
             yield from report.events()
             blocked += [
@@ -211,22 +213,32 @@ def build_batch_job(with_trino: bool) -> JobDefinition:
             context.log.info(progress.line())
             committed = [o for o in outcomes if o.committed is not None]
             blocked: list[str] = []
-            # Trino's read-back mostly waits on Trino: it runs while this process builds the
-            # bars (and the reference records are written behind both).
+            # Trino's read-back mostly waits on Trino, whose query costs this machine's CPU as
+            # much as a bar build: it starts once the first day's bars are committed (the bars
+            # users wait for come first) and runs while they are checked.
             with ThreadPoolExecutor(max_workers=1) as pool:
-                read_back = (
-                    pool.submit(
-                        lambda: list(_trino_read_back(context.resources.trino, house, committed))
-                    )
-                    if with_trino
-                    else None
-                )
+                read_back: list[Future[list[AssetCheckEvaluation]]] = []
+
+                def start_read_back() -> None:
+                    if with_trino and not read_back:
+                        trino = context.resources.trino
+                        read_back.append(
+                            pool.submit(lambda: list(_trino_read_back(trino, house, committed)))
+                        )
+
                 if config.bars and committed:
                     yield from _touched_days_bars(
-                        context, house, ingest_feed.venues, committed, blocked, index
+                        context,
+                        house,
+                        ingest_feed.venues,
+                        committed,
+                        blocked,
+                        index,
+                        start_read_back,
                     )
-                if read_back is not None:
-                    yield from read_back.result()
+                start_read_back()  # no bars built: nothing to wait for
+                for started in read_back:
+                    yield from started.result()
             try:
                 records.wait()
             except ReferenceRecordsFailed as failed:

@@ -89,6 +89,26 @@ def test_the_sqlite_event_log_methods_the_steady_storage_overrides_keep_their_si
     storage.dispose()
 
 
+def test_the_alembic_names_the_script_cache_uses_keep_their_shape():
+    """compat/alembic_scripts.py replaces `ScriptDirectory.from_config` and recognises Dagster's
+    migrations by the `dagster:` resource its configurations name; its behaviour is tested in
+    compat/test_alembic_scripts.py."""
+    from alembic.script import ScriptDirectory
+    from dagster._core.storage.event_log.sqlite import sqlite_event_log
+    from dagster._core.storage.runs.sqlite import sqlite_run_storage
+    from dagster._core.storage.schedules.sqlite import sqlite_schedule_storage
+    from dagster._core.storage.sql import get_alembic_config
+
+    from tickhouse_dagster.compat import alembic_scripts
+
+    assert list(inspect.signature(alembic_scripts._from_config).parameters) == ["cls", "config"]
+    assert callable(ScriptDirectory._load_revisions)
+    for storage in (sqlite_event_log, sqlite_run_storage, sqlite_schedule_storage):
+        config = get_alembic_config(storage.__file__)
+        assert alembic_scripts._dagsters_own(config) is not None, storage.__name__
+        assert config.get_main_option("script_location", "").startswith("dagster:")
+
+
 def test_pyiceberg_write_functions_keep_their_signatures():
     def parameters(function: object) -> list[str]:
         return list(inspect.signature(function).parameters)

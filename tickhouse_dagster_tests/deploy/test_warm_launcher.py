@@ -19,7 +19,7 @@ from dagster._core.definitions.reconstruct import ReconstructableJob
 from dagster._core.errors import DagsterInvariantViolationError
 from dagster._core.launcher import LaunchRunContext
 
-from tickhouse_dagster.launcher import WORKER_PID_TAG, WarmRunLauncher
+from tickhouse_dagster.launcher import WARM_UPS, WORKER_PID_TAG, WarmRunLauncher
 from tickhouse_dagster.settings import PROJECT_ROOT
 from tickhouse_dagster_tests.deploy.test_event_log import local_home
 
@@ -110,6 +110,9 @@ def test_the_launcher_is_the_configured_one_and_keeps_project_code_out_of_the_wa
     launcher = instance.run_launcher
     assert isinstance(launcher, WarmRunLauncher)
     assert launcher.preload == ["dagster", "dagster._cli.api"]
+    # By default the project's warm-ups are the only modules of its own it preloads.
+    default = WarmRunLauncher().preload
+    assert [m for m in default if m.startswith("tickhouse_dagster")] == list(WARM_UPS)
 
 
 def test_each_run_is_its_own_process_and_imports_the_code_as_it_is_now(
