@@ -213,9 +213,9 @@ def build_batch_job(with_trino: bool) -> JobDefinition:
             context.log.info(progress.line())
             committed = [o for o in outcomes if o.committed is not None]
             blocked: list[str] = []
-            # Trino's read-back mostly waits on Trino, whose query costs this machine's CPU as
-            # much as a bar build: it starts once the first day's bars are committed (the bars
-            # users wait for come first) and runs while they are checked.
+            # Trino's read-back mostly waits on Trino, but its query costs the machine 0.6–1
+            # CPU-s (decision 1607): it starts once the first day's bars are committed, so the
+            # bars users wait for are not slowed by it, and runs while they are checked.
             with ThreadPoolExecutor(max_workers=1) as pool:
                 read_back: list[Future[list[AssetCheckEvaluation]]] = []
 
