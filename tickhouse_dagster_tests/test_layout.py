@@ -45,6 +45,7 @@ ALLOWED: dict[str, set[str]] = {
     "view": {"core", "market", "storage", "defs", "settings"},
     "cli": {
         "core",
+        "compat",
         "market",
         "parsing",
         "storage",
