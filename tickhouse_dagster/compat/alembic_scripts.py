@@ -7,9 +7,11 @@ every migration script of that schema again to learn the revision graph. A run p
 four times before its first step, 0.15–0.16 s (measured on this project's machine).
 
 Importing this module makes `ScriptDirectory.from_config` return one script directory per
-Dagster schema for the life of the process, and reads Dagster's three schemas (event log, runs,
-schedules) once. The warm run launcher's interpreter imports it (tickhouse_dagster.launcher), so
-every forked run inherits the parsed graphs; `tickhouse ingest` imports it too. Script
+Dagster configuration for the life of the process, and reads the scripts for the three storages'
+configurations (event log, runs, schedules; today three identical alembic.ini files naming the
+same scripts, kept apart so that an ini that differs is never served another's) once each.
+The warm run launcher's interpreter imports it (tickhouse_dagster.launcher), so every forked
+run inherits the parsed graphs; `tickhouse ingest` imports it too. Script
 directories of anything but Dagster's own packaged migrations are made afresh, as alembic does.
 A script directory holds only what its configuration and files say, and Dagster's migration
 files are those of the installed package, which a process never sees change.
@@ -56,7 +58,7 @@ def _once_per_process(cls: type[ScriptDirectory], config: Config) -> ScriptDirec
 
 
 def read_dagsters_schemas() -> None:
-    """Read the event log's, runs' and schedules' migration scripts now."""
+    """Read the scripts for the event log's, runs' and schedules' configurations now."""
     from dagster._core.storage.event_log.sqlite import sqlite_event_log
     from dagster._core.storage.runs.sqlite import sqlite_run_storage
     from dagster._core.storage.schedules.sqlite import sqlite_schedule_storage
