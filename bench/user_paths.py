@@ -31,7 +31,6 @@ import os
 import shlex
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -62,6 +61,7 @@ from bench.user_report import (
     section,
     section_key,
 )
+from tickhouse_dagster.cli.devserver import free_port
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_OUT = PROJECT_ROOT / "docs" / "benchmarks.md"
@@ -146,12 +146,6 @@ def link_files(data: DataSet, into: Path) -> None:
             os.link(file.path, target)
         except OSError:
             shutil.copy2(file.path, target)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 # --- what a home holds afterwards ------------------------------------------------------------

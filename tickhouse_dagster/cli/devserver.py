@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator, Mapping
@@ -15,6 +16,13 @@ from pathlib import Path
 from tickhouse_dagster.settings import PROJECT_ROOT
 
 BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    """A port on 127.0.0.1 that nothing listens on now (the system picks it)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 def dagster_home(home: Path) -> dict[str, str]:

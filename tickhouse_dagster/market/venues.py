@@ -35,6 +35,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import yaml
 
+from tickhouse_dagster.core.yaml_loader import SAFE_LOADER
+
 VENUES_FILE_ENV = "TICKHOUSE_VENUES_FILE"
 
 WEEKDAY_NAMES = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
@@ -506,10 +508,10 @@ def _venue(name: str, spec: Any) -> Venue:
     )
 
 
-class _Loader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
-    """Safe YAML with dates left as text, so a bad one (2026-13-01) is reported by this module
-    with its venue rather than by the YAML reader without one. libyaml's parser when PyYAML has
-    it (the pure-Python one took about 40 ms of every run for the venues file)."""
+class _Loader(SAFE_LOADER):  # type: ignore[misc]
+    """The project's safe YAML loader (core.yaml_loader) with dates left as text, so a bad one
+    (2026-13-01) is reported by this module with its venue rather than by the YAML reader
+    without one."""
 
 
 _Loader.yaml_implicit_resolvers = {

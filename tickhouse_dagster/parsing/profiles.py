@@ -28,8 +28,7 @@ from typing import Any
 
 import yaml
 
-# libyaml's parser when PyYAML has it: profiles are read at every run's start.
-_SAFE_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+from tickhouse_dagster.core.yaml_loader import SAFE_LOADER
 
 PROFILES_DIR_ENV = "TICKHOUSE_PROFILES_DIR"
 PROFILE_RULES_ENV = "TICKHOUSE_PROFILE_RULES"
@@ -371,7 +370,7 @@ def _is_venue_data(spec: Any) -> bool:
 def _read_profile_file(path: Path | Any) -> Profile | None:
     """The profile in `path`, None for a venues file (skipped, with a note in the log)."""
     try:
-        spec = yaml.load(path.read_text(), Loader=_SAFE_LOADER)
+        spec = yaml.load(path.read_text(), Loader=SAFE_LOADER)
     except (yaml.YAMLError, OSError, UnicodeDecodeError) as exc:
         raise ProfileError(f"{path}: not a profile: unreadable YAML ({exc})") from None
     if _is_venue_data(spec):
@@ -425,7 +424,7 @@ def skipped_profile_files(extra_dir: str | Path | None = None) -> list[str]:
     notes = []
     for file in profile_files(extra_dir):
         try:
-            spec = yaml.load(file.read_text(), Loader=_SAFE_LOADER)
+            spec = yaml.load(file.read_text(), Loader=SAFE_LOADER)
         except (yaml.YAMLError, OSError, UnicodeDecodeError):
             continue
         if _is_venue_data(spec):

@@ -17,7 +17,6 @@ import re
 import shlex
 import shutil
 import signal
-import socket
 import subprocess
 import time
 import tomllib
@@ -31,6 +30,7 @@ import yaml
 from dagster._api.list_repositories import sync_list_repositories_grpc
 from dagster._grpc.client import DagsterGrpcClient
 
+from tickhouse_dagster.cli.devserver import free_port
 from tickhouse_dagster.settings import PROJECT_ROOT
 from tickhouse_dagster_tests.deploy.conftest import CACHE, COMPOSE_DIR
 
@@ -223,12 +223,6 @@ def uv_binary() -> str:
     ).stdout
     assert version.split()[1] == makefile_uv_version(), version
     return found
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def start(argv: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:

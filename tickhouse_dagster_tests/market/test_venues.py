@@ -306,3 +306,16 @@ def test_readme_example_file_loads():
     assert grains.sessions == load_venues()["CBOT"].sessions
     assert grains.trade_date_of(chicago(date(2026, 10, 30), 19, 30)) == date(2026, 11, 2)
     assert grains.sessions_of(date(2026, 11, 27))[-1][1] == chicago(date(2026, 11, 27), 12, 5)
+
+
+def test_venue_and_profile_files_are_read_with_libyaml_and_dates_stay_text() -> None:
+    import yaml
+
+    from tickhouse_dagster.core.yaml_loader import SAFE_LOADER
+    from tickhouse_dagster.market import venues
+
+    # The lock's PyYAML wheels carry libyaml; losing it would cost every run's start.
+    assert SAFE_LOADER is yaml.CSafeLoader
+    assert issubclass(venues._Loader, yaml.CSafeLoader)
+    assert yaml.load("d: 2026-13-01", Loader=venues._Loader) == {"d": "2026-13-01"}
+    assert yaml.load("d: 2026-01-02", Loader=SAFE_LOADER) == {"d": date(2026, 1, 2)}

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tickhouse_dagster_tests.ui.dagster_dev import free_port
+from tickhouse_dagster.cli.devserver import free_port
 
 TICKHOUSE_CLI = str(Path(sys.executable).with_name("tickhouse"))
 

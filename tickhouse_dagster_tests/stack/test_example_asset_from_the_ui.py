@@ -12,9 +12,8 @@ from pathlib import Path
 import pyarrow.compute as pc
 import pytest
 
-from tickhouse_dagster.cli.devserver import BIN, dagster_home, running_dagster_dev
+from tickhouse_dagster.cli.devserver import BIN, dagster_home, free_port, running_dagster_dev
 from tickhouse_dagster.defs.resources import resolved_resources
-from tickhouse_dagster_tests.ui.dagster_dev import free_port
 from tickhouse_dagster_tests.ui.test_dagster_dev import graphql, wait_for
 
 pytestmark = pytest.mark.slow

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 import requests
 
+from tickhouse_dagster.cli.devserver import free_port
 from tickhouse_dagster.settings import PROJECT_ROOT
 from tickhouse_dagster_tests.superset.sample_on_stack import (
     drop_namespace,
@@ -26,7 +27,6 @@ from tickhouse_dagster_tests.superset.sample_on_stack import (
     stack_settings,
 )
 from tickhouse_dagster_tests.ui.browser import chromium_page, screenshot
-from tickhouse_dagster_tests.ui.dagster_dev import free_port
 
 pytestmark = pytest.mark.slow
 SUPERSET = PROJECT_ROOT / "infra" / "superset" / "superset"

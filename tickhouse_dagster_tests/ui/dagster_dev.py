@@ -4,20 +4,13 @@ of its own (shared by the UI tests of this package through the `dagster_dev` fix
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from tickhouse_dagster.cli import devserver
-from tickhouse_dagster.cli.devserver import BIN, dagster_home
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+from tickhouse_dagster.cli.devserver import BIN, dagster_home, free_port
 
 
 @contextmanager
