@@ -41,6 +41,7 @@ ALLOWED: dict[str, set[str]] = {
     "definitions": {"defs", "settings"},
     "listener": {"storage", "settings"},
     "launcher": {"compat"},
+    "run_coordinator": {"compat"},
     "observability": {"core", "market", "storage", "defs", "settings"},
     "view": {"core", "market", "storage", "defs", "settings"},
     "cli": {

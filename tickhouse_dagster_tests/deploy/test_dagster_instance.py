@@ -13,13 +13,14 @@ import pytest
 import yaml
 from dagster import DagsterEventType, DagsterInstance, DagsterRunStatus, job, op
 from dagster._core.launcher import DefaultRunLauncher
-from dagster._core.run_coordinator import QueuedRunCoordinator
 from dagster_postgres import (
     PostgresEventLogStorage,
     PostgresRunStorage,
     PostgresScheduleStorage,
 )
 
+from tickhouse_dagster.defs.push import PUSH_TAG
+from tickhouse_dagster.run_coordinator import PushFirstRunCoordinator
 from tickhouse_dagster.settings import PROJECT_ROOT
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]  # a cold `stack up postgres` installs
@@ -72,7 +73,8 @@ def test_storage_is_postgres_and_the_queue_is_configured(instance: DagsterInstan
     assert isinstance(instance.run_storage, PostgresRunStorage)
     assert isinstance(instance.event_log_storage, PostgresEventLogStorage)
     assert isinstance(instance.schedule_storage, PostgresScheduleStorage)
-    assert isinstance(instance.run_coordinator, QueuedRunCoordinator)
+    assert isinstance(instance.run_coordinator, PushFirstRunCoordinator)
+    assert instance.run_coordinator.launch_at_once == [{"key": PUSH_TAG, "value": "true"}]
     assert isinstance(instance.run_launcher, DefaultRunLauncher)
     assert not instance.telemetry_enabled
     assert instance.run_monitoring_enabled

@@ -18,6 +18,12 @@ from dagster import DagsterInstance, DagsterRun, DagsterRunStatus
 from dagster._core.definitions.reconstruct import ReconstructableJob
 from dagster._core.errors import DagsterInvariantViolationError
 from dagster._core.launcher import LaunchRunContext
+from dagster._core.remote_origin import (
+    InProcessCodeLocationOrigin,
+    LoadableTargetOrigin,
+    RemoteJobOrigin,
+    RemoteRepositoryOrigin,
+)
 
 from tickhouse_dagster.launcher import WARM_UPS, WORKER_PID_TAG, WarmRunLauncher
 from tickhouse_dagster.settings import PROJECT_ROOT
@@ -72,19 +78,26 @@ def queued_run(
     out: Path,
     sleep: float = 0.0,
     executable: str | None = None,
+    tags: dict[str, str] | None = None,
 ) -> DagsterRun:
     """A run of `job_file`'s probe job, made but not launched; `executable`: the Python its
-    code location says it runs on (default: this one)."""
+    code location says it runs on (default: this one). It names its code location as a
+    workspace would (a queue takes no run without)."""
     recon = ReconstructableJob.for_file(str(job_file), "probe_job")
     origin = recon.get_python_origin()
     if executable is not None:
         origin = origin._replace(
             repository_origin=origin.repository_origin._replace(executable_path=executable)
         )
+    location = InProcessCodeLocationOrigin(LoadableTargetOrigin(python_file=str(job_file)))
     return instance.create_run_for_job(
         job_def=recon.get_definition(),
         run_config={"ops": {"probe": {"config": {"out": str(out), "sleep": sleep}}}},
+        tags=tags,
         job_code_origin=origin,
+        remote_job_origin=RemoteJobOrigin(
+            RemoteRepositoryOrigin(location, "__repository__"), "probe_job"
+        ),
     )
 
 
