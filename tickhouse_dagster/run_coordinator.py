@@ -8,8 +8,8 @@ half-second sleeps of the daemon's loop: a pushed landing file waited 0.66–0.7
 its run's start-up (decision 1608). A push run needs no queue: the push sensor requests one only
 when no other push run is queued or running (`defs/push.py`), and it carries no
 `tickhouse/bars_day` tag, so no tag limit ever held it back. It does not count against
-`max_concurrent_runs` either while it runs; every other run is queued as before, under the same
-limits.
+`max_concurrent_runs` either while it runs; every other run, a re-execution of a push run
+included, is queued as before, under the same limits.
 
 A launch that fails marks the run failed, as a failed dequeue does. A daemon stopped between
 creating the run and launching it leaves it NOT_STARTED under its run key, and the sensor's next
@@ -69,8 +69,12 @@ class PushFirstRunCoordinator(QueuedRunCoordinator):
 
     def submit_run(self, context: SubmitRunContext) -> DagsterRun:
         run = context.dagster_run
-        if run.status != DagsterRunStatus.NOT_STARTED or not launches_at_once(
-            run.tags, self.launch_at_once
+        # A re-execution (from the UI, say) copies its parent's tags but not the sensor's
+        # one-at-a-time guarantee: it is queued like any run a person starts.
+        if (
+            run.status != DagsterRunStatus.NOT_STARTED
+            or run.parent_run_id is not None
+            or not launches_at_once(run.tags, self.launch_at_once)
         ):
             return super().submit_run(context)
         self._instance.launch_run(run.run_id, context.workspace)

@@ -87,10 +87,16 @@ def test_a_push_run_is_launched_as_it_is_submitted(
     assert DagsterEventType.RUN_STARTING in types
 
 
-def test_every_other_run_waits_in_the_queue(instance: DagsterInstance, tmp_path: Path) -> None:
+@pytest.mark.parametrize("tags, parent", [({PUSH_TAG: "false"}, False), (PUSH_RUN, True)])
+def test_every_other_run_waits_in_the_queue_a_re_executed_push_run_too(
+    instance: DagsterInstance, tmp_path: Path, tags: dict[str, str], parent: bool
+) -> None:
     job_file = tmp_path / "probe_jobs.py"
     write_job(job_file, 8)
-    run = queued_run(instance, job_file, tmp_path / "queued.txt", tags={PUSH_TAG: "false"})
+    parent_run_id = queued_run(instance, job_file, tmp_path / "p.txt").run_id if parent else None
+    run = queued_run(
+        instance, job_file, tmp_path / "queued.txt", tags=tags, parent_run_id=parent_run_id
+    )
 
     submitted = instance.run_coordinator.submit_run(SubmitRunContext(run, workspace=None))  # type: ignore[arg-type]
 

@@ -79,6 +79,7 @@ def queued_run(
     sleep: float = 0.0,
     executable: str | None = None,
     tags: dict[str, str] | None = None,
+    parent_run_id: str | None = None,
 ) -> DagsterRun:
     """A run of `job_file`'s probe job, made but not launched; `executable`: the Python its
     code location says it runs on (default: this one). It names its code location as a
@@ -94,6 +95,8 @@ def queued_run(
         job_def=recon.get_definition(),
         run_config={"ops": {"probe": {"config": {"out": str(out), "sleep": sleep}}}},
         tags=tags,
+        root_run_id=parent_run_id,
+        parent_run_id=parent_run_id,
         job_code_origin=origin,
         remote_job_origin=RemoteJobOrigin(
             RemoteRepositoryOrigin(location, "__repository__"), "probe_job"
