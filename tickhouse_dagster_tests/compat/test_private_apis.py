@@ -89,6 +89,19 @@ def test_the_sqlite_event_log_methods_the_steady_storage_overrides_keep_their_si
     storage.dispose()
 
 
+def test_the_queued_coordinator_takes_its_config_keys_as_keyword_arguments():
+    # run_coordinator.PushFirstRunCoordinator passes Dagster's config through by name.
+    from dagster import QueuedRunCoordinator
+
+    config = QueuedRunCoordinator.config_type()
+    assert isinstance(config, dict)
+    parameters = inspect.signature(QueuedRunCoordinator.__init__).parameters
+    assert set(config) <= set(parameters), set(config) - set(parameters)
+    assert "inst_data" in parameters
+    submit = inspect.signature(QueuedRunCoordinator.submit_run)
+    assert list(submit.parameters) == ["self", "context"]
+
+
 def test_the_alembic_names_the_script_cache_uses_keep_their_shape():
     """compat/alembic_scripts.py replaces `ScriptDirectory.from_config` and recognises Dagster's
     migrations by the `dagster:` resource its configurations name; its behaviour is tested in
