@@ -3,11 +3,13 @@
 Dagster's default launcher asks the code server to spawn a fresh interpreter per run, which
 imports Dagster, pyarrow, pyiceberg, DuckDB, … before the first step (≈1.5–2 s of a run's
 start-up on this project's machine; decision 1605). Here the run's process is forked from a
-warm interpreter (Python's `forkserver`) that has imported those libraries and none of the
-project's code (only the `WARM_UPS`: `compat.boto_warmup`, which readies boto3, and
-`compat.alembic_scripts`, which reads Dagster's migration scripts once): each run is still its own
-process, and it imports the code location fresh, as it is on disk, so an edited definition
-takes effect at the next run exactly as with the default launcher.
+warm interpreter (Python's `forkserver`) that has imported those libraries, the `WARM_UPS`
+(`compat.boto_warmup`, which readies boto3, and `compat.alembic_scripts`, which reads Dagster's
+migration scripts once) and the run's code location (`compat.code_location_warmup`, decision
+1609). The code location's package is stamped (every file's size and modification time) before
+the warm interpreter imports it, and again at each launch: when it has changed, the warm
+interpreter is replaced before the run is forked, so an edited definition takes effect at the
+next run exactly as with the default launcher. Each run is still its own process.
 
 It launches only what it can run as the code server would: a run whose code location uses
 another Python executable than the launching process (the daemon) goes to the default launcher.
@@ -22,21 +24,28 @@ import signal
 import sys
 import threading
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from importlib.util import find_spec
+from pathlib import Path
 from typing import Any, Self
 
 from dagster import Array, DagsterInstance, Field
 
+from tickhouse_dagster.compat.code_location_warmup import CODE_LOCATION_ENV
 from tickhouse_dagster.compat.dagster_runs import (
     ConfigurableClassData,
     DefaultRunLauncher,
     InstanceRef,
     LaunchRunContext,
+    ModuleCodePointer,
+    PackageCodePointer,
     capture_interrupts,
     deserialize_value,
     execute_run_body,
     serialize_value,
     setup_interrupt_handlers,
 )
+from tickhouse_dagster.compat.forkserver_private import stop_forkserver
 
 # The project's only modules the warm interpreter imports: they ready libraries, never load
 # the code location.
@@ -113,6 +122,70 @@ DEFAULT_PRELOAD: tuple[str, ...] = (
     *WARM_UPS,
 )
 WORKER_PID_TAG = "tickhouse/run_worker_pid"
+CODE_LOCATION_WARMUP = "tickhouse_dagster.compat.code_location_warmup"
+
+
+def code_location_module(run: Any) -> str | None:
+    """The module a run's code location is loaded from, when it is a module (a `python_module`
+    or `python_package` workspace entry): what the warm interpreter can import ahead."""
+    origin = run.job_code_origin
+    pointer = origin.repository_origin.code_pointer if origin is not None else None
+    if isinstance(pointer, ModuleCodePointer | PackageCodePointer):
+        return str(pointer.module)
+    return None
+
+
+def source_stamp(module: str) -> tuple[tuple[str, int, int], ...]:
+    """Every file of `module`'s top-level package (compiled bytecode aside) with its size and
+    modification time: what changes when its code or its data files are edited."""
+    spec = find_spec(module.partition(".")[0])
+    roots = list(spec.submodule_search_locations or []) if spec is not None else []
+    stamp = []
+    for root in roots:
+        for folder, dirs, files in os.walk(root):
+            dirs[:] = sorted(d for d in dirs if d != "__pycache__")
+            for name in sorted(files):
+                path = Path(folder, name)
+                info = path.stat()
+                stamp.append((str(path), info.st_size, info.st_mtime_ns))
+    return tuple(stamp)
+
+
+@dataclass(frozen=True)
+class _Warm:
+    """What the process's forkserver was started with."""
+
+    modules: tuple[str, ...]
+    code_location: str | None
+    sources: tuple[tuple[str, int, int], ...]
+
+
+# Python keeps one forkserver per process, so what it holds is kept per process too.
+_warm_lock = threading.Lock()
+_warm: _Warm | None = None
+
+
+def _warm_process(modules: Sequence[str], code_location: str | None, **process: Any) -> Any:
+    """A not yet started process forked from a warm interpreter holding `modules` and
+    `code_location` as its sources are now: the running one, or a new one if it holds other
+    modules or older sources. Call under `_warm_lock` until the process is started."""
+    global _warm
+    wanted = _Warm(
+        tuple(modules),
+        code_location,
+        source_stamp(code_location) if code_location is not None else (),
+    )
+    context = multiprocessing.get_context("forkserver")
+    if wanted != _warm:
+        stop_forkserver()  # whoever started it, it holds something else
+        if code_location is not None:
+            os.environ[CODE_LOCATION_ENV] = code_location  # read by the warm-up, at its start
+        else:
+            os.environ.pop(CODE_LOCATION_ENV, None)
+        extra = [CODE_LOCATION_WARMUP] if code_location is not None else []
+        context.set_forkserver_preload([*modules, *extra])
+        _warm = wanted
+    return context.Process(**process)
 
 
 def run_worker(serialized_instance_ref: str, run_id: str) -> None:
@@ -142,8 +215,6 @@ class WarmRunLauncher(DefaultRunLauncher):
         self.preload = [
             m for m in preload_modules if m in WARM_UPS or not m.startswith("tickhouse_dagster")
         ]
-        self._context: Any = None
-        self._lock = threading.Lock()
 
     @classmethod
     def config_type(cls) -> dict[str, Any]:
@@ -156,28 +227,23 @@ class WarmRunLauncher(DefaultRunLauncher):
     ) -> Self:
         return cls(inst_data=inst_data, **config_value)
 
-    def _forkserver(self) -> Any:
-        # Started on the first launch, not when the instance is made: the webserver and the
-        # CLI make this launcher too and never launch a queued run.
-        with self._lock:
-            if self._context is None:
-                context = multiprocessing.get_context("forkserver")
-                context.set_forkserver_preload(self.preload)
-                self._context = context
-            return self._context
-
     def launch_run(self, context: LaunchRunContext) -> None:
         run = context.dagster_run
         origin = run.job_code_origin
         if origin is None or origin.executable_path != sys.executable:
             super().launch_run(context)
             return
-        process = self._forkserver().Process(
-            target=run_worker,
-            args=(serialize_value(self._instance.get_ref()), run.run_id),
-            name=f"dagster-run-{run.run_id}",
-        )
-        process.start()
+        # The warm interpreter is started on the first launch, not when the instance is made:
+        # the webserver and the CLI make this launcher too and never launch a run.
+        with _warm_lock:
+            process = _warm_process(
+                self.preload,
+                code_location_module(run),
+                target=run_worker,
+                args=(serialize_value(self._instance.get_ref()), run.run_id),
+                name=f"dagster-run-{run.run_id}",
+            )
+            process.start()
         multiprocessing.active_children()  # reaps the records of runs that have ended
         self._instance.add_run_tags(run.run_id, {WORKER_PID_TAG: str(process.pid)})
 

@@ -8,6 +8,7 @@ tickhouse_dagster_tests/compat/test_private_apis.py checks the names."""
 from __future__ import annotations
 
 from dagster._cli.api import _execute_run_command_body as execute_run_body
+from dagster._core.code_pointer import ModuleCodePointer, PackageCodePointer
 from dagster._core.instance import InstanceRef
 from dagster._core.launcher import DefaultRunLauncher, LaunchRunContext
 from dagster._serdes import ConfigurableClassData, deserialize_value, serialize_value
@@ -18,6 +19,8 @@ __all__ = [
     "DefaultRunLauncher",
     "InstanceRef",
     "LaunchRunContext",
+    "ModuleCodePointer",
+    "PackageCodePointer",
     "capture_interrupts",
     "deserialize_value",
     "execute_run_body",

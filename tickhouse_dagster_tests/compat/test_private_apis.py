@@ -11,7 +11,12 @@ import pytest
 from dagster import DagsterInvalidDefinitionError, StaticPartitionsDefinition
 from dagster._core.test_utils import freeze_time
 
-from tickhouse_dagster.compat import dagster_private, dagster_runs, pyiceberg_private
+from tickhouse_dagster.compat import (
+    dagster_private,
+    dagster_runs,
+    forkserver_private,
+    pyiceberg_private,
+)
 from tickhouse_dagster.storage.lakehouse import Lakehouse
 from tickhouse_dagster.storage.row_filters import is_in
 from tickhouse_dagster.storage.ticks_writes import ticks_from_parsed, write_data_files
@@ -52,6 +57,30 @@ def test_the_run_worker_body_keeps_its_signature():
     assert callable(dagster_runs.setup_interrupt_handlers)
     with dagster_runs.capture_interrupts():
         pass
+
+
+def test_a_module_code_pointer_names_its_module():
+    """The warm run launcher preloads the module a run's code location is loaded from."""
+    module = dagster_runs.ModuleCodePointer("tickhouse_dagster.definitions", "defs", "/tmp")
+    package = dagster_runs.PackageCodePointer("tickhouse_dagster", "defs", "/tmp")
+    assert (module.module, package.module) == ("tickhouse_dagster.definitions", "tickhouse_dagster")
+
+
+def test_a_stopped_forkserver_starts_again_with_the_modules_named_since():
+    """What the warm run launcher does when its code location's sources change; its behaviour
+    is tested in deploy/test_warm_launcher.py."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("forkserver")
+    pids = []
+    for preload in (["json"], ["json", "csv"]):
+        forkserver_private.stop_forkserver()
+        context.set_forkserver_preload(preload)
+        with context.Pool(1) as pool:
+            pids.append(pool.apply(os.getppid))
+    forkserver_private.stop_forkserver()
+    forkserver_private.stop_forkserver()  # stopping a stopped one is a no-op
+    assert pids[0] != pids[1]  # two forkservers, one after the other
 
 
 def test_the_sql_catalog_methods_the_remembering_catalog_overrides_keep_their_signatures():

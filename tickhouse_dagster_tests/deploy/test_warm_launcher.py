@@ -1,5 +1,6 @@
 """The warm run launcher (tickhouse_dagster/launcher.py) on a real SQLite instance: each run is
-its own process, forked from the warm interpreter, that imports the job's code as it is on disk;
+its own process, forked from the warm interpreter, that runs the job's code as it is on disk (a
+code location in a module is imported ahead by the warm interpreter, and again once edited);
 terminating a run cancels it; a run it cannot fork goes to Dagster's default launcher."""
 
 from __future__ import annotations
@@ -15,7 +16,11 @@ from typing import Any
 
 import pytest
 from dagster import DagsterInstance, DagsterRun, DagsterRunStatus
-from dagster._core.definitions.reconstruct import ReconstructableJob
+from dagster._core.code_pointer import ModuleCodePointer
+from dagster._core.definitions.reconstruct import (
+    ReconstructableJob,
+    bootstrap_standalone_recon_job,
+)
 from dagster._core.errors import DagsterInvariantViolationError
 from dagster._core.launcher import LaunchRunContext
 from dagster._core.remote_origin import (
@@ -37,12 +42,13 @@ import os, time
 from dagster import in_process_executor, job, op
 
 ANSWER = {answer}
+IMPORTED_BY = os.getpid()  # the run's own process, or the warm interpreter it was forked from
 
 @op(config_schema={{"out": str, "sleep": float}})
 def probe(context) -> None:
     time.sleep(context.op_config["sleep"])
     with open(context.op_config["out"], "w") as out:
-        out.write(f"{{os.getpid()}} {{ANSWER}}")
+        out.write(f"{{os.getpid()}} {{ANSWER}} {{IMPORTED_BY}}")
 
 @job(executor_def=in_process_executor)
 def probe_job() -> None:
@@ -80,17 +86,30 @@ def queued_run(
     executable: str | None = None,
     tags: dict[str, str] | None = None,
     parent_run_id: str | None = None,
+    module: str | None = None,
 ) -> DagsterRun:
     """A run of `job_file`'s probe job, made but not launched; `executable`: the Python its
-    code location says it runs on (default: this one). It names its code location as a
-    workspace would (a queue takes no run without)."""
-    recon = ReconstructableJob.for_file(str(job_file), "probe_job")
+    code location says it runs on (default: this one); `module`: the job file's module name, to
+    load it as a `python_module` code location (default: as a file). It names its code location
+    as a workspace would (a queue takes no run without)."""
+    recon = (
+        bootstrap_standalone_recon_job(
+            ModuleCodePointer(module, "probe_job", str(job_file.parent.parent))
+        )
+        if module is not None
+        else ReconstructableJob.for_file(str(job_file), "probe_job")
+    )
     origin = recon.get_python_origin()
     if executable is not None:
         origin = origin._replace(
             repository_origin=origin.repository_origin._replace(executable_path=executable)
         )
-    location = InProcessCodeLocationOrigin(LoadableTargetOrigin(python_file=str(job_file)))
+    target = (
+        LoadableTargetOrigin(module_name=module, working_directory=str(job_file.parent.parent))
+        if module is not None
+        else LoadableTargetOrigin(python_file=str(job_file))
+    )
+    location = InProcessCodeLocationOrigin(target)
     return instance.create_run_for_job(
         job_def=recon.get_definition(),
         run_config={"ops": {"probe": {"config": {"out": str(out), "sleep": sleep}}}},
@@ -104,8 +123,14 @@ def queued_run(
     )
 
 
-def launch(instance: DagsterInstance, job_file: Path, out: Path, sleep: float = 0.0) -> str:
-    run = queued_run(instance, job_file, out, sleep)
+def launch(
+    instance: DagsterInstance,
+    job_file: Path,
+    out: Path,
+    sleep: float = 0.0,
+    module: str | None = None,
+) -> str:
+    run = queued_run(instance, job_file, out, sleep, module=module)
     instance.launch_run(run.run_id, workspace=None)  # type: ignore[arg-type]
     return run.run_id
 
@@ -120,13 +145,14 @@ def wait_for_end(instance: DagsterInstance, run_id: str, timeout: float = 90) ->
     raise TimeoutError(f"run {run_id} did not end within {timeout:.0f}s")
 
 
-def test_the_launcher_is_the_configured_one_and_keeps_project_code_out_of_the_warm_interpreter(
+def test_the_launcher_is_the_configured_one_and_preloads_no_project_module_but_its_warm_ups(
     instance: DagsterInstance,
 ) -> None:
     launcher = instance.run_launcher
     assert isinstance(launcher, WarmRunLauncher)
     assert launcher.preload == ["dagster", "dagster._cli.api"]
-    # By default the project's warm-ups are the only modules of its own it preloads.
+    # By default the project's warm-ups are the only modules of its own it preloads; the code
+    # location comes through its own warm-up, stamped (the tests below).
     default = WarmRunLauncher().preload
     assert [m for m in default if m.startswith("tickhouse_dagster")] == list(WARM_UPS)
 
@@ -142,11 +168,13 @@ def test_each_run_is_its_own_process_and_imports_the_code_as_it_is_now(
     second = launch(instance, job_file, tmp_path / "second.txt")
     assert wait_for_end(instance, second) == DagsterRunStatus.SUCCESS
 
-    (pid1, answer1), (pid2, answer2) = (
+    (pid1, answer1, importer1), (pid2, answer2, importer2) = (
         (tmp_path / name).read_text().split() for name in ("first.txt", "second.txt")
     )
     assert (answer1, answer2) == ("1", "2")  # the edit reached the second run
     assert len({pid1, pid2, str(os.getpid())}) == 3
+    # A code location in a file is not imported ahead: each run imports it itself.
+    assert (importer1, importer2) == (pid1, pid2)
     for run_id, pid in ((first, pid1), (second, pid2)):
         run = instance.get_run_by_id(run_id)
         assert run is not None and run.tags[WORKER_PID_TAG] == pid
@@ -171,6 +199,71 @@ def test_a_run_whose_code_does_not_load_fails_saying_why(
         "Could not load job definition" in message and "SyntaxError" in data
         for message, data in said
     ), said
+
+
+def probe_package(tmp_path: Path, name: str, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A package `name` under `tmp_path`, on this process's path and on PYTHONPATH (Python
+    3.11's forkserver starts with the default path, not its parent's); returns its job module's
+    file."""
+    package = tmp_path / name
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    paths = [str(tmp_path), *filter(None, [os.environ.get("PYTHONPATH")])]
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(paths))
+    return package / "jobs.py"
+
+
+def test_a_module_code_location_is_imported_ahead_and_again_once_edited(
+    instance: DagsterInstance, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    job_file = probe_package(tmp_path, "probe_location_ahead", monkeypatch)
+    module = "probe_location_ahead.jobs"
+    write_job(job_file, 1)
+    runs = []
+    for name in ("first", "second"):
+        runs.append(launch(instance, job_file, tmp_path / f"{name}.txt", module=module))
+        assert wait_for_end(instance, runs[-1]) == DagsterRunStatus.SUCCESS
+    write_job(job_file, 2)
+    runs.append(launch(instance, job_file, tmp_path / "third.txt", module=module))
+    assert wait_for_end(instance, runs[-1]) == DagsterRunStatus.SUCCESS
+
+    (pid1, answer1, importer1), (pid2, answer2, importer2), (pid3, answer3, importer3) = (
+        (tmp_path / f"{name}.txt").read_text().split() for name in ("first", "second", "third")
+    )
+    assert len({pid1, pid2, pid3, str(os.getpid())}) == 4  # each run its own process
+    # The first two ran the code the warm interpreter imported (neither imported it itself)...
+    assert importer1 == importer2 and importer1 not in {pid1, pid2, str(os.getpid())}
+    # ...and the edit reached the third run, through a new warm interpreter.
+    assert (answer1, answer2, answer3) == ("1", "1", "2")
+    assert importer3 not in {importer1, pid3}
+
+
+def test_a_module_code_location_that_fails_to_import_fails_its_run_saying_why(
+    instance: DagsterInstance, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    job_file = probe_package(tmp_path, "probe_location_broken", monkeypatch)
+    module = "probe_location_broken.jobs"
+    write_job(job_file, 6)
+    run = queued_run(instance, job_file, tmp_path / "x.txt", module=module)
+    job_file.write_text("raise RuntimeError('broken at import')\n")  # edited after queueing
+    os.utime(job_file, (time.time() + 10, time.time() + 10))
+    instance.launch_run(run.run_id, workspace=None)  # type: ignore[arg-type]
+    assert wait_for_end(instance, run.run_id) == DagsterRunStatus.FAILURE
+    said = [
+        (e.message, str(e.dagster_event.event_specific_data))
+        for e in instance.all_logs(run.run_id)
+        if e.dagster_event is not None
+    ]
+    assert any(
+        "Could not load job definition" in message and "broken at import" in data
+        for message, data in said
+    ), said
+    # The warm interpreter survived the broken import: the mended code runs.
+    write_job(job_file, 7)
+    mended = launch(instance, job_file, tmp_path / "mended.txt", module=module)
+    assert wait_for_end(instance, mended) == DagsterRunStatus.SUCCESS
+    assert (tmp_path / "mended.txt").read_text().split()[1] == "7"
 
 
 def test_terminate_cancels_a_running_run(instance: DagsterInstance, tmp_path: Path) -> None:
