@@ -47,13 +47,13 @@ from tickhouse_dagster.compat.dagster_runs import (
 )
 from tickhouse_dagster.compat.forkserver_private import stop_forkserver
 
-# The project's only modules the warm interpreter imports: they ready libraries, never load
-# the code location.
+# The project's modules the configured preload may name: they ready libraries. The code location
+# itself comes through CODE_LOCATION_WARMUP, with its sources stamped (see the module doc).
 WARM_UPS = ("tickhouse_dagster.compat.boto_warmup", "tickhouse_dagster.compat.alembic_scripts")
 # Libraries a run of this code location imports before and during its first step: loaded once in
 # the warm interpreter (`python -X importtime`, and tickhouse_dagster_tests/deploy/
-# test_warm_launcher.py, which fails naming any heavy library a run still imports itself). The
-# project's own code never is, so each run imports its code fresh.
+# test_warm_launcher.py, which fails naming any heavy library a run still imports itself, for
+# a code location that could not be preloaded).
 DEFAULT_PRELOAD: tuple[str, ...] = (
     # Dagster: the run worker, the instance and its SQLite storages, the daemon modules the
     # instance imports, its logging (structlog, rich) and migrations (alembic).
