@@ -30,7 +30,7 @@ from dagster._core.remote_origin import (
     RemoteRepositoryOrigin,
 )
 
-from tickhouse_dagster.launcher import WARM_UPS, WORKER_PID_TAG, WarmRunLauncher
+from tickhouse_dagster.launcher import WARM_UPS, WORKER_PID_TAG, WarmRunLauncher, source_stamp
 from tickhouse_dagster.settings import PROJECT_ROOT
 from tickhouse_dagster_tests.deploy.test_event_log import local_home
 
@@ -186,7 +186,15 @@ def test_a_run_whose_code_does_not_load_fails_saying_why(
     job_file = tmp_path / "probe_jobs.py"
     write_job(job_file, 5)
     run = queued_run(instance, job_file, tmp_path / "x.txt")
-    job_file.write_text("def probe_job(:\n")  # edited after the run was queued
+    broken_after_queueing(instance, run, job_file, "def probe_job(:\n", says="SyntaxError")
+
+
+def broken_after_queueing(
+    instance: DagsterInstance, run: DagsterRun, job_file: Path, source: str, says: str
+) -> None:
+    """`job_file` rewritten to `source` after `run` was queued: the launched run fails with
+    Dagster's "Could not load job definition." and an error that `says` so."""
+    job_file.write_text(source)
     os.utime(job_file, (time.time() + 10, time.time() + 10))
     instance.launch_run(run.run_id, workspace=None)  # type: ignore[arg-type]
     assert wait_for_end(instance, run.run_id) == DagsterRunStatus.FAILURE
@@ -196,8 +204,7 @@ def test_a_run_whose_code_does_not_load_fails_saying_why(
         if e.dagster_event is not None
     ]
     assert any(
-        "Could not load job definition" in message and "SyntaxError" in data
-        for message, data in said
+        "Could not load job definition" in message and says in data for message, data in said
     ), said
 
 
@@ -212,6 +219,23 @@ def probe_package(tmp_path: Path, name: str, monkeypatch: pytest.MonkeyPatch) ->
     paths = [str(tmp_path), *filter(None, [os.environ.get("PYTHONPATH")])]
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(paths))
     return package / "jobs.py"
+
+
+def test_the_source_stamp_changes_with_an_edit_or_a_new_file_but_not_with_bytecode(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    job_file = probe_package(tmp_path, "probe_location_stamped", monkeypatch)
+    write_job(job_file, 1)
+    first = source_stamp("probe_location_stamped.jobs")
+    assert {Path(path).name for path, _, _ in first} == {"__init__.py", "jobs.py"}
+    (job_file.parent / "__pycache__").mkdir()
+    (job_file.parent / "__pycache__" / "jobs.cpython-311.pyc").write_bytes(b"compiled")
+    assert source_stamp("probe_location_stamped.jobs") == first
+    write_job(job_file, 2)
+    edited = source_stamp("probe_location_stamped.jobs")
+    assert edited != first
+    (job_file.parent / "venues.yaml").write_text("KRX: {}\n")  # data files count too
+    assert source_stamp("probe_location_stamped.jobs") != edited
 
 
 def test_a_module_code_location_is_imported_ahead_and_again_once_edited(
@@ -246,19 +270,8 @@ def test_a_module_code_location_that_fails_to_import_fails_its_run_saying_why(
     module = "probe_location_broken.jobs"
     write_job(job_file, 6)
     run = queued_run(instance, job_file, tmp_path / "x.txt", module=module)
-    job_file.write_text("raise RuntimeError('broken at import')\n")  # edited after queueing
-    os.utime(job_file, (time.time() + 10, time.time() + 10))
-    instance.launch_run(run.run_id, workspace=None)  # type: ignore[arg-type]
-    assert wait_for_end(instance, run.run_id) == DagsterRunStatus.FAILURE
-    said = [
-        (e.message, str(e.dagster_event.event_specific_data))
-        for e in instance.all_logs(run.run_id)
-        if e.dagster_event is not None
-    ]
-    assert any(
-        "Could not load job definition" in message and "broken at import" in data
-        for message, data in said
-    ), said
+    source = "raise RuntimeError('broken at import')\n"
+    broken_after_queueing(instance, run, job_file, source, says="broken at import")
     # The warm interpreter survived the broken import: the mended code runs.
     write_job(job_file, 7)
     mended = launch(instance, job_file, tmp_path / "mended.txt", module=module)
