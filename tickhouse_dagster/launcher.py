@@ -123,6 +123,8 @@ DEFAULT_PRELOAD: tuple[str, ...] = (
 )
 WORKER_PID_TAG = "tickhouse/run_worker_pid"
 CODE_LOCATION_WARMUP = "tickhouse_dagster.compat.code_location_warmup"
+# Last: what the warm interpreter imported is frozen out of the garbage collector's walks.
+FROZEN_HEAP_WARMUP = "tickhouse_dagster.compat.frozen_heap_warmup"
 
 
 def code_location_module(run: Any) -> str | None:
@@ -183,7 +185,7 @@ def _warm_process(modules: Sequence[str], code_location: str | None, **process: 
         else:
             os.environ.pop(CODE_LOCATION_ENV, None)
         extra = [CODE_LOCATION_WARMUP] if code_location is not None else []
-        context.set_forkserver_preload([*modules, *extra])
+        context.set_forkserver_preload([*modules, *extra, FROZEN_HEAP_WARMUP])
         _warm = wanted
     return context.Process(**process)
 

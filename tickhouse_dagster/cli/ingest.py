@@ -16,6 +16,7 @@ from dagster import (
 )
 
 import tickhouse_dagster.compat.alembic_scripts  # noqa: F401  (Dagster's migrations, read once)
+from tickhouse_dagster.compat.frozen_heap import freeze_long_lived
 from tickhouse_dagster.core.contract import BAR_INTERVALS
 from tickhouse_dagster.defs.asset_keys import TICKS
 from tickhouse_dagster.defs.bar_reports import BAR_KEYS
@@ -119,17 +120,15 @@ def ingest_landing(
     todo = files if reingest else not_yet_ingested(instance, files)
     if todo:
         config = {"keys": [f.key for f in todo], "profile": profile, "reingest": reingest}
-        result = (
-            _code_location()
-            .resolve_job_def(BATCH_JOB)
-            .execute_in_process(
-                instance=instance,
-                run_config={
-                    "ops": {"ingest_landing_files": {"config": config}},
-                    "loggers": QUIET_CONSOLE,
-                },
-                raise_on_error=False,
-            )
+        job = _code_location().resolve_job_def(BATCH_JOB)
+        freeze_long_lived()  # everything imported by now lives as long as the command
+        result = job.execute_in_process(
+            instance=instance,
+            run_config={
+                "ops": {"ingest_landing_files": {"config": config}},
+                "loggers": QUIET_CONSOLE,
+            },
+            raise_on_error=False,
         )
         for event in _materializations(result, AssetKey(TICKS)):
             commit = TicksCommit.from_materialization(event)

@@ -25,7 +25,6 @@ from tickhouse_dagster.engine.commit import (
     TradeCopies,
     commit_group,
     commit_parsed,
-    discard_data_files,
     group_copies_of,
     trade_copies_of,
     trade_dates_of,
@@ -38,6 +37,7 @@ from tickhouse_dagster.engine.landing_file import (
     ParsedFile,
     Refusal,
     Staging,
+    discard_data_files,
     parse_landing_file,
 )
 from tickhouse_dagster.engine.reference_records import ReferenceRecords

@@ -18,7 +18,7 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 from pyarrow import fs
 
-from tickhouse_dagster.engine.landing_file import ParsedFile
+from tickhouse_dagster.engine.landing_file import ParsedFile, discard_data_files
 from tickhouse_dagster.quality.findings import Findings
 from tickhouse_dagster.quality.tick_rules import group_trade_copies, no_copies
 from tickhouse_dagster.quality.trade_ranges import copy_windows, file_id_ranges
@@ -124,15 +124,6 @@ def commit_group(house: Lakehouse, index: TradeIndex, files: Sequence[ParsedFile
     commit = house.commit_files_ticks({p.key: p.data_files or [] for p in files})
     index.after_commit(commit)
     return commit
-
-
-def discard_data_files(house: Lakehouse, parsed: ParsedFile) -> None:
-    """Delete data files encoded for a file that will not commit them."""
-    if parsed.data_files:
-        io = house.table("ticks").io
-        for data_file in parsed.data_files:
-            io.delete(data_file.file_path)
-    parsed.data_files = None
 
 
 def verify_commit(house: Lakehouse, parsed: ParsedFile, commit: Commit) -> CommittedFile:

@@ -2,17 +2,20 @@
 
 `parse_landing_file` runs where the CPU is (a worker process, or the run's own): it reads the
 file once while hashing it, parses it into staging (the compiled fast path when it vouches for
-the file, lxml otherwise), runs the value rules and the session/tick-grid rule over the parsed
-rows and, when they pass and a lakehouse address is given, encodes the rows as the ticks table's
-Parquet data files, ready for the committer. Bad input comes back as a `Refusal` naming the
-file, record, line, field and reason; nothing of it is written.
+the file, lxml otherwise) and runs the value rules over the parsed rows. When they pass, the
+session/tick-grid rule and the file's trade ranges are worked out while (given a lakehouse
+address) the rows are encoded as the ticks table's Parquet data files, ready for the committer.
+Bad input comes back as a `Refusal` naming the file, record, line, field and reason; nothing of
+it is written.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import IO, Any, cast
 
@@ -31,7 +34,7 @@ from tickhouse_dagster.quality.tick_rules import (
     file_trading_day,
 )
 from tickhouse_dagster.quality.trade_ranges import file_id_ranges
-from tickhouse_dagster.storage.lakehouse import LakehouseAddress
+from tickhouse_dagster.storage.lakehouse import Lakehouse, LakehouseAddress
 from tickhouse_dagster.storage.landing import LandingFile, LandingStore, landing_store
 from tickhouse_dagster.storage.staging import StagedTicks, stage_tick_file
 
@@ -160,11 +163,9 @@ class ParsedFile:
         return self.refusal is None
 
 
-def check_parsed(staged: StagedTicks, feed: Feed) -> tuple[Findings, Findings]:
-    """(contract values, session and tick grid) of a file's parsed rows."""
-    file_day = file_trading_day(staged.batches())
-    values = check_tick_values(staged.batches(), feed.venues, file_day)
-    return values, check_session_and_grid(staged.batches(), feed.venues)
+def check_values(staged: StagedTicks, feed: Feed) -> Findings:
+    """The contract values of a file's parsed rows (blocking: a finding refuses the file)."""
+    return check_tick_values(staged.batches(), feed.venues, file_trading_day(staged.batches()))
 
 
 def new_trades(staged: StagedTicks) -> Iterator[pa.Table]:
@@ -174,6 +175,26 @@ def new_trades(staged: StagedTicks) -> Iterator[pa.Table]:
         if has_corrections(table["trans_type"]):
             table = table.filter(pc.invert(is_correction(table["trans_type"])))
         yield table
+
+
+def _encode_while_checking(
+    parsed: ParsedFile, staged: StagedTicks, feed: Feed, house: Lakehouse
+) -> None:
+    """The file's data files encoded while the rest of it is checked (session and grid, trade
+    ranges): Parquet's encoder and DuckDB both let go of the GIL, and a lone pushed file leaves
+    a core idle. Only a file whose values passed gets here, so a refused file writes nothing."""
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        encoding = pool.submit(house.write_file_ticks, parsed.key, staged.batches())
+        try:
+            parsed.session_grid = check_session_and_grid(staged.batches(), feed.venues)
+            staged.id_ranges = file_id_ranges(staged.dataset())
+        except BaseException:
+            # The check's error is the one to report; data files it leaves are not kept.
+            with contextlib.suppress(Exception):
+                parsed.data_files = encoding.result()
+                discard_data_files(house, parsed)
+            raise
+        parsed.data_files = encoding.result()
 
 
 def parse_landing_file(
@@ -222,17 +243,29 @@ def parse_landing_file(
     staged.file_version = file.version
     staged.sha256 = parsed.sha256 = readers[-1].sha256.hexdigest()  # the reading that made rows
     parsed.staged = staged
-    parsed.values, parsed.session_grid = check_parsed(staged, feed)
+    parsed.values = check_values(staged, feed)
     if not parsed.values.passed:
+        parsed.session_grid = check_session_and_grid(staged.batches(), feed.venues)
         parsed.refusal = Refusal.of_findings(parsed.values, "tick_values")
         return parsed
-    staged.id_ranges = file_id_ranges(staged.dataset())
-    if encode_for is not None:
-        parsed.data_files = encode_for.open().write_file_ticks(key, staged.batches())
+    if encode_for is None:
+        parsed.session_grid = check_session_and_grid(staged.batches(), feed.venues)
+        staged.id_ranges = file_id_ranges(staged.dataset())
+    else:
+        _encode_while_checking(parsed, staged, feed, encode_for.open())
     # Arrow's allocator keeps freed memory for reuse; the next step of this process is a commit
     # (or the next file), which needs little of it: give it back rather than carry it.
     pa.default_memory_pool().release_unused()
     return parsed
+
+
+def discard_data_files(house: Lakehouse, parsed: ParsedFile) -> None:
+    """Delete data files encoded for a file that will not commit them."""
+    if parsed.data_files:
+        io = house.table("ticks").io
+        for data_file in parsed.data_files:
+            io.delete(data_file.file_path)
+    parsed.data_files = None
 
 
 @dataclass(frozen=True)

@@ -38,7 +38,7 @@ pytestmark = pytest.mark.timeout(180)
 
 # A job in its own file, so a test can edit it between runs; its op writes what it saw to `out`.
 JOB_SOURCE = """
-import os, time
+import gc, os, time
 from dagster import in_process_executor, job, op
 
 ANSWER = {answer}
@@ -48,7 +48,7 @@ IMPORTED_BY = os.getpid()  # the run's own process, or the warm interpreter it w
 def probe(context) -> None:
     time.sleep(context.op_config["sleep"])
     with open(context.op_config["out"], "w") as out:
-        out.write(f"{{os.getpid()}} {{ANSWER}} {{IMPORTED_BY}}")
+        out.write(f"{{os.getpid()}} {{ANSWER}} {{IMPORTED_BY}} {{gc.get_freeze_count()}}")
 
 @job(executor_def=in_process_executor)
 def probe_job() -> None:
@@ -168,13 +168,16 @@ def test_each_run_is_its_own_process_and_imports_the_code_as_it_is_now(
     second = launch(instance, job_file, tmp_path / "second.txt")
     assert wait_for_end(instance, second) == DagsterRunStatus.SUCCESS
 
-    (pid1, answer1, importer1), (pid2, answer2, importer2) = (
+    (pid1, answer1, importer1, frozen1), (pid2, answer2, importer2, frozen2) = (
         (tmp_path / name).read_text().split() for name in ("first.txt", "second.txt")
     )
     assert (answer1, answer2) == ("1", "2")  # the edit reached the second run
     assert len({pid1, pid2, str(os.getpid())}) == 3
     # A code location in a file is not imported ahead: each run imports it itself.
     assert (importer1, importer2) == (pid1, pid2)
+    # What the warm interpreter imported is frozen out of every run's garbage collections
+    # (compat.frozen_heap): Dagster alone is tens of thousands of objects.
+    assert int(frozen1) > 10_000 and int(frozen2) > 10_000, (frozen1, frozen2)
     for run_id, pid in ((first, pid1), (second, pid2)):
         run = instance.get_run_by_id(run_id)
         assert run is not None and run.tags[WORKER_PID_TAG] == pid
@@ -252,7 +255,7 @@ def test_a_module_code_location_is_imported_ahead_and_again_once_edited(
     runs.append(launch(instance, job_file, tmp_path / "third.txt", module=module))
     assert wait_for_end(instance, runs[-1]) == DagsterRunStatus.SUCCESS
 
-    (pid1, answer1, importer1), (pid2, answer2, importer2), (pid3, answer3, importer3) = (
+    (pid1, answer1, importer1, _), (pid2, answer2, importer2, _), (pid3, answer3, importer3, _) = (
         (tmp_path / f"{name}.txt").read_text().split() for name in ("first", "second", "third")
     )
     assert len({pid1, pid2, pid3, str(os.getpid())}) == 4  # each run its own process
@@ -391,14 +394,15 @@ def test_a_run_imports_no_heavy_library_the_warm_interpreter_has_not(tmp_path: P
 # A whole run's work as its process does it, after the preload: `tickhouse ingest`'s run of one
 # landing file (parse, every check, the ticks commit, the bars of its day and their checks).
 RUN_BODY = """
-import importlib, json, sys
+import gc, importlib, json, sys
 from tickhouse_dagster.launcher import DEFAULT_PRELOAD
 for module in DEFAULT_PRELOAD:
     importlib.import_module(module)
 before = set(sys.modules)
 from tickhouse_dagster.cli.ingest import ingest_landing
 report = ingest_landing()
-print(json.dumps([sorted(set(sys.modules) - before), report.ok, len(report.ingested)]))
+print(json.dumps([sorted(set(sys.modules) - before), report.ok, len(report.ingested),
+                  gc.get_freeze_count()]))
 """
 
 
@@ -412,10 +416,12 @@ def test_a_runs_work_imports_no_heavy_library_the_warm_interpreter_has_not(
 
     landing = tmp_path / "landing"
     generate(SampleSpec(ticks_per_day=2_000, files_per_day=1, symbols=3), landing)
-    (imported, ok, ingested), stderr = after_preload(
+    (imported, ok, ingested, frozen), stderr = after_preload(
         RUN_BODY, tmp_path, 150, TICKHOUSE_LANDING_URI=str(landing)
     )
     assert ok and ingested == 1, stderr[-2000:]
+    # `tickhouse ingest` froze what it had imported before its run (compat.frozen_heap).
+    assert frozen > 10_000, frozen
     heavy = [m for m in imported if m.split(".")[0] in HEAVY]
     assert heavy == [], heavy
 
